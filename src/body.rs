@@ -1,0 +1,165 @@
+//! Request and response bodies: the caller's own body, untouched, or bytes
+//! the layer produced.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The request body the wrapped service receives.
+    ///
+    /// Pass-through requests carry the original body (no copy, no
+    /// allocation); requests the layer rewrote (a redeemed `request_uri`
+    /// sent by POST) carry the stored parameters.
+    pub struct ParRequestBody<B> {
+        #[pin]
+        kind: RequestKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = RequestKindProj]
+    enum RequestKind<B> {
+        Original { #[pin] body: B },
+        Rewritten { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl<B> ParRequestBody<B> {
+    pub(crate) fn original(body: B) -> Self {
+        Self {
+            kind: RequestKind::Original { body },
+        }
+    }
+
+    pub(crate) fn rewritten(bytes: Bytes) -> Self {
+        Self {
+            kind: RequestKind::Rewritten {
+                body: Full::new(bytes),
+            },
+        }
+    }
+}
+
+impl<B> Body for ParRequestBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            RequestKindProj::Original { body } => body.poll_frame(cx),
+            RequestKindProj::Rewritten { body } => body.poll_frame(cx).map_err(never),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RequestKind::Original { body } => body.is_end_stream(),
+            RequestKind::Rewritten { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RequestKind::Original { body } => body.size_hint(),
+            RequestKind::Rewritten { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ParRequestBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            RequestKind::Original { .. } => f.write_str("ParRequestBody::Original"),
+            RequestKind::Rewritten { .. } => f.write_str("ParRequestBody::Rewritten"),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body the layer returns: the wrapped service's body, or
+    /// the layer's own (PAR responses, errors, augmented metadata).
+    pub struct ParResponseBody<B> {
+        #[pin]
+        kind: ResponseKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseKindProj]
+    enum ResponseKind<B> {
+        Inner { #[pin] body: B },
+        Own { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl<B> ParResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: ResponseKind::Inner { body },
+        }
+    }
+
+    pub(crate) fn own(body: Full<Bytes>) -> Self {
+        Self {
+            kind: ResponseKind::Own { body },
+        }
+    }
+}
+
+impl<B> Body for ParResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            ResponseKindProj::Inner { body } => body.poll_frame(cx),
+            ResponseKindProj::Own { body } => body.poll_frame(cx).map_err(never),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.is_end_stream(),
+            ResponseKind::Own { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.size_hint(),
+            ResponseKind::Own { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ParResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ResponseKind::Inner { .. } => f.write_str("ParResponseBody::Inner"),
+            ResponseKind::Own { .. } => f.write_str("ParResponseBody::Own"),
+        }
+    }
+}
+
+fn never<E>(e: Infallible) -> E {
+    match e {}
+}

@@ -1,0 +1,277 @@
+//! Client authentication at the PAR endpoint (RFC 9126 §2, RFC 6749 §2.3).
+//!
+//! The layer reads the credentials off the request ([`ClientCredentials`]:
+//! which method, which client, which secret) and enforces the rules that do
+//! not depend on the client database: one method at a time (AUTH-3), no
+//! credentials in the query string, a body `client_id` that agrees with the
+//! Basic one (AUTH-9). A [`ClientAuthenticator`] then checks them against a
+//! client database: [`StaticClients`] for clients known at start-up, or your
+//! own implementation.
+
+mod basic;
+mod registry;
+
+pub(crate) use basic::{decode_basic, is_basic};
+pub use registry::{StaticClients, StaticClientsError};
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a client authenticates (RFC 7591 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `Authorization: Basic` with the form-url-encoded id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// A public client: `client_id` only (AUTH-10).
+    None,
+}
+
+impl AuthMethod {
+    /// The registered name, e.g. `client_secret_basic`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    /// Whether the method involves a client secret.
+    pub fn uses_secret(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            "none" => Ok(Self::None),
+            other => Err(format!("unsupported token_endpoint_auth_method '{other}'")),
+        }
+    }
+}
+
+/// A registered client: everything the layer needs to validate its pushed
+/// requests. Holds no secret.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{AuthMethod, Client};
+///
+/// let client = Client::new("app", AuthMethod::ClientSecretBasic)
+///     .redirect_uri("https://app.example/cb")
+///     .scopes(["openid", "profile"])
+///     .require_par(true)
+///     .request_uri_lifetime(Duration::from_secs(90));
+/// assert_eq!(client.client_id, "app");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Client {
+    /// The client identifier.
+    pub client_id: String,
+    /// Its registered authentication method (AUTH-4).
+    pub auth_method: AuthMethod,
+    /// Registered redirect URIs, matched by simple string comparison (OA-4).
+    pub redirect_uris: Vec<String>,
+    /// Allowed `response_type` values; each entry is a space-delimited set.
+    pub response_types: Vec<String>,
+    /// Allowed scope values; `None` allows any scope.
+    pub scopes: Option<Vec<String>>,
+    /// Whether this client may only use PAR (RFC 9126 §6, PAR-31).
+    pub require_par: bool,
+    /// Overrides the layer's `request_uri` lifetime for this client.
+    pub request_uri_lifetime: Option<Duration>,
+}
+
+impl Client {
+    /// A client allowed `response_type=code`, with no redirect URI yet.
+    pub fn new(client_id: impl Into<String>, auth_method: AuthMethod) -> Self {
+        Self {
+            client_id: client_id.into(),
+            auth_method,
+            redirect_uris: Vec::new(),
+            response_types: vec!["code".to_owned()],
+            scopes: None,
+            require_par: false,
+            request_uri_lifetime: None,
+        }
+    }
+
+    /// Adds a registered redirect URI.
+    #[must_use]
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// Replaces the allowed response types (default: `code`).
+    #[must_use]
+    pub fn response_types<I, T>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.response_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Restricts the scopes this client may request.
+    #[must_use]
+    pub fn scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Requires PAR for this client.
+    #[must_use]
+    pub fn require_par(mut self, required: bool) -> Self {
+        self.require_par = required;
+        self
+    }
+
+    /// Sets this client's `request_uri` lifetime (1 to 600 seconds; checked
+    /// when the client is registered).
+    #[must_use]
+    pub fn request_uri_lifetime(mut self, lifetime: Duration) -> Self {
+        self.request_uri_lifetime = Some(lifetime);
+        self
+    }
+}
+
+/// A client secret. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The credentials a request presented, as read by the layer.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// The client the request claims to be.
+    pub client_id: String,
+    /// The method the request used.
+    pub method: AuthMethod,
+    /// The secret, for the secret-based methods.
+    pub secret: Option<Secret>,
+}
+
+/// Why a client could not be authenticated.
+///
+/// Every variant but [`ClientAuthError::Unavailable`] is answered with the
+/// same `401 invalid_client` (AUTH-1), so the response never tells an
+/// unknown client from a wrong secret. The variant is kept for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthError {
+    /// No such client.
+    UnknownClient,
+    /// The secret did not match.
+    BadCredentials,
+    /// The client used a method it is not registered for (AUTH-4).
+    MethodNotAllowed,
+    /// The client database could not be reached: answered with 503.
+    Unavailable(String),
+}
+
+impl fmt::Display for ClientAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownClient => f.write_str("unknown client"),
+            Self::BadCredentials => f.write_str("bad client credentials"),
+            Self::MethodNotAllowed => f.write_str("authentication method not allowed"),
+            Self::Unavailable(why) => write!(f, "client database unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientAuthError {}
+
+/// A client database that authenticates clients at the PAR endpoint.
+///
+/// Implement it to check clients against your own storage. Keep failures
+/// indistinguishable in time: compare secrets in constant time, and do the
+/// same work for an unknown client as for a wrong secret (AUTH-1, AUTH-5).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_par::{AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials};
+///
+/// /// Every client whose id starts with "app-" is a public client.
+/// #[derive(Clone)]
+/// struct PublicApps;
+///
+/// impl ClientAuthenticator for PublicApps {
+///     async fn authenticate(
+///         &self,
+///         credentials: &ClientCredentials,
+///         _request: &http::request::Parts,
+///     ) -> Result<Arc<Client>, ClientAuthError> {
+///         let client = self.client(&credentials.client_id).await.ok_or(ClientAuthError::UnknownClient)?;
+///         if credentials.method != AuthMethod::None {
+///             return Err(ClientAuthError::MethodNotAllowed);
+///         }
+///         Ok(client)
+///     }
+///
+///     async fn client(&self, client_id: &str) -> Option<Arc<Client>> {
+///         client_id.starts_with("app-").then(|| {
+///             Arc::new(Client::new(client_id, AuthMethod::None)
+///                 .redirect_uri(format!("https://{client_id}.example/cb")))
+///         })
+///     }
+/// }
+/// ```
+pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
+    /// Checks the presented credentials and returns the client.
+    ///
+    /// `request` gives access to headers and extensions (for example a TLS
+    /// client certificate put there by the server).
+    fn authenticate(
+        &self,
+        credentials: &ClientCredentials,
+        request: &http::request::Parts,
+    ) -> impl Future<Output = Result<Arc<Client>, ClientAuthError>> + Send;
+
+    /// Looks a client up without authenticating it, for the authorization
+    /// endpoint's per-client require-PAR policy.
+    fn client(&self, client_id: &str) -> impl Future<Output = Option<Arc<Client>>> + Send;
+}

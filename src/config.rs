@@ -1,0 +1,234 @@
+//! Settings shared by every clone of the layer, fixed once built.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::validate::{Rules, Validator};
+
+/// A rule set for pushed requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Profile {
+    /// RFC 9126 with the layer's defaults.
+    #[default]
+    Rfc9126,
+    /// FAPI 2.0 Security Profile: PKCE with S256 required (FAPI-16),
+    /// `redirect_uri` required (FAPI-18), `response_type=code` only
+    /// (FAPI-14), no public clients (FAPI-3), lifetime under 600 s (FAPI-17).
+    Fapi2,
+}
+
+/// PKCE requirements at push time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PkcePolicy {
+    /// Reject pushes without `code_challenge` (PKCE-6).
+    pub required: bool,
+    /// Accept `code_challenge_method=plain` (and a missing method, which
+    /// means plain, PKCE-4). Off by default: S256 only.
+    pub allow_plain: bool,
+}
+
+/// Whether and how the layer touches the discovery documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum MetadataMode {
+    #[default]
+    Off,
+    Augment,
+    AugmentOrServe,
+}
+
+/// A setting that was rejected by the builder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub(crate) String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(crate) struct Config<C, St> {
+    pub(crate) par_path: String,
+    pub(crate) authorize_path: String,
+    pub(crate) issuer: Option<String>,
+    pub(crate) par_endpoint_url: Option<String>,
+    pub(crate) lifetime: Duration,
+    pub(crate) max_body: usize,
+    pub(crate) require_par: bool,
+    pub(crate) require_par_clients: HashSet<String>,
+    pub(crate) profile: Profile,
+    pub(crate) pkce: PkcePolicy,
+    pub(crate) metadata: MetadataMode,
+    pub(crate) pass_foreign_request_uris: bool,
+    pub(crate) clients: C,
+    pub(crate) store: St,
+    pub(crate) validator: Option<Arc<dyn Validator>>,
+}
+
+impl<C: Clone, St: Clone> Clone for Config<C, St> {
+    fn clone(&self) -> Self {
+        Self {
+            par_path: self.par_path.clone(),
+            authorize_path: self.authorize_path.clone(),
+            issuer: self.issuer.clone(),
+            par_endpoint_url: self.par_endpoint_url.clone(),
+            lifetime: self.lifetime,
+            max_body: self.max_body,
+            require_par: self.require_par,
+            require_par_clients: self.require_par_clients.clone(),
+            profile: self.profile,
+            pkce: self.pkce,
+            metadata: self.metadata,
+            pass_foreign_request_uris: self.pass_foreign_request_uris,
+            clients: self.clients.clone(),
+            store: self.store.clone(),
+            validator: self.validator.clone(),
+        }
+    }
+}
+
+impl<C, St> Config<C, St> {
+    pub(crate) fn new(clients: C, store: St) -> Self {
+        Self {
+            par_path: "/par".into(),
+            authorize_path: "/authorize".into(),
+            issuer: None,
+            par_endpoint_url: None,
+            lifetime: Duration::from_secs(60),
+            max_body: 64 * 1024,
+            require_par: false,
+            require_par_clients: HashSet::new(),
+            profile: Profile::Rfc9126,
+            pkce: PkcePolicy::default(),
+            metadata: MetadataMode::Off,
+            pass_foreign_request_uris: false,
+            clients,
+            store,
+            validator: None,
+        }
+    }
+
+    pub(crate) fn with_store<St2>(self, store: St2) -> Config<C, St2> {
+        Config {
+            par_path: self.par_path,
+            authorize_path: self.authorize_path,
+            issuer: self.issuer,
+            par_endpoint_url: self.par_endpoint_url,
+            lifetime: self.lifetime,
+            max_body: self.max_body,
+            require_par: self.require_par,
+            require_par_clients: self.require_par_clients,
+            profile: self.profile,
+            pkce: self.pkce,
+            metadata: self.metadata,
+            pass_foreign_request_uris: self.pass_foreign_request_uris,
+            clients: self.clients,
+            store,
+            validator: self.validator,
+        }
+    }
+
+    pub(crate) fn is_fapi(&self) -> bool {
+        self.profile == Profile::Fapi2
+    }
+
+    pub(crate) fn rules(&self) -> Rules {
+        let fapi = self.is_fapi();
+        Rules {
+            pkce: if fapi {
+                PkcePolicy {
+                    required: true,
+                    allow_plain: false,
+                }
+            } else {
+                self.pkce
+            },
+            require_redirect_uri: fapi,
+            code_only: fapi,
+        }
+    }
+
+    /// The lifetime for a client, with FAPI-17's "< 600 s" applied.
+    pub(crate) fn lifetime_for(&self, client_override: Option<Duration>) -> Duration {
+        let l = client_override.unwrap_or(self.lifetime);
+        if self.is_fapi() {
+            l.min(Duration::from_secs(599))
+        } else {
+            l
+        }
+    }
+
+    /// The absolute PAR endpoint URL to advertise (META-16: from
+    /// configuration, never from the request's `Host`).
+    pub(crate) fn advertised_par_endpoint(&self) -> Option<String> {
+        if let Some(url) = &self.par_endpoint_url {
+            return Some(url.clone());
+        }
+        let issuer = self.issuer.as_deref()?;
+        Some(format!("{}{}", origin(issuer), self.par_path))
+    }
+
+    pub(crate) fn advertised_authorize_endpoint(&self) -> Option<String> {
+        let issuer = self.issuer.as_deref()?;
+        Some(format!("{}{}", origin(issuer), self.authorize_path))
+    }
+}
+
+/// `scheme://authority` of an absolute URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// Checks an absolute `http(s)` URL without query or fragment.
+pub(crate) fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError(format!("{name} '{url}' is not a URL")))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("https") | Some("http"));
+    if !scheme_ok || uri.authority().is_none() || uri.query().is_some() || url.contains('#') {
+        return Err(ConfigError(format!(
+            "{name} '{url}' must be an absolute http(s) URL without query or fragment"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_path(name: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains(['?', '#']) || path.len() < 2 {
+        return Err(ConfigError(format!(
+            "{name} '{path}' must be an absolute path such as /par"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_strips_path() {
+        assert_eq!(origin("https://as.example/t1"), "https://as.example");
+        assert_eq!(origin("http://127.0.0.1:3000"), "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn url_and_path_checks() {
+        assert!(check_url("issuer", "https://as.example/t1").is_ok());
+        assert!(check_url("issuer", "as.example").is_err());
+        assert!(check_url("issuer", "https://as.example/?x=1").is_err());
+        assert!(check_url("issuer", "ftp://as.example").is_err());
+        assert!(check_path("par_path", "/par").is_ok());
+        assert!(check_path("par_path", "par").is_err());
+        assert!(check_path("par_path", "/").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! Discovery documents (RFC 8414, OIDC Discovery): add the PAR members to
+//! what the wrapped service publishes (RFC 9126 §5, META-12..17).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Map, Value};
+use tower_service::Service;
+
+use super::own;
+use crate::body::{ParRequestBody, ParResponseBody};
+use crate::config::{Config, MetadataMode};
+use crate::error::no_store_response;
+
+/// Documents larger than this are passed through untouched.
+const MAX_DOCUMENT: u64 = 1024 * 1024;
+
+/// Whether `path` is one of the discovery documents: the RFC 8414 inserted
+/// form (with or without an issuer path) or the OIDC appended form.
+pub(crate) fn is_metadata_path(path: &str) -> bool {
+    const AS: &str = "/.well-known/oauth-authorization-server";
+    path.ends_with("/.well-known/openid-configuration")
+        || path
+            .strip_prefix(AS)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+pub(crate) async fn handle<S, C, St, B, ResB>(
+    cfg: Arc<Config<C, St>>,
+    mut inner: S,
+    req: Request<B>,
+) -> Result<Response<ParResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let res = inner.call(req.map(ParRequestBody::original)).await?;
+    let Some(par_endpoint) = cfg.advertised_par_endpoint() else {
+        return Ok(res.map(ParResponseBody::inner));
+    };
+    if res.status() == StatusCode::NOT_FOUND && cfg.metadata == MetadataMode::AugmentOrServe {
+        return Ok(own(own_document(&cfg, par_endpoint)));
+    }
+    if !is_json_document(&res) {
+        // META-13: non-200 or non-JSON answers are left as they are.
+        return Ok(res.map(ParResponseBody::inner));
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let mut res = no_store_response(
+                StatusCode::BAD_GATEWAY,
+                "text/plain",
+                Bytes::from_static(b"metadata unavailable\n"),
+            );
+            res.headers_mut().remove(header::PRAGMA);
+            return Ok(own(res));
+        }
+    };
+    let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(
+            parts,
+            ParResponseBody::own(Full::new(bytes)),
+        ));
+    };
+    add_par_members(&cfg, &mut doc, par_endpoint);
+    let out = Bytes::from(Value::Object(doc).to_string());
+    // META-15: the length changed and the old validator no longer applies.
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    parts.headers.remove(header::ETAG);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(Response::from_parts(
+        parts,
+        ParResponseBody::own(Full::new(out)),
+    ))
+}
+
+fn is_json_document<B: Body>(res: &Response<B>) -> bool {
+    let h = res.headers();
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            let t = t.trim();
+            t.eq_ignore_ascii_case("application/json") || t.ends_with("+json")
+        });
+    let identity = h
+        .get(header::CONTENT_ENCODING)
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let bounded = res
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= MAX_DOCUMENT);
+    res.status() == StatusCode::OK && json && identity && bounded
+}
+
+/// META-7: the PAR endpoint, and the global requirement as a JSON boolean.
+fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par_endpoint: String) {
+    doc.insert(
+        "pushed_authorization_request_endpoint".into(),
+        Value::String(par_endpoint),
+    );
+    doc.insert(
+        "require_pushed_authorization_requests".into(),
+        Value::Bool(cfg.require_par),
+    );
+}
+
+fn own_document<C, St>(cfg: &Config<C, St>, par_endpoint: String) -> Response<Full<Bytes>> {
+    let mut doc = Map::new();
+    if let Some(issuer) = &cfg.issuer {
+        doc.insert("issuer".into(), Value::String(issuer.clone()));
+    }
+    if let Some(authorize) = cfg.advertised_authorize_endpoint() {
+        doc.insert("authorization_endpoint".into(), Value::String(authorize));
+    }
+    doc.insert(
+        "response_types_supported".into(),
+        serde_json::json!(["code"]),
+    );
+    doc.insert(
+        "code_challenge_methods_supported".into(),
+        serde_json::json!(["S256"]),
+    );
+    add_par_members(cfg, &mut doc, par_endpoint);
+    let body = Bytes::from(Value::Object(doc).to_string());
+    let len = body.len();
+    let mut res = Response::new(Full::new(body));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta1_meta2_paths() {
+        assert!(is_metadata_path("/.well-known/oauth-authorization-server"));
+        assert!(is_metadata_path(
+            "/.well-known/oauth-authorization-server/t1"
+        ));
+        assert!(is_metadata_path("/.well-known/openid-configuration"));
+        assert!(is_metadata_path("/t1/.well-known/openid-configuration"));
+        assert!(!is_metadata_path(
+            "/.well-known/oauth-authorization-serverX"
+        ));
+        assert!(!is_metadata_path("/.well-known/jwks.json"));
+    }
+}

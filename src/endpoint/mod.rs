@@ -1,0 +1,91 @@
+//! The three places the layer acts: the PAR endpoint, the authorization
+//! endpoint and the discovery documents.
+
+pub(crate) mod authorize;
+pub(crate) mod metadata;
+pub(crate) mod push;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+
+use crate::body::ParResponseBody;
+use crate::error::OAuthError;
+
+/// Why a body could not be read.
+pub(crate) enum ReadError {
+    TooLarge,
+    Failed,
+}
+
+impl ReadError {
+    pub(crate) fn into_oauth(self, limit: usize) -> OAuthError {
+        match self {
+            // PAR-20: 413 when the request is larger than allowed.
+            Self::TooLarge => OAuthError::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("request body is larger than {limit} bytes"),
+            ),
+            Self::Failed => OAuthError::invalid_request("request body could not be read"),
+        }
+    }
+}
+
+/// Reads a body, refusing more than `limit` bytes without buffering them.
+pub(crate) async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, ReadError>
+where
+    B: Body<Data = Bytes>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ReadError::Failed)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = first.as_ref().map_or(0, Bytes::len) + buf.len() + data.len();
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        // The common case is a single frame: keep it without copying.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+            None => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// Whether the request declares a form body (OA-9).
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+pub(crate) fn own<ResB>(res: Response<Full<Bytes>>) -> Response<ParResponseBody<ResB>> {
+    res.map(ParResponseBody::own)
+}

@@ -1,0 +1,298 @@
+//! The PAR endpoint (RFC 9126 §2), top to bottom:
+//! method → content type → body → parameters → client authentication →
+//! `request_uri` check → validation → store → `201`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+
+use super::{is_form, read_body};
+use crate::client::{
+    decode_basic, is_basic, AuthMethod, Client, ClientAuthError, ClientAuthenticator,
+    ClientCredentials, Secret,
+};
+use crate::config::Config;
+use crate::error::{no_store_response, OAuthError};
+use crate::params::{append_pair, decode, Params};
+use crate::store::{ParStore, PushedRequest, StoreError};
+use crate::validate::{self, PushContext};
+use crate::RequestUri;
+
+/// Client-authentication parameters: used to authenticate, never stored.
+const CLIENT_AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion", "client_assertion_type"];
+
+/// PAR-8: parameters of the token endpoint that mean nothing in an
+/// authorization request; dropped rather than forwarded.
+const TOKEN_ENDPOINT_PARAMS: &[&str] = &["grant_type", "code", "code_verifier", "refresh_token"];
+
+pub(crate) async fn handle<C, St, B>(cfg: &Config<C, St>, req: Request<B>) -> Response<Full<Bytes>>
+where
+    C: ClientAuthenticator,
+    St: ParStore,
+    B: Body<Data = Bytes>,
+{
+    match push(cfg, req).await {
+        Ok(res) => res,
+        Err(e) => {
+            crate::trace::rejected("push", &e);
+            e.json_response()
+        }
+    }
+}
+
+async fn push<C, St, B>(
+    cfg: &Config<C, St>,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, OAuthError>
+where
+    C: ClientAuthenticator,
+    St: ParStore,
+    B: Body<Data = Bytes>,
+{
+    // PAR-1, PAR-20: POST only, 405 with `Allow`.
+    if req.method() != Method::POST {
+        return Err(OAuthError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "the pushed authorization request endpoint accepts POST only",
+        )
+        .with_allow("POST"));
+    }
+    let (parts, body) = req.into_parts();
+    // OA-9: a form body, nothing else.
+    if !is_form(&parts.headers) {
+        return Err(OAuthError::invalid_request(
+            "content type must be application/x-www-form-urlencoded",
+        ));
+    }
+    // AUTH-8, OA-13: credentials never travel in the URL.
+    reject_query_credentials(parts.uri.query())?;
+    let bytes = read_body(&parts.headers, body, cfg.max_body)
+        .await
+        .map_err(|e| e.into_oauth(cfg.max_body))?;
+    let params = Params::parse(&bytes).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+
+    // PAR-11 step 1: authenticate the client as the token endpoint would.
+    let credentials = read_credentials(&parts.headers, &params)?;
+    let client = authenticate(cfg, &credentials, &parts).await?;
+
+    // PAR-11 step 2, PAR-7.
+    if params.contains("request_uri") {
+        return Err(OAuthError::invalid_request(
+            "request_uri must not be pushed",
+        ));
+    }
+
+    // PAR-11 step 3: built-in rules, then the user's.
+    validate::check(&cfg.rules(), &client, &params)?;
+    if let Some(validator) = &cfg.validator {
+        let ctx = PushContext {
+            client: &client,
+            params: &params,
+            request: &parts,
+        };
+        validator.validate(&ctx).await?;
+    }
+
+    // PAR-13, PAR-15: store, bound to the client, and hand out the reference.
+    let lifetime = cfg.lifetime_for(client.request_uri_lifetime);
+    let uri = RequestUri::generate();
+    let stored = PushedRequest::new(
+        client.client_id.clone(),
+        credentials.method,
+        stored_form(&params, &client.client_id),
+        SystemTime::now(),
+        lifetime,
+    );
+    cfg.store
+        .insert(&uri, stored, lifetime)
+        .await
+        .map_err(store_error)?;
+    crate::trace::pushed(&client.client_id, &uri);
+    Ok(created(&uri, lifetime.as_secs()))
+}
+
+fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {
+    let Some(query) = query else { return Ok(()) };
+    for segment in query.split('&') {
+        let name = segment.split('=').next().unwrap_or_default();
+        let name = decode(name).unwrap_or_default();
+        if CLIENT_AUTH_PARAMS.contains(&name.as_ref()) {
+            return Err(OAuthError::invalid_request(
+                "client credentials must not be sent in the query string",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads which client the request claims to be and how it proves it
+/// (RFC 6749 §2.3), enforcing one method per request (AUTH-3) and a body
+/// `client_id` that agrees with the Basic one (AUTH-9).
+fn read_credentials(
+    headers: &http::HeaderMap,
+    params: &Params,
+) -> Result<ClientCredentials, OAuthError> {
+    let authorization = headers.get(header::AUTHORIZATION);
+    let basic = authorization.filter(|v| is_basic(v));
+    if authorization.is_some() && basic.is_none() {
+        return Err(OAuthError::invalid_client(
+            "unsupported Authorization scheme",
+        ));
+    }
+    let post_secret = params.get("client_secret");
+    let assertion = params.contains("client_assertion") || params.contains("client_assertion_type");
+    let methods =
+        usize::from(basic.is_some()) + usize::from(post_secret.is_some()) + usize::from(assertion);
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method used",
+        ));
+    }
+    if assertion {
+        return Err(OAuthError::invalid_client(
+            "client assertion authentication is not supported",
+        ));
+    }
+    let body_id = params.get("client_id");
+    if let Some(header) = basic {
+        let (client_id, secret) = decode_basic(header).ok_or_else(|| {
+            OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge()
+        })?;
+        if body_id.is_some_and(|id| id != client_id) {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the authenticated client",
+            )
+            .with_basic_challenge());
+        }
+        return Ok(ClientCredentials {
+            client_id,
+            method: AuthMethod::ClientSecretBasic,
+            secret: Some(Secret::new(secret)),
+        });
+    }
+    // PAR-9: without Basic, the body names the client.
+    let client_id = body_id
+        .ok_or_else(|| OAuthError::invalid_client("client authentication required"))?
+        .to_owned();
+    Ok(match post_secret {
+        Some(secret) => ClientCredentials {
+            client_id,
+            method: AuthMethod::ClientSecretPost,
+            secret: Some(Secret::new(secret)),
+        },
+        None => ClientCredentials {
+            client_id,
+            method: AuthMethod::None,
+            secret: None,
+        },
+    })
+}
+
+async fn authenticate<C, St>(
+    cfg: &Config<C, St>,
+    credentials: &ClientCredentials,
+    parts: &http::request::Parts,
+) -> Result<Arc<Client>, OAuthError>
+where
+    C: ClientAuthenticator,
+{
+    let failed = || {
+        // AUTH-1: one answer for every failure; AUTH-7: a Basic challenge
+        // when Basic was tried.
+        let e = OAuthError::invalid_client("client authentication failed");
+        if credentials.method == AuthMethod::ClientSecretBasic {
+            e.with_basic_challenge()
+        } else {
+            e
+        }
+    };
+    match cfg.clients.authenticate(credentials, parts).await {
+        Ok(client) if client.client_id != credentials.client_id => Err(failed()),
+        // FAPI-3: confidential clients only.
+        Ok(client) if cfg.is_fapi() && client.auth_method == AuthMethod::None => Err(failed()),
+        Ok(client) => Ok(client),
+        Err(ClientAuthError::Unavailable(_why)) => Err(OAuthError::temporarily_unavailable(
+            "client database unavailable",
+            5,
+        )),
+        Err(_reason) => {
+            crate::trace::auth_failed(&credentials.client_id, &_reason);
+            Err(failed())
+        }
+    }
+}
+
+/// The stored form: the pushed pairs as sent, without client credentials
+/// and token-endpoint parameters (PAR-8), with `client_id` added when the
+/// client sent it only in the Basic header, since the authorization
+/// endpoint needs it.
+fn stored_form(params: &Params, client_id: &str) -> String {
+    let kept = params.encode_filtered(|n| {
+        !CLIENT_AUTH_PARAMS.contains(&n) && !TOKEN_ENDPOINT_PARAMS.contains(&n)
+    });
+    if params.contains("client_id") {
+        return kept;
+    }
+    let mut form = String::with_capacity(kept.len() + client_id.len() + 12);
+    append_pair(&mut form, "client_id", client_id);
+    if !kept.is_empty() {
+        form.push('&');
+        form.push_str(&kept);
+    }
+    form
+}
+
+fn store_error(e: StoreError) -> OAuthError {
+    match e {
+        StoreError::Full { retry_after } => OAuthError::temporarily_unavailable(
+            "too many pending authorization requests, retry later",
+            retry_after,
+        ),
+        StoreError::ClientLimit { retry_after } => OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many pending authorization requests for this client",
+        )
+        .with_retry_after(retry_after),
+        StoreError::Exists => OAuthError::server_error("request_uri collision, retry"),
+        StoreError::Unavailable(_) => {
+            OAuthError::temporarily_unavailable("authorization request store unavailable", 5)
+        }
+    }
+}
+
+/// PAR-13: `201` with exactly `request_uri` and `expires_in`.
+fn created(uri: &RequestUri, expires_in: u64) -> Response<Full<Bytes>> {
+    // The URI is base64url in a fixed URN: nothing to escape.
+    let body = format!("{{\"request_uri\":\"{uri}\",\"expires_in\":{expires_in}}}");
+    no_store_response(StatusCode::CREATED, "application/json", Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_form_drops_credentials_and_adds_client_id() {
+        let p = Params::parse(b"response_type=code&client_secret=s&grant_type=x&code=c&claims=%7B%7D&resource=a&resource=b").unwrap();
+        assert_eq!(
+            stored_form(&p, "c 1"),
+            "client_id=c+1&response_type=code&claims=%7B%7D&resource=a&resource=b"
+        );
+        let p = Params::parse(b"client_id=c&scope=openid").unwrap();
+        assert_eq!(stored_form(&p, "c"), "client_id=c&scope=openid");
+    }
+
+    #[test]
+    fn query_credentials_are_refused() {
+        assert!(reject_query_credentials(Some("client_secret=x")).is_err());
+        assert!(reject_query_credentials(Some("a=1&client%5Fassertion=x")).is_err());
+        assert!(reject_query_credentials(Some("a=1")).is_ok());
+        assert!(reject_query_credentials(None).is_ok());
+    }
+}

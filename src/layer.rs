@@ -1,0 +1,258 @@
+//! `ParLayer`: the builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::client::{ClientAuthenticator, StaticClients};
+use crate::config::{
+    check_path, check_url, Config, ConfigError, MetadataMode, PkcePolicy, Profile,
+};
+use crate::service::Par;
+use crate::store::{MemoryStore, ParStore};
+use crate::validate::Validator;
+
+/// Adds Pushed Authorization Requests (RFC 9126) to the wrapped service.
+///
+/// Builder methods consume and return the layer; settings that can be
+/// wrong return `Result<Self, ConfigError>`, so nothing fails once the layer
+/// serves requests. Clones share the store and the configuration.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{AuthMethod, Client, ParLayer, StaticClients};
+///
+/// let clients = StaticClients::new().with_client(
+///     Client::new("app", AuthMethod::ClientSecretBasic).redirect_uri("https://app.example/cb"),
+///     Some("app-secret"),
+/// )?;
+/// let layer = ParLayer::new(clients)
+///     .issuer("https://as.example")?
+///     .request_uri_lifetime(Duration::from_secs(90))?
+///     .require_par(true)
+///     .require_pkce(true)
+///     .metadata(true);
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct ParLayer<C = StaticClients, St = MemoryStore> {
+    config: Arc<Config<C, St>>,
+}
+
+impl<C: Clone, St: Clone> Clone for ParLayer<C, St> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<C> ParLayer<C, MemoryStore>
+where
+    C: ClientAuthenticator,
+{
+    /// A layer that authenticates clients with `clients` and keeps pushed
+    /// requests in a [`MemoryStore`] with default bounds.
+    pub fn new(clients: C) -> Self {
+        Self {
+            config: Arc::new(Config::new(clients, MemoryStore::new())),
+        }
+    }
+}
+
+impl<C, St> ParLayer<C, St>
+where
+    C: ClientAuthenticator,
+    St: ParStore,
+{
+    fn config_mut(&mut self) -> &mut Config<C, St> {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Uses another store (a bounded [`MemoryStore`], a shared backend).
+    pub fn with_store<St2: ParStore>(self, store: St2) -> ParLayer<C, St2> {
+        let config = Arc::try_unwrap(self.config).unwrap_or_else(|arc| (*arc).clone());
+        ParLayer {
+            config: Arc::new(config.with_store(store)),
+        }
+    }
+
+    /// Path of the PAR endpoint (default `/par`).
+    pub fn par_path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        check_path("par_path", &path)?;
+        self.config_mut().par_path = path;
+        Ok(self)
+    }
+
+    /// Path of the authorization endpoint (default `/authorize`).
+    pub fn authorize_path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        check_path("authorize_path", &path)?;
+        self.config_mut().authorize_path = path;
+        Ok(self)
+    }
+
+    /// The issuer identifier (RFC 8414), an absolute URL. The advertised
+    /// endpoints are built from its origin and the configured paths.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        check_url("issuer", &issuer)?;
+        self.config_mut().issuer = Some(issuer);
+        Ok(self)
+    }
+
+    /// The PAR endpoint URL to advertise when it is not the issuer's origin
+    /// plus [`par_path`](Self::par_path) (behind a path-rewriting proxy).
+    pub fn par_endpoint_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        let url = url.into();
+        check_url("par_endpoint_url", &url)?;
+        self.config_mut().par_endpoint_url = Some(url);
+        Ok(self)
+    }
+
+    /// Lifetime of a `request_uri` (`expires_in`), 1 to 600 whole seconds
+    /// (default 60). Clients may override it ([`Client::request_uri_lifetime`](crate::Client)).
+    pub fn request_uri_lifetime(mut self, lifetime: Duration) -> Result<Self, ConfigError> {
+        if !(1..=600).contains(&lifetime.as_secs()) || lifetime.subsec_nanos() != 0 {
+            return Err(ConfigError(
+                "request_uri lifetime must be 1 to 600 whole seconds".into(),
+            ));
+        }
+        self.config_mut().lifetime = lifetime;
+        Ok(self)
+    }
+
+    /// Largest accepted PAR body, in bytes (default 64 KiB); larger → 413.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.config_mut().max_body = bytes;
+        self
+    }
+
+    /// Requires PAR for every client (PAR-31): authorization requests
+    /// without a `request_uri` are refused with `invalid_request`, and the
+    /// metadata says `require_pushed_authorization_requests: true`.
+    pub fn require_par(mut self, required: bool) -> Self {
+        self.config_mut().require_par = required;
+        self
+    }
+
+    /// Requires PAR for one client, in addition to clients registered with
+    /// `require_par`.
+    pub fn require_par_for(mut self, client_id: impl Into<String>) -> Self {
+        self.config_mut()
+            .require_par_clients
+            .insert(client_id.into());
+        self
+    }
+
+    /// Rejects pushes without a PKCE `code_challenge` (default: off).
+    pub fn require_pkce(mut self, required: bool) -> Self {
+        self.config_mut().pkce.required = required;
+        self
+    }
+
+    /// Accepts `code_challenge_method=plain` (default: off, S256 only).
+    pub fn allow_plain_pkce(mut self, allowed: bool) -> Self {
+        self.config_mut().pkce.allow_plain = allowed;
+        self
+    }
+
+    /// Sets the whole PKCE policy.
+    pub fn pkce(mut self, policy: PkcePolicy) -> Self {
+        self.config_mut().pkce = policy;
+        self
+    }
+
+    /// Applies a rule set, e.g. [`Profile::Fapi2`].
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.config_mut().profile = profile;
+        self
+    }
+
+    /// Adds the PAR members to the wrapped service's discovery documents
+    /// (default: off). Needs [`issuer`](Self::issuer) or
+    /// [`par_endpoint_url`](Self::par_endpoint_url).
+    pub fn metadata(mut self, enabled: bool) -> Self {
+        self.config_mut().metadata = if enabled {
+            MetadataMode::Augment
+        } else {
+            MetadataMode::Off
+        };
+        self
+    }
+
+    /// Like [`metadata`](Self::metadata), and serves a minimal RFC 8414
+    /// document when the wrapped service answers 404 on the discovery paths.
+    pub fn metadata_document(mut self, enabled: bool) -> Self {
+        self.config_mut().metadata = if enabled {
+            MetadataMode::AugmentOrServe
+        } else {
+            MetadataMode::Off
+        };
+        self
+    }
+
+    /// Passes `request_uri` values that this layer did not issue to the
+    /// wrapped service unchanged (default: off; they are refused with
+    /// `invalid_request_uri`). Turn on only if the wrapped service resolves
+    /// JAR `request_uri`s itself (M-1). Never applies when PAR is required.
+    pub fn pass_foreign_request_uris(mut self, pass: bool) -> Self {
+        self.config_mut().pass_foreign_request_uris = pass;
+        self
+    }
+
+    /// Adds your own push-time rules; they run after the built-in ones.
+    pub fn validator(mut self, validator: impl Validator) -> Self {
+        self.config_mut().validator = Some(Arc::new(validator));
+        self
+    }
+
+    /// The store this layer uses.
+    pub fn store(&self) -> &St {
+        &self.config.store
+    }
+
+    /// The client registry this layer uses.
+    pub fn clients(&self) -> &C {
+        &self.config.clients
+    }
+}
+
+impl<S, C, St> Layer<S> for ParLayer<C, St>
+where
+    C: ClientAuthenticator,
+    St: ParStore,
+{
+    type Service = Par<S, C, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Par::new(inner, self.config.clone())
+    }
+}
+
+impl<C, St> fmt::Debug for ParLayer<C, St>
+where
+    C: fmt::Debug,
+    St: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("ParLayer")
+            .field("par_path", &c.par_path)
+            .field("authorize_path", &c.authorize_path)
+            .field("issuer", &c.issuer)
+            .field("lifetime", &c.lifetime)
+            .field("max_body", &c.max_body)
+            .field("require_par", &c.require_par)
+            .field("profile", &c.profile)
+            .field("pkce", &c.pkce)
+            .field("metadata", &c.metadata)
+            .field("clients", &c.clients)
+            .field("store", &c.store)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,126 @@
+//! OAuth 2.0 Pushed Authorization Requests ([RFC 9126]) for any HTTP
+//! service, as a Tower [`Layer`](tower_layer::Layer).
+//!
+//! [RFC 9126]: https://www.rfc-editor.org/rfc/rfc9126
+//!
+//! A client `POST`s its whole authorization request to the PAR endpoint.
+//! [`ParLayer`] authenticates the client as a token endpoint would,
+//! validates the request, stores it and answers `201` with a one-time
+//! `request_uri`. When the browser later arrives at
+//! `/authorize?client_id=..&request_uri=..`, the layer redeems the reference
+//! and rewrites the request into exactly the stored parameters before the
+//! wrapped service sees it. An authorization endpoint that knows nothing of
+//! PAR now supports it, and can be made to require it. Everything else
+//! passes through untouched.
+//!
+//! # Example: axum
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tower_par::{AuthMethod, Client, ParLayer, StaticClients};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let clients = StaticClients::new().with_client(
+//!     Client::new("demo-client", AuthMethod::ClientSecretBasic)
+//!         .redirect_uri("http://127.0.0.1:8080/cb"),
+//!     Some("demo-secret"),
+//! )?;
+//! let par = ParLayer::new(clients).issuer("http://127.0.0.1:3000")?;
+//!
+//! let app = Router::new()
+//!     .route("/authorize", get(|| async { "the legacy authorization endpoint" }))
+//!     // `Router::layer`, not `route_layer`: `/par` has no route of its own.
+//!     .layer(par);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: the layer in a Tower stack
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_par::{AuthMethod, Client, ParLayer, ParRequestBody, StaticClients};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let clients = StaticClients::new().with_client(
+//!     Client::new("app", AuthMethod::None).redirect_uri("https://app.example/cb"),
+//!     None,
+//! )?;
+//! let svc = ServiceBuilder::new()
+//!     .layer(ParLayer::new(clients))
+//!     .service_fn(|req: Request<ParRequestBody<Full<Bytes>>>| async move {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(req.uri().to_string()))))
+//!     });
+//!
+//! let push = Request::post("/par")
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .body(Full::new(Bytes::from_static(b"client_id=app&response_type=code")))?;
+//! let res = svc.oneshot(push).await?;
+//! assert_eq!(res.status(), 201);
+//! # Ok(()) }
+//! ```
+//!
+//! # What the layer validates
+//!
+//! At the PAR endpoint (RFC 9126 §2.1): POST with a form body only, no
+//! repeated parameters (except `resource`), client authentication
+//! (`client_secret_basic`, `client_secret_post`, `none`) with one
+//! indistinguishable `invalid_client` for every failure, no `request_uri` in
+//! the body, `response_type` allowed for the client, `redirect_uri` matched
+//! exactly against the registered ones, PKCE syntax and method, `prompt`,
+//! allowed scopes, then your [`Validator`]. At the authorization endpoint:
+//! the `request_uri` exists, has not expired or been used, and is redeemed
+//! by the client it was issued to; then only the stored parameters reach
+//! the wrapped service, with a [`PushedAuthorization`] extension.
+//!
+//! The wrapped service remains responsible for everything that involves the
+//! user (login, consent), for issuing codes and for the token endpoint.
+//!
+//! # Feature flags
+//!
+//! - `toml` (default): [`StaticClients::from_toml`] and `.toml` files.
+//! - `tokio`: [`MemoryStore::spawn_sweeper`], a background expiry task.
+//! - `tracing`: events for pushes, redemptions and rejections (never with
+//!   parameter values, secrets or a full `request_uri`).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod body;
+mod client;
+mod config;
+mod endpoint;
+mod error;
+mod future;
+mod layer;
+mod params;
+mod request_uri;
+mod service;
+mod store;
+mod trace;
+mod validate;
+
+pub use body::{ParRequestBody, ParResponseBody};
+pub use client::{
+    AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Secret,
+    StaticClients, StaticClientsError,
+};
+pub use config::{ConfigError, PkcePolicy, Profile};
+pub use endpoint::authorize::PushedAuthorization;
+pub use error::OAuthError;
+pub use future::ResponseFuture;
+pub use layer::ParLayer;
+pub use params::{Params, ParamsError};
+pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
+pub use service::Par;
+pub use store::{MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, Redemption, StoreError};
+pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};

@@ -1,0 +1,330 @@
+//! Ordered `application/x-www-form-urlencoded` parameters.
+//!
+//! RFC 6749 §3.1 forbids repeating a request parameter, and OA-9 asks for
+//! malformed percent-encoding and invalid UTF-8 to be rejected rather than
+//! repaired, so this parser is strict where general-purpose form decoders are
+//! lenient. It never goes through a map (which would silently keep the last
+//! duplicate) and remembers each pair's original bytes, so a pushed request
+//! can be stored and forwarded byte for byte.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+/// Parameters that may legitimately appear more than once.
+///
+/// RFC 8707 §2 allows several `resource` parameters.
+const MULTI_VALUED: &[&str] = &["resource"];
+
+/// Why a form could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParamsError {
+    /// A `%` not followed by two hexadecimal digits.
+    MalformedEncoding,
+    /// A name or value that is not UTF-8 once decoded.
+    InvalidUtf8,
+    /// A parameter that appeared more than once (RFC 6749 §3.1).
+    Repeated(String),
+    /// A pair without a name, such as `=x`.
+    EmptyName,
+}
+
+impl fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedEncoding => f.write_str("malformed percent-encoding"),
+            Self::InvalidUtf8 => f.write_str("parameters must be UTF-8"),
+            Self::Repeated(name) => write!(f, "parameter '{name}' is repeated"),
+            Self::EmptyName => f.write_str("parameter without a name"),
+        }
+    }
+}
+
+impl std::error::Error for ParamsError {}
+
+#[derive(Clone)]
+struct Pair {
+    name: String,
+    value: String,
+    raw: Range<usize>,
+}
+
+/// Authorization request parameters in arrival order.
+///
+/// Parsing follows RFC 6749: a parameter sent without a value is treated as
+/// absent (OA-1), a repeated parameter is an error except for the
+/// multi-valued `resource` (RFC 8707), and names and values must be
+/// well-formed UTF-8 after percent-decoding (RFC 6749 Appendix B).
+///
+/// ```
+/// use tower_par::Params;
+///
+/// let p = Params::parse(b"response_type=code&scope=openid+profile&state=").unwrap();
+/// assert_eq!(p.get("scope"), Some("openid profile"));
+/// assert_eq!(p.get("state"), None); // empty value = absent
+/// assert!(Params::parse(b"scope=a&scope=b").is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct Params {
+    raw: String,
+    pairs: Vec<Pair>,
+}
+
+impl Params {
+    /// Parses a form body or a query string.
+    pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
+        let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
+        let mut pairs: Vec<Pair> = Vec::new();
+        let mut start = 0;
+        for segment in raw.split('&') {
+            let range = start..start + segment.len();
+            start = range.end + 1;
+            if segment.is_empty() {
+                continue;
+            }
+            let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
+            if name.is_empty() {
+                return Err(ParamsError::EmptyName);
+            }
+            let name = decode(name)?;
+            let value = decode(value)?;
+            if value.is_empty() {
+                // OA-1: a parameter without a value is treated as omitted.
+                continue;
+            }
+            if pairs.iter().any(|p| p.name == name) && !MULTI_VALUED.contains(&name.as_ref()) {
+                return Err(ParamsError::Repeated(name.into_owned()));
+            }
+            pairs.push(Pair {
+                name: name.into_owned(),
+                value: value.into_owned(),
+                raw: range,
+            });
+        }
+        Ok(Self {
+            raw: raw.to_owned(),
+            pairs,
+        })
+    }
+
+    /// The value of a single-valued parameter, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_str())
+    }
+
+    /// Every value of `name`, in arrival order (for `resource`).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |p| p.name == name)
+            .map(|p| p.value.as_str())
+    }
+
+    /// Whether `name` is present with a non-empty value.
+    pub fn contains(&self, name: &str) -> bool {
+        self.pairs.iter().any(|p| p.name == name)
+    }
+
+    /// All `(name, value)` pairs in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+    }
+
+    /// Number of (non-empty) parameters.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there are no (non-empty) parameters.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Re-encodes the parameters for which `keep` returns true, using each
+    /// pair's original bytes, so values (JSON in `claims`, for example) reach
+    /// the receiver exactly as they were sent.
+    pub fn encode_filtered(&self, mut keep: impl FnMut(&str) -> bool) -> String {
+        let mut out = String::with_capacity(self.raw.len());
+        for p in &self.pairs {
+            if !keep(&p.name) {
+                continue;
+            }
+            let raw = &self.raw[p.raw.clone()];
+            if raw.bytes().all(query_safe) {
+                if !out.is_empty() {
+                    out.push('&');
+                }
+                out.push_str(raw);
+            } else {
+                // A lenient client sent characters that cannot appear in a
+                // URL query: re-encode the decoded pair (same value).
+                append_pair(&mut out, &p.name, &p.value);
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Params {
+    // Parameter values can carry personal data (login_hint, claims): only
+    // the names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field(
+                "names",
+                &self.pairs.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Appends `name=value` to a form string, percent-encoding both.
+pub(crate) fn append_pair(out: &mut String, name: &str, value: &str) {
+    if !out.is_empty() {
+        out.push('&');
+    }
+    // serde_urlencoded cannot fail on a pair of strings.
+    if let Ok(encoded) = serde_urlencoded::to_string([(name, value)]) {
+        out.push_str(&encoded);
+    }
+}
+
+/// Bytes that may appear as they are in a URL query and a form body.
+fn query_safe(b: u8) -> bool {
+    b.is_ascii_graphic()
+        && !matches!(
+            b,
+            b'"' | b'#' | b'<' | b'>' | b'[' | b'\\' | b']' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
+}
+
+/// Strict `application/x-www-form-urlencoded` decoding of one name or value.
+pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|b| hex(*b));
+                let lo = bytes.get(i + 2).and_then(|b| hex(*b));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err(ParamsError::MalformedEncoding),
+                }
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| ParamsError::InvalidUtf8)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_and_raw_bytes() {
+        let body = b"b=2&claims=%7B%22a%22%3A1%7D&a=1&resource=x&resource=y";
+        let p = Params::parse(body).unwrap();
+        let names: Vec<_> = p.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["b", "claims", "a", "resource", "resource"]);
+        assert_eq!(p.get("claims"), Some("{\"a\":1}"));
+        assert_eq!(p.get_all("resource").collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(
+            p.encode_filtered(|n| n != "a"),
+            "b=2&claims=%7B%22a%22%3A1%7D&resource=x&resource=y"
+        );
+    }
+
+    #[test]
+    fn unsafe_raw_bytes_are_re_encoded() {
+        let p = Params::parse("claims={\"a\":\"é\"}&x=1".as_bytes()).unwrap();
+        let out = p.encode_filtered(|_| true);
+        assert!(out.bytes().all(query_safe), "{out}");
+        let again = Params::parse(out.as_bytes()).unwrap();
+        assert_eq!(again.get("claims"), Some("{\"a\":\"é\"}"));
+        assert!(out.ends_with("&x=1"));
+    }
+
+    #[test]
+    fn oa1_repeated_parameter_is_rejected_except_resource() {
+        assert_eq!(
+            Params::parse(b"scope=a&x=1&scope=b").unwrap_err(),
+            ParamsError::Repeated("scope".into())
+        );
+        assert!(Params::parse(b"resource=a&resource=b").is_ok());
+    }
+
+    #[test]
+    fn oa1_empty_value_is_absent_and_does_not_count_as_repeat() {
+        let p = Params::parse(b"state=&state=s1&x").unwrap();
+        assert_eq!(p.get("state"), Some("s1"));
+        assert!(!p.contains("x"));
+    }
+
+    #[test]
+    fn oa9_malformed_encoding_and_bad_utf8_are_rejected() {
+        assert_eq!(
+            Params::parse(b"a=%zz").unwrap_err(),
+            ParamsError::MalformedEncoding
+        );
+        assert_eq!(
+            Params::parse(b"a=%4").unwrap_err(),
+            ParamsError::MalformedEncoding
+        );
+        assert_eq!(
+            Params::parse(b"a=%ff").unwrap_err(),
+            ParamsError::InvalidUtf8
+        );
+        assert_eq!(
+            Params::parse(b"a=\xff").unwrap_err(),
+            ParamsError::InvalidUtf8
+        );
+        assert_eq!(Params::parse(b"=x").unwrap_err(), ParamsError::EmptyName);
+    }
+
+    #[test]
+    fn plus_is_space_and_percent_decodes() {
+        let p = Params::parse(b"s=a+b%20c%2B").unwrap();
+        assert_eq!(p.get("s"), Some("a b c+"));
+    }
+
+    #[test]
+    fn append_pair_encodes() {
+        let mut s = String::new();
+        append_pair(&mut s, "client_id", "a b&c");
+        append_pair(&mut s, "x", "=");
+        assert_eq!(s, "client_id=a+b%26c&x=%3D");
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let p = Params::parse(b"login_hint=alice%40example.com").unwrap();
+        let d = format!("{p:?}");
+        assert!(d.contains("login_hint") && !d.contains("alice"));
+    }
+}

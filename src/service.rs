@@ -1,0 +1,137 @@
+//! `Par<S>`: the middleware service and request classification.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::{ParRequestBody, ParResponseBody};
+use crate::client::{ClientAuthenticator, StaticClients};
+use crate::config::{Config, MetadataMode};
+use crate::endpoint::{authorize, metadata, own, push};
+use crate::future::ResponseFuture;
+use crate::store::{MemoryStore, ParStore};
+
+/// The service built by [`ParLayer`](crate::ParLayer).
+///
+/// Requests to the PAR endpoint are answered here; authorization requests
+/// with a `request_uri` are rewritten before they reach `S`; everything else
+/// reaches `S` untouched, without allocation or locking. Every failure of
+/// the layer's own is an HTTP response: `Error` is `S::Error`.
+pub struct Par<S, C = StaticClients, St = MemoryStore> {
+    inner: S,
+    config: Arc<Config<C, St>>,
+}
+
+impl<S, C, St> Par<S, C, St> {
+    pub(crate) fn new(inner: S, config: Arc<Config<C, St>>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone, C, St> Clone for Par<S, C, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, St> fmt::Debug for Par<S, C, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Par")
+            .field("inner", &self.inner)
+            .field("par_path", &self.config.par_path)
+            .field("authorize_path", &self.config.authorize_path)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Route {
+    Passthrough,
+    Push,
+    Authorize,
+    Metadata,
+}
+
+fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
+    if path == cfg.par_path {
+        return Route::Push;
+    }
+    // M-4: `/authorize/` must not be a way around the layer.
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed == cfg.authorize_path && (method == Method::GET || method == Method::POST) {
+        return Route::Authorize;
+    }
+    if cfg.metadata != MetadataMode::Off
+        && method == Method::GET
+        && metadata::is_metadata_path(path)
+    {
+        return Route::Metadata;
+    }
+    Route::Passthrough
+}
+
+impl<S, C, St, ReqB, ResB> Service<Request<ReqB>> for Par<S, C, St>
+where
+    S: Service<Request<ParRequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    C: ClientAuthenticator,
+    St: ParStore,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<ParResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        match route(&self.config, req.method(), req.uri().path()) {
+            Route::Passthrough => {
+                ResponseFuture::passthrough(self.inner.call(req.map(ParRequestBody::original)))
+            }
+            Route::Push => {
+                let config = self.config.clone();
+                ResponseFuture::handled(Box::pin(async move {
+                    Ok(own(push::handle(&config, req).await))
+                }))
+            }
+            Route::Authorize => {
+                let inner = self.take_ready_inner();
+                ResponseFuture::handled(Box::pin(authorize::handle(
+                    self.config.clone(),
+                    inner,
+                    req,
+                )))
+            }
+            Route::Metadata => {
+                let inner = self.take_ready_inner();
+                ResponseFuture::handled(Box::pin(metadata::handle(self.config.clone(), inner, req)))
+            }
+        }
+    }
+}
+
+impl<S: Clone, C, St> Par<S, C, St> {
+    /// The service that `poll_ready` prepared is the one that must be
+    /// called; a fresh clone takes its place for the next request.
+    fn take_ready_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}

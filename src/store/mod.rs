@@ -1,0 +1,184 @@
+//! Where pushed requests wait for their redemption.
+//!
+//! [`ParStore`] is shaped for shared backends: every operation is one atomic
+//! step that a server-side engine (Redis `SET NX PX`, `GETDEL`, a Lua
+//! script) can perform, so two instances can never both redeem the same
+//! `request_uri`. Expiry is data ([`PushedRequest::expires_at`]) as well as a
+//! TTL, so a store that cannot expire entries on its own still refuses them
+//! on read. [`MemoryStore`] is the embedded implementation; the same
+//! conformance suite runs against every store.
+
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreConfig};
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use crate::client::AuthMethod;
+use crate::RequestUri;
+
+/// A validated authorization request, as stored at push time.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushedRequest {
+    /// The client the `request_uri` is bound to (PAR-15).
+    pub client_id: String,
+    /// How that client authenticated when it pushed.
+    pub auth_method: AuthMethod,
+    /// The authorization request, `application/x-www-form-urlencoded`,
+    /// exactly as pushed minus client-authentication parameters.
+    pub params: String,
+    /// When it was pushed.
+    pub pushed_at: SystemTime,
+    /// When its `request_uri` stops being redeemable (PAR-29).
+    pub expires_at: SystemTime,
+}
+
+impl PushedRequest {
+    /// A pushed request that expires `lifetime` after `pushed_at`.
+    pub fn new(
+        client_id: impl Into<String>,
+        auth_method: AuthMethod,
+        params: impl Into<String>,
+        pushed_at: SystemTime,
+        lifetime: Duration,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            auth_method,
+            params: params.into(),
+            pushed_at,
+            expires_at: pushed_at + lifetime,
+        }
+    }
+
+    /// Whether the request has expired at `now`.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+impl fmt::Debug for PushedRequest {
+    // The parameters may hold personal data (login_hint, claims): not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushedRequest")
+            .field("client_id", &self.client_id)
+            .field("auth_method", &self.auth_method)
+            .field("params", &format_args!("<{} bytes>", self.params.len()))
+            .field("pushed_at", &self.pushed_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The result of an attempt to redeem a `request_uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Redemption {
+    /// The request, now removed from the store: nobody else can redeem it.
+    Redeemed(PushedRequest),
+    /// Unknown, expired or already used.
+    NotFound,
+    /// It exists but is bound to another client; it was left in the store,
+    /// so a foreign client cannot burn someone else's `request_uri`.
+    WrongClient,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store holds as many pending requests as it may: answered with
+    /// `503 temporarily_unavailable` and `Retry-After`.
+    Full {
+        /// Suggested wait before retrying, in seconds.
+        retry_after: u64,
+    },
+    /// This client has too many outstanding requests: answered with `429`.
+    ClientLimit {
+        /// Suggested wait before retrying, in seconds.
+        retry_after: u64,
+    },
+    /// The key is already taken (insert is insert-if-absent).
+    Exists,
+    /// The backend failed or could not be reached: answered with `503`.
+    Unavailable(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { .. } => f.write_str("store is full"),
+            Self::ClientLimit { .. } => {
+                f.write_str("too many outstanding requests for this client")
+            }
+            Self::Exists => f.write_str("key already exists"),
+            Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Storage for pushed requests, shared by all clones of a layer (and, for a
+/// shared backend, by all instances).
+///
+/// Every method must be atomic with respect to every other call on any
+/// clone or instance. Implement it with `async fn`:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{MemoryStore, ParStore, PushedRequest, Redemption, RequestUri, StoreError};
+///
+/// /// A store that counts redemptions, delegating to the memory store.
+/// #[derive(Clone, Default)]
+/// struct Counting {
+///     inner: MemoryStore,
+///     redeemed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+/// }
+///
+/// impl ParStore for Counting {
+///     async fn insert(&self, uri: &RequestUri, request: PushedRequest, ttl: Duration) -> Result<(), StoreError> {
+///         self.inner.insert(uri, request, ttl).await
+///     }
+///     async fn redeem(&self, uri: &RequestUri, client_id: &str) -> Result<Redemption, StoreError> {
+///         let r = self.inner.redeem(uri, client_id).await?;
+///         if matches!(r, Redemption::Redeemed(_)) {
+///             self.redeemed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         }
+///         Ok(r)
+///     }
+///     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+///         self.inner.mark_once(key, ttl).await
+///     }
+/// }
+/// ```
+pub trait ParStore: Clone + Send + Sync + 'static {
+    /// Stores `request` under `uri` for `ttl`, only if `uri` is not already
+    /// present ([`StoreError::Exists`] otherwise).
+    fn insert(
+        &self,
+        uri: &RequestUri,
+        request: PushedRequest,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Atomically removes and returns the request if it exists, has not
+    /// expired and is bound to `client_id` (RFC 9126 §4: one-time use).
+    /// An entry bound to another client is left untouched.
+    fn redeem(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
+
+    /// Records `key` for `ttl`; `true` the first time, `false` while it is
+    /// still recorded. A replay cache (for example for assertion `jti`s).
+    fn mark_once(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
