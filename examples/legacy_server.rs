@@ -1,0 +1,445 @@
+//! A deliberately PAR-unaware authorization server, given PAR by `ParLayer`.
+//!
+//! The server below knows nothing of pushed requests: `/authorize`
+//! auto-approves a classic query-string request and redirects to the
+//! client's `redirect_uri` with a `code`; `/token` exchanges the code with
+//! PKCE (S256) and client authentication; it publishes an RFC 8414 document.
+//! Wrapped in `ParLayer`, it gains `/par`, `request_uri` support at
+//! `/authorize` and the PAR metadata members.
+//!
+//! ```text
+//! cargo run --example legacy_server                # 127.0.0.1:3000
+//! cargo run --example legacy_server -- --addr 127.0.0.1:4000 --clients clients.json
+//! ```
+//!
+//! Environment: `ADDR`, `PAR_ISSUER` (public base URL), `PAR_CLIENTS`
+//! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tower_par::{
+    AuthMethod, Client, ClientAuthenticator, ClientCredentials, ParLayer, Secret, StaticClients,
+};
+
+const DEMO_REDIRECT: &str = "http://127.0.0.1:8080/cb";
+
+struct Settings {
+    addr: SocketAddr,
+    issuer: String,
+    clients: StaticClients,
+    required: bool,
+    ttl: Option<u64>,
+    metadata: bool,
+}
+
+fn settings() -> Result<Settings, String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = std::env::var("ADDR").ok();
+    let mut clients_file = std::env::var("PAR_CLIENTS").ok();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
+            "--clients" => clients_file = Some(args.next().ok_or("--clients needs a value")?),
+            "-h" | "--help" => {
+                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument '{other}' (try --help)")),
+        }
+    }
+    let addr: SocketAddr = addr
+        .as_deref()
+        .unwrap_or("127.0.0.1:3000")
+        .parse()
+        .map_err(|e| format!("bad address: {e}"))?;
+    let issuer = std::env::var("PAR_ISSUER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let clients = match clients_file {
+        Some(path) => StaticClients::from_path(&path).map_err(|e| format!("{path}: {e}"))?,
+        None => demo_clients().map_err(|e| e.to_string())?,
+    };
+    let flag = |name: &str, default: bool| match std::env::var(name).ok().as_deref() {
+        Some("1") | Some("true") | Some("yes") => true,
+        Some("0") | Some("false") | Some("no") => false,
+        _ => default,
+    };
+    let ttl = match std::env::var("PAR_TTL_SECS") {
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("PAR_TTL_SECS '{v}' is not a number"))?,
+        ),
+        Err(_) => None,
+    };
+    Ok(Settings {
+        addr,
+        issuer,
+        clients,
+        required: flag("PAR_REQUIRED", false),
+        ttl,
+        metadata: flag("PAR_METADATA", true),
+    })
+}
+
+fn demo_clients() -> Result<StaticClients, tower_par::StaticClientsError> {
+    StaticClients::new()
+        .with_client(
+            Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(DEMO_REDIRECT),
+            Some("demo-secret"),
+        )?
+        .with_client(
+            Client::new("demo-post-client", AuthMethod::ClientSecretPost)
+                .redirect_uri(DEMO_REDIRECT),
+            Some("demo-post-secret"),
+        )?
+        .with_client(
+            Client::new("demo-public", AuthMethod::None).redirect_uri(DEMO_REDIRECT),
+            None,
+        )
+}
+
+/// What the legacy server remembers about an issued code.
+struct Grant {
+    client_id: String,
+    redirect_uri: Option<String>,
+    challenge: Option<(String, String)>,
+    scope: Option<String>,
+    issued: Instant,
+}
+
+#[derive(Clone)]
+struct Legacy {
+    issuer: String,
+    clients: StaticClients,
+    codes: Arc<Mutex<HashMap<String, Grant>>>,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn error_page(status: StatusCode, msg: &str) -> Response {
+    let msg = msg
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    (
+        status,
+        Html(format!(
+            "<!doctype html><h1>Authorization error</h1><p>{msg}</p>\n"
+        )),
+    )
+        .into_response()
+}
+
+/// The legacy authorization endpoint: classic query (or form) parameters.
+async fn authorize(State(app): State<Legacy>, params: HashMap<String, String>) -> Response {
+    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    let Some(client_id) = get("client_id") else {
+        return error_page(StatusCode::BAD_REQUEST, "client_id is required");
+    };
+    let Some(client) = app.clients.get(&client_id).cloned() else {
+        return error_page(StatusCode::BAD_REQUEST, "unknown client");
+    };
+    let redirect_uri = match get("redirect_uri") {
+        Some(uri) if client.redirect_uris.contains(&uri) => uri,
+        Some(_) => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is not registered"),
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is required"),
+    };
+    let state = get("state");
+    let mut target = redirect_uri.clone();
+    target.push(if target.contains('?') { '&' } else { '?' });
+    if get("response_type").as_deref() != Some("code") {
+        target.push_str("error=unsupported_response_type");
+    } else {
+        let code = random_token();
+        let challenge = get("code_challenge").map(|c| {
+            (
+                c,
+                get("code_challenge_method").unwrap_or_else(|| "plain".into()),
+            )
+        });
+        app.codes.lock().unwrap().insert(
+            code.clone(),
+            Grant {
+                client_id,
+                redirect_uri: get("redirect_uri"),
+                challenge,
+                scope: get("scope"),
+                issued: Instant::now(),
+            },
+        );
+        target.push_str(&format!("code={code}"));
+    }
+    if let Some(state) = state {
+        target.push_str("&state=");
+        target.push_str(&serde_urlencoded::to_string([("s", state)]).unwrap()[2..]);
+    }
+    Redirect::to(&target).into_response()
+}
+
+async fn authorize_get(
+    state: State<Legacy>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    authorize(state, params).await
+}
+
+async fn authorize_post(
+    state: State<Legacy>,
+    Form(params): Form<HashMap<String, String>>,
+) -> Response {
+    authorize(state, params).await
+}
+
+fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut res = (
+        status,
+        Json(serde_json::json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+    res
+}
+
+/// The legacy token endpoint: authorization_code with PKCE.
+async fn token(
+    State(app): State<Legacy>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| form.get(k).filter(|v| !v.is_empty()).cloned();
+    let credentials = match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
+            let decoded = STANDARD
+                .decode(h[6..].trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+                return token_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "malformed Basic credentials",
+                );
+            };
+            let dec = |s: &str| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+                    .ok()
+                    .and_then(|v| v.into_iter().next())
+                    .map(|(_, v)| v)
+            };
+            let (Some(id), Some(secret)) = (dec(id), dec(secret)) else {
+                return token_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "malformed Basic credentials",
+                );
+            };
+            ClientCredentials {
+                client_id: id,
+                method: AuthMethod::ClientSecretBasic,
+                secret: Some(Secret::new(secret)),
+            }
+        }
+        _ => match (get("client_id"), get("client_secret")) {
+            (Some(id), Some(secret)) => ClientCredentials {
+                client_id: id,
+                method: AuthMethod::ClientSecretPost,
+                secret: Some(Secret::new(secret)),
+            },
+            (Some(id), None) => ClientCredentials {
+                client_id: id,
+                method: AuthMethod::None,
+                secret: None,
+            },
+            (None, _) => {
+                return token_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication required",
+                )
+            }
+        },
+    };
+    let parts = axum::http::Request::new(()).into_parts().0;
+    let client = match app.clients.authenticate(&credentials, &parts).await {
+        Ok(c) => c,
+        Err(_) => {
+            return token_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            )
+        }
+    };
+    if get("grant_type").as_deref() != Some("authorization_code") {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code is supported",
+        );
+    }
+    let Some(code) = get("code") else {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code is required",
+        );
+    };
+    let Some(grant) = app.codes.lock().unwrap().remove(&code) else {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown or used code",
+        );
+    };
+    if grant.client_id != client.client_id || grant.issued.elapsed() > Duration::from_secs(60) {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code was not issued to this client or expired",
+        );
+    }
+    if grant.redirect_uri.is_some() && grant.redirect_uri != get("redirect_uri") {
+        return token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "redirect_uri does not match",
+        );
+    }
+    if let Some((challenge, method)) = &grant.challenge {
+        let Some(verifier) = get("code_verifier") else {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "code_verifier is required",
+            );
+        };
+        let computed = match method.as_str() {
+            "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+            _ => verifier,
+        };
+        if &computed != challenge {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "PKCE verification failed",
+            );
+        }
+    }
+    let mut body = serde_json::json!({
+        "access_token": random_token(),
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    });
+    if let Some(scope) = grant.scope {
+        body["scope"] = scope.into();
+    }
+    let mut res = Json(body).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+    res
+}
+
+async fn metadata(State(app): State<Legacy>) -> Response {
+    let i = &app.issuer;
+    Json(serde_json::json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+    }))
+    .into_response()
+}
+
+#[tokio::main]
+async fn main() {
+    let s = match settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("legacy_server: {e}");
+            std::process::exit(2);
+        }
+    };
+    let legacy = Legacy {
+        issuer: s.issuer.clone(),
+        clients: s.clients.clone(),
+        codes: Arc::default(),
+    };
+    let mut par = ParLayer::new(s.clients.clone())
+        .issuer(s.issuer.clone())
+        .unwrap_or_else(|e| {
+            eprintln!("legacy_server: PAR_ISSUER: {e}");
+            std::process::exit(2);
+        })
+        .require_par(s.required)
+        .metadata(s.metadata);
+    if let Some(ttl) = s.ttl {
+        par = par
+            .request_uri_lifetime(Duration::from_secs(ttl))
+            .unwrap_or_else(|e| {
+                eprintln!("legacy_server: PAR_TTL_SECS: {e}");
+                std::process::exit(2);
+            });
+    }
+
+    let app = Router::new()
+        .route("/authorize", get(authorize_get).post(authorize_post))
+        .route("/token", post(token))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .with_state(legacy)
+        // `layer`, not `route_layer`: /par has no route of its own.
+        .layer(par);
+
+    let listener = match tokio::net::TcpListener::bind(s.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("legacy_server: cannot listen on {}: {e}", s.addr);
+            std::process::exit(1);
+        }
+    };
+    let i = &s.issuer;
+    println!(
+        "legacy_server listening on http://{} (issuer {i}, PAR required: {})",
+        s.addr, s.required
+    );
+    println!("Try it (demo-client / demo-secret, client_secret_basic):");
+    println!("  curl -s -u demo-client:demo-secret {i}/par \\");
+    println!("    -d response_type=code -d redirect_uri={DEMO_REDIRECT} -d state=xyz \\");
+    println!("    -d code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM -d code_challenge_method=S256");
+    println!(
+        "  curl -si '{i}/authorize?client_id=demo-client&request_uri=<request_uri from above>'"
+    );
+    println!("  curl -s -u demo-client:demo-secret {i}/token -d grant_type=authorization_code \\");
+    println!("    -d code=<code from Location> -d redirect_uri={DEMO_REDIRECT} \\");
+    println!("    -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+    println!("  curl -s {i}/.well-known/oauth-authorization-server");
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("legacy_server: {e}");
+    }
+}
