@@ -1,0 +1,134 @@
+//! The PAR layer over a plain hyper 1.x `service_fn`.
+//!
+//! The inner service is trivial on purpose (it is also the benchmark
+//! target): `/authorize` answers `302` to the `redirect_uri` it receives
+//! with a fixed `code` and the `state`; every other path answers `200 ok`.
+//!
+//! ```text
+//! cargo run --release --example hyper_server
+//! ```
+//!
+//! Environment:
+//! - `ADDR` (default `127.0.0.1:3001`)
+//! - `WORKERS`: tokio worker threads (default: one per core)
+//! - `PAR_LAYER=0`: serve the same handler without the layer (baseline)
+//! - `PAR_MAX_PENDING`, `PAR_MAX_PENDING_PER_CLIENT`: memory store bounds
+//!
+//! Clients: the same demo clients as `legacy_server` (`demo-client` /
+//! `demo-secret` with Basic, `demo-post-client` / `demo-post-secret` with
+//! client_secret_post, `demo-public`), redirect `http://127.0.0.1:8080/cb`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tower::Layer;
+use tower_par::{AuthMethod, Client, MemoryStore, MemoryStoreConfig, ParLayer, StaticClients};
+
+const REDIRECT: &str = "http://127.0.0.1:8080/cb";
+
+/// The wrapped "authorization server": PAR-unaware and trivial.
+async fn handler<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/authorize" {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+    }
+    let mut redirect_uri = None;
+    let mut state = None;
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("redirect_uri", v)) => redirect_uri = Some(v),
+            Some(("state", v)) => state = Some(v),
+            _ => {}
+        }
+    }
+    let target = match redirect_uri {
+        // Only the registered URI is ever redirected to.
+        Some("http%3A%2F%2F127.0.0.1%3A8080%2Fcb") | Some(REDIRECT) | None => REDIRECT,
+        Some(_) => {
+            let mut res = Response::new(Full::new(Bytes::from_static(b"unregistered redirect_uri\n")));
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            return Ok(res);
+        }
+    };
+    let mut location = String::with_capacity(96);
+    location.push_str(target);
+    location.push_str("?code=fixed-demo-code");
+    if let Some(state) = state {
+        location.push_str("&state=");
+        location.push_str(state);
+    }
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = location.parse() {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = env_usize("WORKERS") {
+        rt.worker_threads(n.max(1));
+    }
+    rt.enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = std::env::var("ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3001".into())
+        .parse()?;
+    let with_layer = std::env::var("PAR_LAYER").map_or(true, |v| v != "0");
+    let clients = StaticClients::new()
+        .with_client(
+            Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(REDIRECT),
+            Some("demo-secret"),
+        )?
+        .with_client(
+            Client::new("demo-post-client", AuthMethod::ClientSecretPost).redirect_uri(REDIRECT),
+            Some("demo-post-secret"),
+        )?
+        .with_client(Client::new("demo-public", AuthMethod::None).redirect_uri(REDIRECT), None)?;
+    let mut bounds = MemoryStoreConfig::default();
+    if let Some(n) = env_usize("PAR_MAX_PENDING") {
+        bounds.max_pending = n;
+    }
+    if let Some(n) = env_usize("PAR_MAX_PENDING_PER_CLIENT") {
+        bounds.max_pending_per_client = n;
+    }
+    let layer = ParLayer::new(clients)
+        .issuer(format!("http://{addr}"))?
+        .with_store(MemoryStore::with_config(bounds));
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "hyper_server listening on http://{addr} (PAR layer {})",
+        if with_layer { "on" } else { "off" }
+    );
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(stream);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        if with_layer {
+            let svc = TowerToHyperService::new(layer.layer(tower::service_fn(handler::<tower_par::ParRequestBody<Incoming>>)));
+            tokio::spawn(async move {
+                let _ = builder.serve_connection(io, svc).await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = builder.serve_connection(io, service_fn(handler::<Incoming>)).await;
+            });
+        }
+    }
+}
