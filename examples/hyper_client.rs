@@ -37,11 +37,18 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).expect("strings always encode")
 }
 
-async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(Response<()>, String), BoxError> {
-    let res = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req)).await??;
+async fn send(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+) -> Result<(Response<()>, String), BoxError> {
+    let res =
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req)).await??;
     let (parts, body) = res.into_parts();
     let body = body.collect().await?.to_bytes();
-    Ok((Response::from_parts(parts, ()), String::from_utf8_lossy(&body).into_owned()))
+    Ok((
+        Response::from_parts(parts, ()),
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
 }
 
 #[tokio::main]
@@ -57,7 +64,11 @@ async fn main() -> Result<(), BoxError> {
     // RFC 6749 §2.3.1: both halves are form-url-encoded before base64.
     let basic = format!(
         "Basic {}",
-        STANDARD.encode(format!("{}:{}", &form(&[("", &client_id)])[1..], &form(&[("", &secret)])[1..]))
+        STANDARD.encode(format!(
+            "{}:{}",
+            &form(&[("", &client_id)])[1..],
+            &form(&[("", &secret)])[1..]
+        ))
     );
 
     let verifier = random();
@@ -85,9 +96,15 @@ async fn main() -> Result<(), BoxError> {
         return Err("push failed".into());
     }
     let json: serde_json::Value = serde_json::from_str(&text)?;
-    let request_uri = json["request_uri"].as_str().ok_or("no request_uri")?.to_owned();
+    let request_uri = json["request_uri"]
+        .as_str()
+        .ok_or("no request_uri")?
+        .to_owned();
 
-    let authorize = format!("{base}/authorize?{}", form(&[("client_id", &client_id), ("request_uri", &request_uri)]));
+    let authorize = format!(
+        "{base}/authorize?{}",
+        form(&[("client_id", &client_id), ("request_uri", &request_uri)])
+    );
     println!("2. GET {authorize}");
     let (res, text) = send(&http, Request::get(&authorize).body(Full::default())?).await?;
     let location = res
@@ -95,7 +112,11 @@ async fn main() -> Result<(), BoxError> {
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    println!("   <- {} Location: {}", res.status(), location.as_deref().unwrap_or("(none)"));
+    println!(
+        "   <- {} Location: {}",
+        res.status(),
+        location.as_deref().unwrap_or("(none)")
+    );
     let Some(location) = location else {
         println!("   {text}");
         return Err("authorize did not redirect".into());

@@ -52,7 +52,9 @@ async fn handler<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible
         // Only the registered URI is ever redirected to.
         Some("http%3A%2F%2F127.0.0.1%3A8080%2Fcb") | Some(REDIRECT) | None => REDIRECT,
         Some(_) => {
-            let mut res = Response::new(Full::new(Bytes::from_static(b"unregistered redirect_uri\n")));
+            let mut res = Response::new(Full::new(Bytes::from_static(
+                b"unregistered redirect_uri\n",
+            )));
             *res.status_mut() = StatusCode::BAD_REQUEST;
             return Ok(res);
         }
@@ -98,7 +100,10 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             Client::new("demo-post-client", AuthMethod::ClientSecretPost).redirect_uri(REDIRECT),
             Some("demo-post-secret"),
         )?
-        .with_client(Client::new("demo-public", AuthMethod::None).redirect_uri(REDIRECT), None)?;
+        .with_client(
+            Client::new("demo-public", AuthMethod::None).redirect_uri(REDIRECT),
+            None,
+        )?;
     let mut bounds = MemoryStoreConfig::default();
     if let Some(n) = env_usize("PAR_MAX_PENDING") {
         bounds.max_pending = n;
@@ -121,13 +126,17 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         let io = TokioIo::new(stream);
         let builder = auto::Builder::new(TokioExecutor::new());
         if with_layer {
-            let svc = TowerToHyperService::new(layer.layer(tower::service_fn(handler::<tower_par::ParRequestBody<Incoming>>)));
+            let svc = TowerToHyperService::new(layer.layer(tower::service_fn(
+                handler::<tower_par::ParRequestBody<Incoming>>,
+            )));
             tokio::spawn(async move {
                 let _ = builder.serve_connection(io, svc).await;
             });
         } else {
             tokio::spawn(async move {
-                let _ = builder.serve_connection(io, service_fn(handler::<Incoming>)).await;
+                let _ = builder
+                    .serve_connection(io, service_fn(handler::<Incoming>))
+                    .await;
             });
         }
     }

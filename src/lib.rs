@@ -124,3 +124,8 @@ pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
 pub use service::Par;
 pub use store::{MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, Redemption, StoreError};
 pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};
+
+/// The README's code blocks, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
