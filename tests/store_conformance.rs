@@ -1,0 +1,301 @@
+//! One conformance suite for every [`ParStore`].
+//!
+//! [`conformance`] is generic over the store: to check another backend,
+//! add a `#[tokio::test(flavor = "multi_thread")]` that calls it with a
+//! factory returning a fresh, empty store each time, e.g.
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn redis_store_conforms() {
+//!     conformance(|| RedisStore::new(test_connection(), unique_prefix())).await;
+//! }
+//! ```
+//!
+//! The suite needs a multi-thread runtime for its concurrency checks. It
+//! waits on real time for the expiry checks (about half a second in all).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tower_par::{
+    AuthMethod, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, Redemption, RequestUri,
+    StoreError,
+};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn request(client_id: &str, params: &str) -> PushedRequest {
+    PushedRequest::new(
+        client_id,
+        AuthMethod::ClientSecretBasic,
+        params,
+        SystemTime::now(),
+        MINUTE,
+    )
+}
+
+/// Runs every check against stores made by `make`.
+pub async fn conformance<S: ParStore>(make: impl Fn() -> S) {
+    insert_then_redeem_returns_the_stored_request_par13(make()).await;
+    insert_is_insert_if_absent(make()).await;
+    redeem_is_one_time_par28(make()).await;
+    unknown_key_is_not_found(make()).await;
+    wrong_client_is_refused_and_the_entry_stays_par15(make()).await;
+    expired_by_data_is_not_found_on_read_par29(make()).await;
+    expired_by_ttl_is_not_found_par29(make()).await;
+    expired_entry_bound_to_another_client_is_not_found(make()).await;
+    key_can_be_reused_once_its_entry_expired(make()).await;
+    clones_share_entries(make()).await;
+    mark_once_records_a_key_for_its_ttl(make()).await;
+    concurrent_redeems_of_one_key_redeem_it_once_m2(make()).await;
+    concurrent_inserts_of_one_key_store_it_once(make()).await;
+}
+
+async fn insert_then_redeem_returns_the_stored_request_par13<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let stored = PushedRequest::new(
+        "C",
+        AuthMethod::ClientSecretPost,
+        "response_type=code&claims=%7B%7D&resource=a&resource=b",
+        SystemTime::now(),
+        MINUTE,
+    );
+    store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(stored)
+    );
+}
+
+async fn insert_is_insert_if_absent<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let first = request("C", "first=1");
+    store.insert(&uri, first.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.insert(&uri, request("C", "second=1"), MINUTE).await,
+        Err(StoreError::Exists)
+    );
+    assert_eq!(
+        store
+            .insert(&uri, request("OTHER", "third=1"), MINUTE)
+            .await,
+        Err(StoreError::Exists)
+    );
+    // The first entry is the one that stays.
+    assert_eq!(
+        store.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(first)
+    );
+}
+
+async fn redeem_is_one_time_par28<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "OTHER").await.unwrap(),
+        Redemption::NotFound
+    );
+}
+
+async fn unknown_key_is_not_found<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&RequestUri::generate(), request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+}
+
+async fn wrong_client_is_refused_and_the_entry_stays_par15<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let stored = request("C", "a=1");
+    store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
+    for other in ["OTHER", "c", "C ", ""] {
+        assert_eq!(
+            store.redeem(&uri, other).await.unwrap(),
+            Redemption::WrongClient,
+            "{other:?}"
+        );
+    }
+    assert_eq!(
+        store.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(stored)
+    );
+}
+
+async fn expired_by_data_is_not_found_on_read_par29<S: ParStore>(store: S) {
+    // `expires_at` is in the past although the store's TTL is not: a store
+    // that cannot expire entries on its own must still refuse it.
+    let uri = RequestUri::generate();
+    let stale = PushedRequest::new(
+        "C",
+        AuthMethod::None,
+        "a=1",
+        SystemTime::now() - Duration::from_secs(120),
+        MINUTE,
+    );
+    assert!(stale.is_expired_at(SystemTime::now()));
+    // A store may refuse such an insert outright; if it accepts it, it must
+    // never hand it out.
+    if store.insert(&uri, stale, MINUTE).await.is_ok() {
+        assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    }
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+}
+
+async fn expired_by_ttl_is_not_found_par29<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+}
+
+async fn expired_entry_bound_to_another_client_is_not_found<S: ParStore>(store: S) {
+    // Past its expiry an entry is gone for everyone: the answer no longer
+    // reveals that it was bound to another client.
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.redeem(&uri, "OTHER").await.unwrap(),
+        Redemption::NotFound
+    );
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+}
+
+async fn key_can_be_reused_once_its_entry_expired<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store
+        .insert(&uri, request("C", "old=1"), ttl)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = request("C", "new=1");
+    store.insert(&uri, fresh.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(fresh)
+    );
+}
+
+async fn clones_share_entries<S: ParStore>(store: S) {
+    let other = store.clone();
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.redeem(&uri, "C").await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert!(other.mark_once("jti-shared", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-shared", MINUTE).await.unwrap());
+}
+
+async fn mark_once_records_a_key_for_its_ttl<S: ParStore>(store: S) {
+    let ttl = Duration::from_millis(100);
+    assert!(store.mark_once("jti-1", ttl).await.unwrap());
+    assert!(!store.mark_once("jti-1", ttl).await.unwrap());
+    assert!(!store.mark_once("jti-1", MINUTE).await.unwrap());
+    // Other keys are independent.
+    assert!(store.mark_once("jti-2", MINUTE).await.unwrap());
+    assert!(store.mark_once("JTI-1", MINUTE).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.mark_once("jti-1", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-1", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-2", MINUTE).await.unwrap());
+}
+
+async fn concurrent_redeems_of_one_key_redeem_it_once_m2<S: ParStore>(store: S) {
+    const TASKS: usize = 64;
+    for _round in 0..5 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.redeem(&uri, "C").await.unwrap()
+                })
+            })
+            .collect();
+        let mut redeemed = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Redemption::Redeemed(_) => redeemed += 1,
+                Redemption::NotFound => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(redeemed, 1);
+    }
+}
+
+async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
+    const TASKS: usize = 32;
+    let uri = RequestUri::generate();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let params = format!("writer={i}");
+                store
+                    .insert(&uri, request("C", &params), MINUTE)
+                    .await
+                    .map(|()| params)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(params) => winners.push(params),
+            Err(StoreError::Exists) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    match store.redeem(&uri, "C").await.unwrap() {
+        Redemption::Redeemed(r) => assert_eq!(r.params, winners[0]),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_conforms() {
+    conformance(MemoryStore::new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_with_eager_sweeping_conforms() {
+    // Sweeping after every insert must not change any answer.
+    conformance(|| {
+        MemoryStore::with_config(MemoryStoreConfig {
+            sweep_every: 1,
+            ..MemoryStoreConfig::default()
+        })
+    })
+    .await;
+}
