@@ -107,7 +107,8 @@ where
         stored_form(&params, &client.client_id),
         SystemTime::now(),
         lifetime,
-    );
+    )
+    .with_redirect_uri(effective_redirect_uri(&client, &params));
     cfg.store
         .insert(&uri, stored, lifetime)
         .await
@@ -224,6 +225,19 @@ where
             crate::trace::auth_failed(&credentials.client_id, &_reason);
             Err(failed())
         }
+    }
+}
+
+/// Where the authorization response will go: the pushed `redirect_uri`, or
+/// the client's only registered one (validation made sure one of the two
+/// exists when it matters).
+fn effective_redirect_uri(client: &Client, params: &Params) -> Option<String> {
+    match params.get("redirect_uri") {
+        Some(uri) => Some(uri.to_owned()),
+        None => match client.redirect_uris.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        },
     }
 }
 
