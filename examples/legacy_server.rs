@@ -14,7 +14,8 @@
 //!
 //! Environment: `ADDR`, `PAR_ISSUER` (public base URL), `PAR_CLIENTS`
 //! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`,
-//! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`.
+//! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`,
+//! `PAR_FLOW_WINDOW_SECS` (default 600).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
 //! a session redirects to `/login?return_to=<the full authorize URL it
@@ -61,6 +62,8 @@ pub struct DemoOptions {
     pub required: bool,
     /// `request_uri` lifetime in seconds.
     pub ttl: Option<u64>,
+    /// Flow window in seconds (flow-bound redemption).
+    pub flow_window: Option<u64>,
     /// Add the PAR members to the discovery documents.
     pub metadata: bool,
     /// Put a login step in front of `/authorize`.
@@ -80,7 +83,7 @@ fn settings() -> Result<Settings, String> {
             "--clients" => clients_file = Some(args.next().ok_or("--clients needs a value")?),
             "--login" => login = true,
             "-h" | "--help" => {
-                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict");
+                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -105,6 +108,13 @@ fn settings() -> Result<Settings, String> {
         Some("0") | Some("false") | Some("no") => false,
         _ => default,
     };
+    let flow_window = match std::env::var("PAR_FLOW_WINDOW_SECS") {
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("PAR_FLOW_WINDOW_SECS '{v}' is not a number"))?,
+        ),
+        Err(_) => None,
+    };
     let ttl = match std::env::var("PAR_TTL_SECS") {
         Ok(v) => Some(
             v.parse()
@@ -124,6 +134,7 @@ fn settings() -> Result<Settings, String> {
             clients,
             required: flag("PAR_REQUIRED", false),
             ttl,
+            flow_window,
             metadata: flag("PAR_METADATA", true),
             login: login || flag("PAR_DEMO_LOGIN", false),
             strict,
@@ -568,6 +579,11 @@ pub fn app(opts: &DemoOptions) -> Result<Router, String> {
         par = par
             .request_uri_lifetime(Duration::from_secs(ttl))
             .map_err(|e| format!("PAR_TTL_SECS: {e}"))?;
+    }
+    if let Some(window) = opts.flow_window {
+        par = par
+            .flow_window(Duration::from_secs(window))
+            .map_err(|e| format!("PAR_FLOW_WINDOW_SECS: {e}"))?;
     }
     let mut router = Router::new()
         .route("/authorize", get(authorize_get).post(authorize_post))

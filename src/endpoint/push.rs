@@ -138,6 +138,17 @@ fn read_credentials(
     headers: &http::HeaderMap,
     params: &Params,
 ) -> Result<ClientCredentials, OAuthError> {
+    // RFC 6749 §5.2: multiple credentials are an invalid request.
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
     let authorization = headers.get(header::AUTHORIZATION);
     let basic = authorization.filter(|v| is_basic(v));
     if authorization.is_some() && basic.is_none() {
