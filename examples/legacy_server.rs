@@ -13,14 +13,24 @@
 //! ```
 //!
 //! Environment: `ADDR`, `PAR_ISSUER` (public base URL), `PAR_CLIENTS`
-//! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`.
+//! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`,
+//! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`,
+//! `PAR_FLOW_WINDOW_SECS` (default 600).
+//!
+//! `--login` adds a login step, as legacy servers have: `/authorize` without
+//! a session redirects to `/login?return_to=<the full authorize URL it
+//! received>`; the login form (`demo` / `demo`) sets a session cookie and
+//! sends the browser back to `return_to`. With the layer in front, that
+//! bounce carries only the compact `request_uri` form.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use std::collections::HashSet;
+
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -30,30 +40,50 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_par::{
-    AuthMethod, Client, ClientAuthenticator, ClientCredentials, ParLayer, Secret, StaticClients,
+    AuthMethod, Client, ClientAuthenticator, ClientCredentials, ParLayer, Redemption, Secret,
+    StaticClients,
 };
 
 const DEMO_REDIRECT: &str = "http://127.0.0.1:8080/cb";
 
 struct Settings {
     addr: SocketAddr,
-    issuer: String,
-    clients: StaticClients,
-    required: bool,
-    ttl: Option<u64>,
-    metadata: bool,
+    demo: DemoOptions,
+}
+
+/// Everything that shapes the demo application.
+#[derive(Clone)]
+pub struct DemoOptions {
+    /// Public base URL: issuer and advertised endpoints.
+    pub issuer: String,
+    /// The registered clients (shared by the layer and the legacy server).
+    pub clients: StaticClients,
+    /// Require PAR for every client.
+    pub required: bool,
+    /// `request_uri` lifetime in seconds.
+    pub ttl: Option<u64>,
+    /// Flow window in seconds (flow-bound redemption).
+    pub flow_window: Option<u64>,
+    /// Add the PAR members to the discovery documents.
+    pub metadata: bool,
+    /// Put a login step in front of `/authorize`.
+    pub login: bool,
+    /// Consume `request_uri`s at the first redemption.
+    pub strict: bool,
 }
 
 fn settings() -> Result<Settings, String> {
     let mut args = std::env::args().skip(1);
     let mut addr = std::env::var("ADDR").ok();
     let mut clients_file = std::env::var("PAR_CLIENTS").ok();
+    let mut login = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
             "--clients" => clients_file = Some(args.next().ok_or("--clients needs a value")?),
+            "--login" => login = true,
             "-h" | "--help" => {
-                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0");
+                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -78,6 +108,13 @@ fn settings() -> Result<Settings, String> {
         Some("0") | Some("false") | Some("no") => false,
         _ => default,
     };
+    let flow_window = match std::env::var("PAR_FLOW_WINDOW_SECS") {
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("PAR_FLOW_WINDOW_SECS '{v}' is not a number"))?,
+        ),
+        Err(_) => None,
+    };
     let ttl = match std::env::var("PAR_TTL_SECS") {
         Ok(v) => Some(
             v.parse()
@@ -85,17 +122,28 @@ fn settings() -> Result<Settings, String> {
         ),
         Err(_) => None,
     };
+    let strict = match std::env::var("PAR_REDEMPTION").ok().as_deref() {
+        None | Some("") | Some("flow") | Some("flow_bound") => false,
+        Some("strict") => true,
+        Some(other) => return Err(format!("PAR_REDEMPTION '{other}': use flow or strict")),
+    };
     Ok(Settings {
         addr,
-        issuer,
-        clients,
-        required: flag("PAR_REQUIRED", false),
-        ttl,
-        metadata: flag("PAR_METADATA", true),
+        demo: DemoOptions {
+            issuer,
+            clients,
+            required: flag("PAR_REQUIRED", false),
+            ttl,
+            flow_window,
+            metadata: flag("PAR_METADATA", true),
+            login: login || flag("PAR_DEMO_LOGIN", false),
+            strict,
+        },
     })
 }
 
-fn demo_clients() -> Result<StaticClients, tower_par::StaticClientsError> {
+/// The built-in demo clients.
+pub fn demo_clients() -> Result<StaticClients, tower_par::StaticClientsError> {
     StaticClients::new()
         .with_client(
             Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(DEMO_REDIRECT),
@@ -126,6 +174,26 @@ struct Legacy {
     issuer: String,
     clients: StaticClients,
     codes: Arc<Mutex<HashMap<String, Grant>>>,
+    /// `Some` in login mode: the session ids of logged-in browsers.
+    sessions: Option<Arc<Mutex<HashSet<String>>>>,
+}
+
+const SESSION_COOKIE: &str = "legacy_session";
+
+impl Legacy {
+    fn logged_in(&self, headers: &HeaderMap) -> bool {
+        let Some(sessions) = &self.sessions else {
+            return true;
+        };
+        let sessions = sessions.lock().unwrap();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .any(|(n, v)| n == SESSION_COOKIE && sessions.contains(v))
+    }
 }
 
 fn random_token() -> String {
@@ -149,7 +217,22 @@ fn error_page(status: StatusCode, msg: &str) -> Response {
 }
 
 /// The legacy authorization endpoint: classic query (or form) parameters.
-async fn authorize(State(app): State<Legacy>, params: HashMap<String, String>) -> Response {
+async fn authorize(
+    State(app): State<Legacy>,
+    headers: HeaderMap,
+    received: String,
+    params: HashMap<String, String>,
+) -> Response {
+    if !app.logged_in(&headers) {
+        // What legacy servers do: send the browser to log in, carrying the
+        // whole authorization request along in `return_to`.
+        let return_to = format!("{}{received}", app.issuer);
+        let target = format!(
+            "/login?{}",
+            serde_urlencoded::to_string([("return_to", return_to)]).unwrap()
+        );
+        return Redirect::to(&target).into_response();
+    }
     let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     let Some(client_id) = get("client_id") else {
         return error_page(StatusCode::BAD_REQUEST, "client_id is required");
@@ -197,16 +280,112 @@ async fn authorize(State(app): State<Legacy>, params: HashMap<String, String>) -
 
 async fn authorize_get(
     state: State<Legacy>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    authorize(state, params).await
+    let received = uri
+        .path_and_query()
+        .map_or("/authorize".to_owned(), |pq| pq.to_string());
+    authorize(state, headers, received, params).await
 }
 
 async fn authorize_post(
     state: State<Legacy>,
-    Form(params): Form<HashMap<String, String>>,
+    headers: HeaderMap,
+    Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
-    authorize(state, params).await
+    // A POSTed request comes back as the equivalent GET after login.
+    let received = format!(
+        "/authorize?{}",
+        serde_urlencoded::to_string(&params).unwrap()
+    );
+    authorize(state, headers, received, params.into_iter().collect()).await
+}
+
+fn login_page(return_to: &str, failed: bool) -> Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+    };
+    let action = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("return_to", return_to)]).unwrap()
+    );
+    let status = if failed {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let note = if failed {
+        "<p id=\"error\">Wrong username or password.</p>"
+    } else {
+        ""
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
+         <h1>Sign in</h1>{note}<form method=\"post\" action=\"{}\">\
+         <label>Username <input name=\"username\" id=\"username\"></label>\
+         <label>Password <input name=\"password\" id=\"password\" type=\"password\"></label>\
+         <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+         <button type=\"submit\" id=\"submit\">Sign in</button></form>\
+         <p>Demo account: demo / demo</p></body></html>\n",
+        esc(&action),
+        esc(return_to)
+    );
+    (status, Html(page)).into_response()
+}
+
+/// Only same-site return URLs: the login step must not be an open redirect.
+fn safe_return_to(app: &Legacy, return_to: Option<&String>) -> Option<String> {
+    let r = return_to?;
+    let local = r.starts_with('/') && !r.starts_with("//");
+    let same_origin = r
+        .strip_prefix(&app.issuer)
+        .is_some_and(|rest| rest.starts_with('/'));
+    (local || same_origin).then(|| r.clone())
+}
+
+async fn login_form(
+    State(app): State<Legacy>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match safe_return_to(&app, q.get("return_to")) {
+        Some(r) => login_page(&r, false),
+        None => error_page(
+            StatusCode::BAD_REQUEST,
+            "return_to must be a URL of this server",
+        ),
+    }
+}
+
+async fn login_submit(
+    State(app): State<Legacy>,
+    Query(q): Query<HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(return_to) = safe_return_to(&app, q.get("return_to").or(form.get("return_to"))) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "return_to must be a URL of this server",
+        );
+    };
+    let ok = form.get("username").map(String::as_str) == Some("demo")
+        && form.get("password").map(String::as_str) == Some("demo");
+    let Some(sessions) = app.sessions.as_ref().filter(|_| ok) else {
+        return login_page(&return_to, true);
+    };
+    let session = random_token();
+    sessions.lock().unwrap().insert(session.clone());
+    let mut res = Redirect::to(&return_to).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax")
+            .parse()
+            .unwrap(),
+    );
+    res
 }
 
 fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -376,6 +555,49 @@ async fn metadata(State(app): State<Legacy>) -> Response {
     .into_response()
 }
 
+/// The demo application: the legacy server wrapped with the PAR layer.
+pub fn app(opts: &DemoOptions) -> Result<Router, String> {
+    let legacy = Legacy {
+        issuer: opts.issuer.clone(),
+        clients: opts.clients.clone(),
+        codes: Arc::default(),
+        sessions: opts.login.then(Arc::default),
+    };
+    let mut par = ParLayer::new(opts.clients.clone())
+        .issuer(opts.issuer.clone())
+        .map_err(|e| format!("PAR_ISSUER: {e}"))?
+        .require_par(opts.required)
+        .metadata(opts.metadata)
+        // The binding cookie is `Secure` unless the demo runs on plain HTTP.
+        .flow_cookie_secure(opts.issuer.starts_with("https://"))
+        .redemption(if opts.strict {
+            Redemption::Strict
+        } else {
+            Redemption::FlowBound
+        });
+    if let Some(ttl) = opts.ttl {
+        par = par
+            .request_uri_lifetime(Duration::from_secs(ttl))
+            .map_err(|e| format!("PAR_TTL_SECS: {e}"))?;
+    }
+    if let Some(window) = opts.flow_window {
+        par = par
+            .flow_window(Duration::from_secs(window))
+            .map_err(|e| format!("PAR_FLOW_WINDOW_SECS: {e}"))?;
+    }
+    let mut router = Router::new()
+        .route("/authorize", get(authorize_get).post(authorize_post))
+        .route("/token", post(token))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata));
+    if opts.login {
+        router = router.route("/login", get(login_form).post(login_submit));
+    }
+    // `layer`, not `route_layer`: /par has no route of its own.
+    Ok(router.with_state(legacy).layer(par))
+}
+
+#[allow(dead_code)]
 #[tokio::main]
 async fn main() {
     let s = match settings() {
@@ -385,37 +607,13 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let legacy = Legacy {
-        issuer: s.issuer.clone(),
-        clients: s.clients.clone(),
-        codes: Arc::default(),
-    };
-    let mut par = ParLayer::new(s.clients.clone())
-        .issuer(s.issuer.clone())
-        .unwrap_or_else(|e| {
-            eprintln!("legacy_server: PAR_ISSUER: {e}");
+    let app = match app(&s.demo) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("legacy_server: {e}");
             std::process::exit(2);
-        })
-        .require_par(s.required)
-        .metadata(s.metadata);
-    if let Some(ttl) = s.ttl {
-        par = par
-            .request_uri_lifetime(Duration::from_secs(ttl))
-            .unwrap_or_else(|e| {
-                eprintln!("legacy_server: PAR_TTL_SECS: {e}");
-                std::process::exit(2);
-            });
-    }
-
-    let app = Router::new()
-        .route("/authorize", get(authorize_get).post(authorize_post))
-        .route("/token", post(token))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata))
-        .with_state(legacy)
-        // `layer`, not `route_layer`: /par has no route of its own.
-        .layer(par);
-
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(s.addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -423,10 +621,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let i = &s.issuer;
+    let i = &s.demo.issuer;
     println!(
-        "legacy_server listening on http://{} (issuer {i}, PAR required: {})",
-        s.addr, s.required
+        "legacy_server listening on http://{} (issuer {i}, PAR required: {}, login step: {})",
+        s.addr, s.demo.required, s.demo.login
     );
     println!("Try it (demo-client / demo-secret, client_secret_basic):");
     println!("  curl -s -u demo-client:demo-secret {i}/par \\");

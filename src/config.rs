@@ -31,6 +31,48 @@ pub struct PkcePolicy {
     pub allow_plain: bool,
 }
 
+/// How a `request_uri` may be used at the authorization endpoint.
+///
+/// RFC 9126 §4 says a `request_uri` SHOULD be one-time use and MAY be
+/// reused when the user reloads the page; FAPI 2.0 (note 3) enforces
+/// one-time use "at the point of authorization". The two policies trade
+/// these off differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Redemption {
+    /// The default. The first redemption (within `expires_in`) moves the
+    /// request to "in flow" and binds it to that browser with a random
+    /// `HttpOnly` cookie. While the flow lasts (the flow window, 10 minutes
+    /// by default) the same browser may come back to
+    /// `/authorize?client_id=..&request_uri=..` any number of times (reload,
+    /// back button, login bounce) and gets the same request; any other
+    /// browser gets `invalid_request_uri`. The request is consumed when the
+    /// wrapped service sends the authorization response to the client (a
+    /// redirect to the pushed `redirect_uri` with `code` or `error`, or a
+    /// `form_post` page), or when the window ends.
+    ///
+    /// Defends against: replay of a leaked `request_uri` by another user
+    /// agent (no cookie, no redemption), double completion (two tabs: one
+    /// authorization response reaches the client), and login flows killed
+    /// by a short `expires_in` (the lifetime bounds the first use only).
+    #[default]
+    FlowBound,
+    /// Consume at the first redemption: a reload or a login bounce back to
+    /// `/authorize?request_uri=..` fails with `invalid_request_uri`.
+    ///
+    /// Defends against: any second use at all, including by the same
+    /// browser, and needs no cookie. Suits deployments whose authorization
+    /// endpoint completes in one request, or where a cookie is not wanted.
+    Strict,
+}
+
+/// The browser-binding cookie of [`Redemption::FlowBound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlowCookie {
+    pub(crate) name: String,
+    pub(crate) secure: bool,
+}
+
 /// Whether and how the layer touches the discovery documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum MetadataMode {
@@ -65,6 +107,9 @@ pub(crate) struct Config<C, St> {
     pub(crate) pkce: PkcePolicy,
     pub(crate) metadata: MetadataMode,
     pub(crate) pass_foreign_request_uris: bool,
+    pub(crate) redemption: Redemption,
+    pub(crate) flow_window: Duration,
+    pub(crate) flow_cookie: FlowCookie,
     pub(crate) clients: C,
     pub(crate) store: St,
     pub(crate) validator: Option<Arc<dyn Validator>>,
@@ -85,6 +130,9 @@ impl<C: Clone, St: Clone> Clone for Config<C, St> {
             pkce: self.pkce,
             metadata: self.metadata,
             pass_foreign_request_uris: self.pass_foreign_request_uris,
+            redemption: self.redemption,
+            flow_window: self.flow_window,
+            flow_cookie: self.flow_cookie.clone(),
             clients: self.clients.clone(),
             store: self.store.clone(),
             validator: self.validator.clone(),
@@ -107,6 +155,12 @@ impl<C, St> Config<C, St> {
             pkce: PkcePolicy::default(),
             metadata: MetadataMode::Off,
             pass_foreign_request_uris: false,
+            redemption: Redemption::FlowBound,
+            flow_window: Duration::from_secs(600),
+            flow_cookie: FlowCookie {
+                name: "par_flow".into(),
+                secure: true,
+            },
             clients,
             store,
             validator: None,
@@ -127,6 +181,9 @@ impl<C, St> Config<C, St> {
             pkce: self.pkce,
             metadata: self.metadata,
             pass_foreign_request_uris: self.pass_foreign_request_uris,
+            redemption: self.redemption,
+            flow_window: self.flow_window,
+            flow_cookie: self.flow_cookie,
             clients: self.clients,
             store,
             validator: self.validator,

@@ -157,7 +157,9 @@ impl OAuthError {
     pub(crate) fn json_response(&self) -> Response<Full<Bytes>> {
         let mut res = no_store_response(self.status, "application/json", self.to_json().into());
         let headers = res.headers_mut();
-        if self.basic_challenge {
+        // AUTH-2, RFC 9110 §15.5.2: every 401 carries a challenge, naming
+        // the scheme the PAR endpoint supports.
+        if self.basic_challenge || self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"tower-par\", charset=\"UTF-8\""),
@@ -296,6 +298,17 @@ mod tests {
             v,
             serde_json::json!({"error":"invalid_client","error_description":"bad"})
         );
+    }
+
+    #[test]
+    fn auth2_every_401_has_a_challenge_and_400_has_none() {
+        let res = OAuthError::invalid_client("no credentials").json_response();
+        assert!(res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("realm="));
+        let res = OAuthError::invalid_request("x").json_response();
+        assert!(res.headers().get("www-authenticate").is_none());
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use crate::client::{ClientAuthenticator, StaticClients};
 use crate::config::{
-    check_path, check_url, Config, ConfigError, MetadataMode, PkcePolicy, Profile,
+    check_path, check_url, Config, ConfigError, MetadataMode, PkcePolicy, Profile, Redemption,
 };
 use crate::service::Par;
 use crate::store::{MemoryStore, ParStore};
@@ -205,6 +205,41 @@ where
         self
     }
 
+    /// How a `request_uri` may be used (default [`Redemption::FlowBound`]).
+    pub fn redemption(mut self, policy: Redemption) -> Self {
+        self.config_mut().redemption = policy;
+        self
+    }
+
+    /// How long a flow may last after its first redemption under
+    /// [`Redemption::FlowBound`]: 1 second to 1 hour (default 10 minutes).
+    pub fn flow_window(mut self, window: Duration) -> Result<Self, ConfigError> {
+        if !(1..=3600).contains(&window.as_secs()) {
+            return Err(ConfigError("flow window must be 1 second to 1 hour".into()));
+        }
+        self.config_mut().flow_window = window;
+        Ok(self)
+    }
+
+    /// Name of the browser-binding cookie (default `par_flow`).
+    pub fn flow_cookie_name(mut self, name: impl Into<String>) -> Result<Self, ConfigError> {
+        let name = name.into();
+        // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(ConfigError(format!("'{name}' is not a valid cookie name")));
+        }
+        self.config_mut().flow_cookie.name = name;
+        Ok(self)
+    }
+
+    /// Whether the binding cookie is `Secure` (default `true`). Set `false`
+    /// only for plain-HTTP development on a loopback address.
+    pub fn flow_cookie_secure(mut self, secure: bool) -> Self {
+        self.config_mut().flow_cookie.secure = secure;
+        self
+    }
+
     /// Adds your own push-time rules; they run after the built-in ones.
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.config_mut().validator = Some(Arc::new(validator));
@@ -251,6 +286,8 @@ where
             .field("profile", &c.profile)
             .field("pkce", &c.pkce)
             .field("metadata", &c.metadata)
+            .field("redemption", &c.redemption)
+            .field("flow_window", &c.flow_window)
             .field("clients", &c.clients)
             .field("store", &c.store)
             .finish_non_exhaustive()

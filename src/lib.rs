@@ -114,7 +114,7 @@ pub use client::{
     AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Secret,
     StaticClients, StaticClientsError,
 };
-pub use config::{ConfigError, PkcePolicy, Profile};
+pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
 pub use endpoint::authorize::PushedAuthorization;
 pub use error::OAuthError;
 pub use future::ResponseFuture;
@@ -122,7 +122,10 @@ pub use layer::ParLayer;
 pub use params::{Params, ParamsError};
 pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
 pub use service::Par;
-pub use store::{MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, Redemption, StoreError};
+pub use store::{
+    Completion, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
+    StoreError,
+};
 pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};
 
 /// The README's code blocks, compiled as doc-tests.

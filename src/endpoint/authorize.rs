@@ -5,20 +5,26 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
 use tower_service::Service;
 
+use super::compact::{compact_location, compact_query, compact_refresh, is_authorization_response};
 use super::{is_form, own, read_body};
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, ClientAuthenticator};
-use crate::config::Config;
+use crate::config::{Config, Redemption};
 use crate::error::OAuthError;
 use crate::params::Params;
-use crate::store::{ParStore, PushedRequest, Redemption};
+use crate::store::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome};
 use crate::RequestUri;
 
 /// Attached to every request the layer rewrote from a pushed request.
@@ -48,6 +54,8 @@ pub struct PushedAuthorization {
     request_uri: RequestUri,
     pushed_at: SystemTime,
     expires_at: SystemTime,
+    compact_url: String,
+    reentry: bool,
 }
 
 impl PushedAuthorization {
@@ -71,9 +79,25 @@ impl PushedAuthorization {
         self.pushed_at
     }
 
-    /// When the `request_uri` would have expired.
+    /// When the `request_uri` would have expired had it not been redeemed.
     pub fn expires_at(&self) -> SystemTime {
         self.expires_at
+    }
+
+    /// The compact form of this authorization request,
+    /// `{authorize_path}?client_id=..&request_uri=..`: use it as the return
+    /// URL of a login or consent step instead of the expanded request, so
+    /// that pushed parameters never travel through the browser. The same
+    /// browser can re-enter it while its flow lasts
+    /// ([`Redemption::FlowBound`](crate::Redemption::FlowBound)).
+    pub fn compact_authorize_url(&self) -> &str {
+        &self.compact_url
+    }
+
+    /// Whether this is a re-entry of a flow already in progress (reload,
+    /// login bounce) rather than its first redemption.
+    pub fn is_reentry(&self) -> bool {
+        self.reentry
     }
 }
 
@@ -84,8 +108,30 @@ impl fmt::Debug for PushedAuthorization {
             .field("auth_method", &self.auth_method)
             .field("request_uri", &self.request_uri)
             .field("pushed_at", &self.pushed_at)
+            .field("reentry", &self.reentry)
             .finish()
     }
+}
+
+/// A redeemed request on its way through the wrapped service.
+struct Flow {
+    uri: RequestUri,
+    client_id: String,
+    redirect_uri: Option<String>,
+    form_post: bool,
+    /// Digest of the browser binding (flow-bound redemptions only).
+    binding: Option<[u8; 32]>,
+    /// `Set-Cookie` for a browser that had no binding cookie yet.
+    set_cookie: Option<HeaderValue>,
+    /// `authorize_path?client_id=..&request_uri=..`
+    compact_query: String,
+    authorize_path: String,
+    pushed_at: SystemTime,
+}
+
+enum Resolved<B> {
+    Pass(Request<ParRequestBody<B>>),
+    Flow(Request<ParRequestBody<B>>, Box<Flow>),
 }
 
 pub(crate) async fn handle<S, C, St, B, ResB>(
@@ -98,10 +144,15 @@ where
     C: ClientAuthenticator,
     St: ParStore,
     B: Body<Data = Bytes>,
+    ResB: Body<Data = Bytes>,
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
     match resolve(&cfg, req).await {
-        Ok(req) => Ok(inner.call(req).await?.map(ParResponseBody::inner)),
+        Ok(Resolved::Pass(req)) => Ok(inner.call(req).await?.map(ParResponseBody::inner)),
+        Ok(Resolved::Flow(req, flow)) => {
+            let res = inner.call(req).await?;
+            Ok(finish(&cfg, *flow, res, accept.as_ref()).await)
+        }
         Err(e) => {
             crate::trace::rejected("authorize", &e);
             // OA-5: answered to the browser, never redirected.
@@ -110,13 +161,184 @@ where
     }
 }
 
+/// Looks at the wrapped service's answer to a redeemed request: completes
+/// the flow on the authorization response, otherwise keeps the expanded
+/// request out of redirects (M-3).
+async fn finish<C, St, ResB>(
+    cfg: &Config<C, St>,
+    flow: Flow,
+    res: Response<ResB>,
+    accept: Option<&HeaderValue>,
+) -> Response<ParResponseBody<ResB>>
+where
+    St: ParStore,
+    ResB: Body<Data = Bytes>,
+{
+    let (mut parts, body) = res.into_parts();
+    let mut body = ParResponseBody::inner(body);
+    let mut completes = parts.status.is_redirection()
+        && match (
+            header_str(&parts.headers, header::LOCATION),
+            &flow.redirect_uri,
+        ) {
+            (Some(location), Some(redirect_uri)) => {
+                is_authorization_response(location, redirect_uri)
+            }
+            _ => false,
+        };
+    if !completes && flow.form_post && flow.binding.is_some() {
+        match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
+            Ok((is_response, own_body)) => {
+                completes = is_response;
+                body = own_body;
+            }
+            Err(()) => {
+                return own(OAuthError::server_error(
+                    "the authorization response could not be read",
+                )
+                .browser_response(accept));
+            }
+        }
+    }
+    if completes {
+        if let Some(binding) = &flow.binding {
+            // RFC 9126 §4, FAPI 2.0 note 3: one-time use "at the point of
+            // authorization". Of two tabs completing at once, one wins.
+            match cfg.store.complete(&flow.uri, binding).await {
+                Ok(Completion::Completed) => {
+                    crate::trace::completed(&flow.client_id, &flow.uri, flow.pushed_at);
+                }
+                Ok(_) => {
+                    let e = OAuthError::invalid_request_uri(
+                        "this authorization request has already been completed",
+                    );
+                    crate::trace::rejected("authorize", &e);
+                    return own(e.browser_response(accept));
+                }
+                Err(_) => {
+                    // Fail closed: an authorization response whose request
+                    // cannot be marked used is not delivered.
+                    return own(OAuthError::temporarily_unavailable(
+                        "authorization requests cannot be updated right now, please retry",
+                        5,
+                    )
+                    .browser_response(accept));
+                }
+            }
+        }
+    } else if flow.binding.is_some() {
+        compact_headers(&mut parts.headers, &flow);
+    }
+    if let Some(cookie) = flow.set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    Response::from_parts(parts, body)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// M-3: replace the expanded request embedded in `Location` / `Refresh`
+/// with the compact one. Only headers: bodies are never rewritten.
+fn compact_headers(headers: &mut HeaderMap, flow: &Flow) {
+    let path = flow.authorize_path.as_str();
+    let id = flow.client_id.as_str();
+    let compact = flow.compact_query.as_str();
+    let new_location =
+        header_str(headers, header::LOCATION).and_then(|l| compact_location(l, path, id, compact));
+    if let Some(v) = new_location.and_then(|l| HeaderValue::try_from(l).ok()) {
+        headers.insert(header::LOCATION, v);
+    }
+    let refresh = header::HeaderName::from_static("refresh");
+    let new_refresh =
+        header_str(headers, refresh.clone()).and_then(|r| compact_refresh(r, path, id, compact));
+    if let Some(v) = new_refresh.and_then(|r| HeaderValue::try_from(r).ok()) {
+        headers.insert(refresh, v);
+    }
+}
+
+/// Largest `form_post` page inspected for the end of a flow.
+const MAX_FORM_POST_PAGE: u64 = 256 * 1024;
+
+/// For `response_mode=form_post`: whether the page is the auto-submitting
+/// form that carries the authorization response to the `redirect_uri`.
+async fn form_post_response<ResB>(
+    parts: &http::response::Parts,
+    body: ParResponseBody<ResB>,
+    redirect_uri: Option<&str>,
+) -> Result<(bool, ParResponseBody<ResB>), ()>
+where
+    ResB: Body<Data = Bytes>,
+{
+    let html = header_str(&parts.headers, header::CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("text/html"));
+    let small = body
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= MAX_FORM_POST_PAGE);
+    let plain = parts.headers.get(header::CONTENT_ENCODING).is_none();
+    let Some(redirect_uri) = redirect_uri else {
+        return Ok((false, body));
+    };
+    if parts.status != StatusCode::OK || !html || !small || !plain {
+        return Ok((false, body));
+    }
+    let bytes = body.collect().await.map_err(|_| ())?.to_bytes();
+    let page = String::from_utf8_lossy(&bytes);
+    let escaped = redirect_uri.replace('&', "&amp;");
+    let targets_client = page.contains(redirect_uri) || page.contains(&escaped);
+    let carries_response = [
+        "name=\"code\"",
+        "name='code'",
+        "name=\"error\"",
+        "name='error'",
+    ]
+    .iter()
+    .any(|n| page.contains(n));
+    Ok((
+        targets_client && carries_response,
+        ParResponseBody::own(Full::new(bytes)),
+    ))
+}
+
+/// The browser-binding secret from the flow cookie, if well-formed.
+fn flow_cookie(headers: &HeaderMap, name: &str) -> Option<[u8; 32]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| {
+            let mut secret = [0u8; 32];
+            match URL_SAFE_NO_PAD.decode_slice(v.trim_matches('"'), &mut secret) {
+                Ok(32) => Some(secret),
+                _ => None,
+            }
+        })
+}
+
+fn set_cookie<C, St>(cfg: &Config<C, St>, secret: &[u8; 32]) -> Option<HeaderValue> {
+    let c = &cfg.flow_cookie;
+    let mut v = format!(
+        "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
+        c.name,
+        URL_SAFE_NO_PAD.encode(secret),
+        cfg.authorize_path,
+        cfg.flow_window.as_secs()
+    );
+    if c.secure {
+        v.push_str("; Secure");
+    }
+    HeaderValue::try_from(v).ok()
+}
+
 const NOT_FOUND: &str = "request_uri is unknown, expired or already used";
 
 /// M-2: look up, check the client, consume, rewrite.
-async fn resolve<C, St, B>(
-    cfg: &Config<C, St>,
-    req: Request<B>,
-) -> Result<Request<ParRequestBody<B>>, OAuthError>
+async fn resolve<C, St, B>(cfg: &Config<C, St>, req: Request<B>) -> Result<Resolved<B>, OAuthError>
 where
     C: ClientAuthenticator,
     St: ParStore,
@@ -140,7 +362,7 @@ where
     let params = match parsed {
         Ok(p) => p,
         // Not ours to judge unless PAR is required.
-        Err(_) if !cfg.require_par => return Ok(Request::from_parts(parts, body)),
+        Err(_) if !cfg.require_par => return Ok(Resolved::Pass(Request::from_parts(parts, body))),
         Err(e) => return Err(OAuthError::invalid_request(e.to_string())),
     };
     let from_query;
@@ -153,16 +375,24 @@ where
                 .and_then(|q| Params::parse(q.as_bytes()).ok());
             match from_query.as_ref().and_then(|p| p.get("request_uri")) {
                 Some(uri) => uri,
-                None => return passthrough_or_require(cfg, &params, parts, body).await,
+                None => {
+                    return passthrough_or_require(cfg, &params, parts, body)
+                        .await
+                        .map(Resolved::Pass)
+                }
             }
         }
-        None => return passthrough_or_require(cfg, &params, parts, body).await,
+        None => {
+            return passthrough_or_require(cfg, &params, parts, body)
+                .await
+                .map(Resolved::Pass)
+        }
     };
 
     let Some(uri) = RequestUri::parse(raw_uri) else {
         // M-1: a request_uri this layer did not issue.
         if cfg.pass_foreign_request_uris && !par_required(cfg, params.get("client_id")).await {
-            return Ok(Request::from_parts(parts, body));
+            return Ok(Resolved::Pass(Request::from_parts(parts, body)));
         }
         return Err(OAuthError::invalid_request_uri(NOT_FOUND));
     };
@@ -170,22 +400,70 @@ where
     let client_id = params
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_request("client_id is required with request_uri"))?;
-    match cfg.store.redeem(&uri, client_id).await {
-        Ok(Redemption::Redeemed(stored)) => {
-            crate::trace::redeemed(&stored.client_id, &uri);
-            rewrite(parts, body, uri, stored)
+    // PAR-28: strict one-time use, or a flow bound to this browser.
+    let presented = flow_cookie(&parts.headers, &cfg.flow_cookie.name);
+    let (mode, secret) = match cfg.redemption {
+        Redemption::Strict => (RedeemMode::Consume, None),
+        Redemption::FlowBound => {
+            let secret = presented.unwrap_or_else(|| {
+                let mut s = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut s);
+                s
+            });
+            let binding = Sha256::digest(secret).into();
+            (
+                RedeemMode::Bind {
+                    binding,
+                    window: cfg.flow_window,
+                },
+                Some((secret, binding)),
+            )
         }
-        // PAR-29, PAR-28: unknown, expired or already used.
-        Ok(Redemption::NotFound) => Err(OAuthError::invalid_request_uri(NOT_FOUND)),
+    };
+    let (stored, reentry) = match cfg.store.redeem(&uri, client_id, mode).await {
+        Ok(RedeemOutcome::Redeemed(stored)) => {
+            crate::trace::redeemed(&stored.client_id, &uri);
+            (stored, false)
+        }
+        Ok(RedeemOutcome::Reentered(stored)) => {
+            crate::trace::reentered(&stored.client_id, &uri);
+            (stored, true)
+        }
+        // PAR-29, PAR-28: unknown, expired, used, or another browser's.
+        Ok(RedeemOutcome::NotFound) => return Err(OAuthError::invalid_request_uri(NOT_FOUND)),
         // PAR-15: bound to another client; the entry stays usable.
-        Ok(Redemption::WrongClient) => Err(OAuthError::invalid_request(
-            "client_id does not match the client the request_uri was issued to",
-        )),
-        Err(_) => Err(OAuthError::temporarily_unavailable(
-            "authorization requests cannot be looked up right now, please retry",
-            5,
-        )),
-    }
+        Ok(RedeemOutcome::WrongClient) => {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the client the request_uri was issued to",
+            ))
+        }
+        Err(_) => {
+            return Err(OAuthError::temporarily_unavailable(
+                "authorization requests cannot be looked up right now, please retry",
+                5,
+            ))
+        }
+    };
+    let compact_query = compact_query(&stored.client_id, &uri.to_string());
+    let flow = Flow {
+        uri,
+        client_id: stored.client_id.clone(),
+        redirect_uri: stored.redirect_uri.clone(),
+        form_post: Params::parse(stored.params.as_bytes())
+            .ok()
+            .is_some_and(|p| p.get("response_mode") == Some("form_post")),
+        binding: secret.map(|(_, b)| b),
+        set_cookie: match (secret, presented) {
+            (Some((s, _)), None) => set_cookie(cfg, &s),
+            _ => None,
+        },
+        compact_query,
+        authorize_path: cfg.authorize_path.clone(),
+        pushed_at: stored.pushed_at,
+    };
+    let compact_url = format!("{}?{}", flow.authorize_path, flow.compact_query);
+    let req = rewrite(parts, body, uri, stored, compact_url, reentry)?;
+    Ok(Resolved::Flow(req, Box::new(flow)))
 }
 
 async fn passthrough_or_require<C, St, B>(
@@ -227,6 +505,8 @@ fn rewrite<B>(
     body: ParRequestBody<B>,
     uri: RequestUri,
     stored: PushedRequest,
+    compact_url: String,
+    reentry: bool,
 ) -> Result<Request<ParRequestBody<B>>, OAuthError> {
     let rebuild_failed = || OAuthError::server_error("stored request could not be rebuilt");
     let path = parts.uri.path();
@@ -257,6 +537,8 @@ fn rewrite<B>(
         request_uri: uri,
         pushed_at: stored.pushed_at,
         expires_at: stored.expires_at,
+        compact_url,
+        reentry,
     });
     Ok(Request::from_parts(parts, body))
 }

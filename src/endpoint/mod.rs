@@ -2,6 +2,7 @@
 //! endpoint and the discovery documents.
 
 pub(crate) mod authorize;
+pub(crate) mod compact;
 pub(crate) mod metadata;
 pub(crate) mod push;
 

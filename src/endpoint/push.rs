@@ -107,7 +107,8 @@ where
         stored_form(&params, &client.client_id),
         SystemTime::now(),
         lifetime,
-    );
+    )
+    .with_redirect_uri(effective_redirect_uri(&client, &params));
     cfg.store
         .insert(&uri, stored, lifetime)
         .await
@@ -137,6 +138,17 @@ fn read_credentials(
     headers: &http::HeaderMap,
     params: &Params,
 ) -> Result<ClientCredentials, OAuthError> {
+    // RFC 6749 §5.2: multiple credentials are an invalid request.
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
     let authorization = headers.get(header::AUTHORIZATION);
     let basic = authorization.filter(|v| is_basic(v));
     if authorization.is_some() && basic.is_none() {
@@ -224,6 +236,19 @@ where
             crate::trace::auth_failed(&credentials.client_id, &_reason);
             Err(failed())
         }
+    }
+}
+
+/// Where the authorization response will go: the pushed `redirect_uri`, or
+/// the client's only registered one (validation made sure one of the two
+/// exists when it matters).
+fn effective_redirect_uri(client: &Client, params: &Params) -> Option<String> {
+    match params.get("redirect_uri") {
+        Some(uri) => Some(uri.to_owned()),
+        None => match client.redirect_uris.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        },
     }
 }
 

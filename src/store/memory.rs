@@ -9,7 +9,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use super::{ParStore, PushedRequest, Redemption, StoreError};
+use super::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, StoreError};
 use crate::RequestUri;
 
 /// Bounds of a [`MemoryStore`].
@@ -36,8 +36,37 @@ impl Default for MemoryStoreConfig {
     }
 }
 
+/// Where an entry is in its life (see the module docs of `store`).
+#[derive(Clone, Copy)]
+enum State {
+    Pushed,
+    InFlow {
+        binding: [u8; 32],
+        until: SystemTime,
+    },
+}
+
+struct Slot {
+    request: PushedRequest,
+    state: State,
+}
+
+impl Slot {
+    /// The moment the entry stops being usable.
+    fn deadline(&self) -> SystemTime {
+        match self.state {
+            State::Pushed => self.request.expires_at,
+            State::InFlow { until, .. } => until,
+        }
+    }
+
+    fn is_dead_at(&self, now: SystemTime) -> bool {
+        now >= self.deadline()
+    }
+}
+
 struct Inner {
-    entries: DashMap<[u8; 32], PushedRequest>,
+    entries: DashMap<[u8; 32], Slot>,
     per_client: DashMap<Box<str>, usize>,
     marks: DashMap<[u8; 32], SystemTime>,
     pending: AtomicUsize,
@@ -110,9 +139,9 @@ impl MemoryStore {
         let now = SystemTime::now();
         inner.last_sweep.store(unix_secs(now), Ordering::Relaxed);
         let mut released = Vec::new();
-        inner.entries.retain(|_, r| {
-            if r.is_expired_at(now) {
-                released.push(std::mem::take(&mut r.client_id));
+        inner.entries.retain(|_, slot| {
+            if slot.is_dead_at(now) {
+                released.push(std::mem::take(&mut slot.request.client_id));
                 false
             } else {
                 true
@@ -208,6 +237,19 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Removes the entry if `pred` holds, as one atomic step.
+    fn take_if(&self, key: &[u8; 32], pred: impl FnOnce(&Slot) -> bool) -> RedeemOutcome {
+        match self.inner.entries.remove_if(key, |_, s| pred(s)) {
+            Some((_, slot)) => {
+                self.release(&slot.request.client_id);
+                RedeemOutcome::Redeemed(slot.request)
+            }
+            None => RedeemOutcome::NotFound,
+        }
+    }
+}
+
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -223,58 +265,98 @@ impl ParStore for MemoryStore {
         self.maybe_sweep(now, false);
         request.expires_at = request.expires_at.min(now + ttl);
         self.reserve(&request.client_id, now)?;
+        let slot = Slot {
+            request,
+            state: State::Pushed,
+        };
         match self.inner.entries.entry(*uri.as_bytes()) {
-            Entry::Occupied(mut e) if e.get().is_expired_at(now) => {
-                let old = std::mem::replace(e.get_mut(), request);
+            Entry::Occupied(mut e) if e.get().is_dead_at(now) => {
+                let old = std::mem::replace(e.get_mut(), slot);
                 drop(e);
-                self.release(&old.client_id);
+                self.release(&old.request.client_id);
                 Ok(())
             }
             Entry::Occupied(e) => {
                 drop(e);
-                self.release(&request.client_id);
+                self.release(&slot.request.client_id);
                 Err(StoreError::Exists)
             }
             Entry::Vacant(e) => {
-                e.insert(request);
+                e.insert(slot);
                 Ok(())
             }
         }
     }
 
-    async fn redeem(&self, uri: &RequestUri, client_id: &str) -> Result<Redemption, StoreError> {
+    async fn redeem(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        mode: RedeemMode,
+    ) -> Result<RedeemOutcome, StoreError> {
         let now = SystemTime::now();
         let key = uri.as_bytes();
-        // RFC 9126 §4: one-time use. `remove_if` is the atomic step: of two
-        // concurrent redemptions only one gets the entry.
-        if let Some((_, request)) = self
-            .inner
-            .entries
-            .remove_if(key, |_, r| r.client_id == client_id)
-        {
-            self.release(&request.client_id);
-            return Ok(if request.is_expired_at(now) {
-                Redemption::NotFound
+        let outcome = {
+            // The shard's write lock makes the check and the transition one
+            // atomic step: of two concurrent redemptions only one sees
+            // `Pushed` (RFC 9126 §4).
+            let Some(mut slot) = self.inner.entries.get_mut(key) else {
+                return Ok(RedeemOutcome::NotFound);
+            };
+            if slot.is_dead_at(now) {
+                None
+            } else if slot.request.client_id != client_id {
+                // PAR-15: left in place for its rightful client.
+                return Ok(RedeemOutcome::WrongClient);
             } else {
-                Redemption::Redeemed(request)
-            });
-        }
-        let expired = match self.inner.entries.get(key) {
-            None => return Ok(Redemption::NotFound),
-            Some(r) => r.is_expired_at(now),
+                match (slot.state, mode) {
+                    (State::Pushed, RedeemMode::Consume) => {
+                        drop(slot);
+                        return Ok(self.take_if(key, |s| {
+                            matches!(s.state, State::Pushed) && !s.is_dead_at(now)
+                        }));
+                    }
+                    (State::Pushed, RedeemMode::Bind { binding, window }) => {
+                        slot.state = State::InFlow {
+                            binding,
+                            until: now + window,
+                        };
+                        Some(RedeemOutcome::Redeemed(slot.request.clone()))
+                    }
+                    (State::InFlow { binding, .. }, RedeemMode::Bind { binding: b, .. })
+                        if binding == b =>
+                    {
+                        Some(RedeemOutcome::Reentered(slot.request.clone()))
+                    }
+                    // In flow for another browser, or a strict redemption
+                    // of a request already in flow.
+                    (State::InFlow { .. }, _) => Some(RedeemOutcome::NotFound),
+                }
+            }
         };
-        if !expired {
-            // Bound to another client: left in place (PAR-15).
-            return Ok(Redemption::WrongClient);
+        match outcome {
+            Some(outcome) => Ok(outcome),
+            None => {
+                self.take_if(key, |s| s.is_dead_at(now));
+                Ok(RedeemOutcome::NotFound)
+            }
         }
-        if let Some((_, old)) = self
-            .inner
-            .entries
-            .remove_if(key, |_, r| r.is_expired_at(now))
-        {
-            self.release(&old.client_id);
-        }
-        Ok(Redemption::NotFound)
+    }
+
+    async fn complete(
+        &self,
+        uri: &RequestUri,
+        binding: &[u8; 32],
+    ) -> Result<Completion, StoreError> {
+        let now = SystemTime::now();
+        let taken = self.take_if(uri.as_bytes(), |s| {
+            !s.is_dead_at(now)
+                && matches!(s.state, State::InFlow { binding: b, .. } if &b == binding)
+        });
+        Ok(match taken {
+            RedeemOutcome::Redeemed(_) => Completion::Completed,
+            _ => Completion::NotInFlow,
+        })
     }
 
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -335,8 +417,8 @@ mod tests {
             Err(StoreError::Full { .. })
         ));
         assert!(matches!(
-            store.redeem(&a, "x").await,
-            Ok(Redemption::Redeemed(_))
+            store.redeem(&a, "x", RedeemMode::Consume).await,
+            Ok(RedeemOutcome::Redeemed(_))
         ));
         store.insert(&c, req("z", ttl), ttl).await.unwrap();
         assert_eq!(store.pending(), 2);
@@ -365,7 +447,10 @@ mod tests {
             .insert(&RequestUri::generate(), req("y", ttl), ttl)
             .await
             .unwrap();
-        store.redeem(&first, "x").await.unwrap();
+        store
+            .redeem(&first, "x", RedeemMode::Consume)
+            .await
+            .unwrap();
         store
             .insert(&RequestUri::generate(), req("x", ttl), ttl)
             .await
@@ -410,11 +495,40 @@ mod tests {
         assert_eq!(store.sweep_expired(), 5);
         assert_eq!(store.pending(), 1);
         assert!(matches!(
-            store.redeem(&keep, "x").await,
-            Ok(Redemption::Redeemed(_))
+            store.redeem(&keep, "x", RedeemMode::Consume).await,
+            Ok(RedeemOutcome::Redeemed(_))
         ));
         assert_eq!(store.pending(), 0);
         assert!(store.inner.per_client.is_empty());
+    }
+
+    #[tokio::test]
+    async fn flow_window_outlives_push_lifetime_and_sweeps_after() {
+        let store = MemoryStore::new();
+        let short = Duration::from_millis(30);
+        let uri = RequestUri::generate();
+        store.insert(&uri, req("x", short), short).await.unwrap();
+        let mode = RedeemMode::Bind {
+            binding: [1; 32],
+            window: Duration::from_millis(150),
+        };
+        assert!(matches!(
+            store.redeem(&uri, "x", mode).await,
+            Ok(RedeemOutcome::Redeemed(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Past expires_in, inside the flow window: re-entry still works.
+        assert!(matches!(
+            store.redeem(&uri, "x", mode).await,
+            Ok(RedeemOutcome::Reentered(_))
+        ));
+        assert_eq!(store.sweep_expired(), 0);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            store.redeem(&uri, "x", mode).await,
+            Ok(RedeemOutcome::NotFound)
+        );
+        assert_eq!(store.pending(), 0);
     }
 
     #[cfg(feature = "tokio")]

@@ -7,6 +7,13 @@
 //! TTL, so a store that cannot expire entries on its own still refuses them
 //! on read. [`MemoryStore`] is the embedded implementation; the same
 //! conformance suite runs against every store.
+//!
+//! An entry's life: **pushed** (inserted, redeemable until `expires_at`)
+//! → **in flow** (first redemption bound it to one browser; re-entries by
+//! that browser get the same request until the flow window ends) →
+//! **consumed** (the authorization response went back to the client, or the
+//! window ended; the entry is gone). With strict one-time use an entry goes
+//! from pushed to consumed at its first redemption.
 
 mod memory;
 
@@ -30,6 +37,10 @@ pub struct PushedRequest {
     /// The authorization request, `application/x-www-form-urlencoded`,
     /// exactly as pushed minus client-authentication parameters.
     pub params: String,
+    /// The `redirect_uri` the authorization response goes to: the pushed
+    /// one, or the client's only registered one. Used to recognise the end
+    /// of a flow.
+    pub redirect_uri: Option<String>,
     /// When it was pushed.
     pub pushed_at: SystemTime,
     /// When its `request_uri` stops being redeemable (PAR-29).
@@ -49,9 +60,17 @@ impl PushedRequest {
             client_id: client_id.into(),
             auth_method,
             params: params.into(),
+            redirect_uri: None,
             pushed_at,
             expires_at: pushed_at + lifetime,
         }
+    }
+
+    /// Sets the redirect URI the flow ends at.
+    #[must_use]
+    pub fn with_redirect_uri(mut self, redirect_uri: Option<String>) -> Self {
+        self.redirect_uri = redirect_uri;
+        self
     }
 
     /// Whether the request has expired at `now`.
@@ -67,23 +86,58 @@ impl fmt::Debug for PushedRequest {
             .field("client_id", &self.client_id)
             .field("auth_method", &self.auth_method)
             .field("params", &format_args!("<{} bytes>", self.params.len()))
+            .field("redirect_uri", &self.redirect_uri.is_some())
             .field("pushed_at", &self.pushed_at)
             .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
+/// How a redemption treats the entry.
+///
+/// The layer picks the mode from its [`Redemption`](crate::Redemption)
+/// policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedeemMode {
+    /// Remove the entry at the first redemption (strict one-time use).
+    Consume,
+    /// Move a pushed entry to "in flow", bound to `binding` (the digest of
+    /// a browser's binding cookie) until `window` has passed; an entry
+    /// already in flow for the same binding is returned again (re-entry).
+    Bind {
+        /// Digest of the browser binding.
+        binding: [u8; 32],
+        /// How long the flow may last after its first redemption.
+        window: Duration,
+    },
+}
+
 /// The result of an attempt to redeem a `request_uri`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Redemption {
-    /// The request, now removed from the store: nobody else can redeem it.
+pub enum RedeemOutcome {
+    /// First redemption: the request, now consumed ([`RedeemMode::Consume`])
+    /// or in flow ([`RedeemMode::Bind`]). Nobody else can redeem it.
     Redeemed(PushedRequest),
-    /// Unknown, expired or already used.
+    /// The same browser came back during its flow: the same request again.
+    Reentered(PushedRequest),
+    /// Unknown, expired, consumed, or in flow for another browser.
     NotFound,
     /// It exists but is bound to another client; it was left in the store,
     /// so a foreign client cannot burn someone else's `request_uri`.
     WrongClient,
+}
+
+/// The result of [`ParStore::complete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Completion {
+    /// The flow was in progress for this binding and is now consumed.
+    Completed,
+    /// Nothing to complete: already completed, expired, unknown, or bound
+    /// to another browser.
+    NotInFlow,
 }
 
 /// A store failure.
@@ -130,7 +184,7 @@ impl std::error::Error for StoreError {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_par::{MemoryStore, ParStore, PushedRequest, Redemption, RequestUri, StoreError};
+/// use tower_par::{Completion, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome, RequestUri, StoreError};
 ///
 /// /// A store that counts redemptions, delegating to the memory store.
 /// #[derive(Clone, Default)]
@@ -143,12 +197,15 @@ impl std::error::Error for StoreError {}
 ///     async fn insert(&self, uri: &RequestUri, request: PushedRequest, ttl: Duration) -> Result<(), StoreError> {
 ///         self.inner.insert(uri, request, ttl).await
 ///     }
-///     async fn redeem(&self, uri: &RequestUri, client_id: &str) -> Result<Redemption, StoreError> {
-///         let r = self.inner.redeem(uri, client_id).await?;
-///         if matches!(r, Redemption::Redeemed(_)) {
+///     async fn redeem(&self, uri: &RequestUri, client_id: &str, mode: RedeemMode) -> Result<RedeemOutcome, StoreError> {
+///         let r = self.inner.redeem(uri, client_id, mode).await?;
+///         if matches!(r, RedeemOutcome::Redeemed(_)) {
 ///             self.redeemed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 ///         }
 ///         Ok(r)
+///     }
+///     async fn complete(&self, uri: &RequestUri, binding: &[u8; 32]) -> Result<Completion, StoreError> {
+///         self.inner.complete(uri, binding).await
 ///     }
 ///     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
 ///         self.inner.mark_once(key, ttl).await
@@ -165,14 +222,31 @@ pub trait ParStore: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Atomically removes and returns the request if it exists, has not
-    /// expired and is bound to `client_id` (RFC 9126 §4: one-time use).
-    /// An entry bound to another client is left untouched.
+    /// Redeems the request if it exists, has not expired and is bound to
+    /// `client_id`, in one atomic step (RFC 9126 §4): with
+    /// [`RedeemMode::Consume`] it is removed; with [`RedeemMode::Bind`] a
+    /// pushed entry moves to "in flow" for that binding, and an entry in
+    /// flow for the same binding is returned again. An entry bound to
+    /// another client is left untouched.
+    ///
+    /// Lifetimes: a pushed entry must be redeemed before
+    /// [`PushedRequest::expires_at`]; an entry in flow lives until its
+    /// window ends, whatever `expires_at` says.
     fn redeem(
         &self,
         uri: &RequestUri,
         client_id: &str,
-    ) -> impl Future<Output = Result<Redemption, StoreError>> + Send;
+        mode: RedeemMode,
+    ) -> impl Future<Output = Result<RedeemOutcome, StoreError>> + Send;
+
+    /// Ends a flow: atomically consumes an entry that is in flow for
+    /// `binding`. Of two concurrent completions only one gets
+    /// [`Completion::Completed`].
+    fn complete(
+        &self,
+        uri: &RequestUri,
+        binding: &[u8; 32],
+    ) -> impl Future<Output = Result<Completion, StoreError>> + Send;
 
     /// Records `key` for `ttl`; `true` the first time, `false` while it is
     /// still recorded. A replay cache (for example for assertion `jti`s).
