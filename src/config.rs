@@ -99,6 +99,7 @@ pub(crate) struct Config<C, St> {
     pub(crate) authorize_path: String,
     pub(crate) issuer: Option<String>,
     pub(crate) par_endpoint_url: Option<String>,
+    pub(crate) token_endpoint_url: Option<String>,
     pub(crate) lifetime: Duration,
     pub(crate) max_body: usize,
     pub(crate) require_par: bool,
@@ -122,6 +123,7 @@ impl<C: Clone, St: Clone> Clone for Config<C, St> {
             authorize_path: self.authorize_path.clone(),
             issuer: self.issuer.clone(),
             par_endpoint_url: self.par_endpoint_url.clone(),
+            token_endpoint_url: self.token_endpoint_url.clone(),
             lifetime: self.lifetime,
             max_body: self.max_body,
             require_par: self.require_par,
@@ -147,6 +149,7 @@ impl<C, St> Config<C, St> {
             authorize_path: "/authorize".into(),
             issuer: None,
             par_endpoint_url: None,
+            token_endpoint_url: None,
             lifetime: Duration::from_secs(60),
             max_body: 64 * 1024,
             require_par: false,
@@ -173,6 +176,7 @@ impl<C, St> Config<C, St> {
             authorize_path: self.authorize_path,
             issuer: self.issuer,
             par_endpoint_url: self.par_endpoint_url,
+            token_endpoint_url: self.token_endpoint_url,
             lifetime: self.lifetime,
             max_body: self.max_body,
             require_par: self.require_par,
@@ -228,6 +232,14 @@ impl<C, St> Config<C, St> {
         }
         let issuer = self.issuer.as_deref()?;
         Some(format!("{}{}", origin(issuer), self.par_path))
+    }
+
+    /// The token endpoint for the layer's own metadata document.
+    pub(crate) fn advertised_token_endpoint(&self) -> Option<String> {
+        if let Some(url) = &self.token_endpoint_url {
+            return Some(url.clone());
+        }
+        Some(format!("{}/token", origin(self.issuer.as_deref()?)))
     }
 
     pub(crate) fn advertised_authorize_endpoint(&self) -> Option<String> {

@@ -114,6 +114,16 @@ where
         Ok(self)
     }
 
+    /// The token endpoint advertised in the document that
+    /// [`metadata_document`](Self::metadata_document) serves (default: the
+    /// issuer's origin + `/token`).
+    pub fn token_endpoint_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        let url = url.into();
+        check_url("token_endpoint_url", &url)?;
+        self.config_mut().token_endpoint_url = Some(url);
+        Ok(self)
+    }
+
     /// Lifetime of a `request_uri` (`expires_in`), 1 to 600 whole seconds
     /// (default 60). Clients may override it ([`Client::request_uri_lifetime`](crate::Client)).
     pub fn request_uri_lifetime(mut self, lifetime: Duration) -> Result<Self, ConfigError> {

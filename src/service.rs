@@ -68,9 +68,12 @@ fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
     if path == cfg.par_path {
         return Route::Push;
     }
-    // M-4: `/authorize/` must not be a way around the layer.
+    // M-4: `/authorize/` and HEAD (answered by GET handlers in most
+    // frameworks) must not be ways around the layer.
     let trimmed = path.strip_suffix('/').unwrap_or(path);
-    if trimmed == cfg.authorize_path && (method == Method::GET || method == Method::POST) {
+    if trimmed == cfg.authorize_path
+        && (method == Method::GET || method == Method::POST || method == Method::HEAD)
+    {
         return Route::Authorize;
     }
     if cfg.metadata != MetadataMode::Off

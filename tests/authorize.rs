@@ -685,8 +685,6 @@ async fn require_par_refuses_the_trailing_slash_variant_t81_m4() {
 }
 
 #[tokio::test]
-#[ignore = "bug: HEAD /authorize is passed through when PAR is required; frameworks such as axum \
-            answer HEAD with the GET handler, so the legacy endpoint is reachable (M-4, PAR-31)"]
 async fn require_par_refuses_head_authorize_t81_m4() {
     let (svc, calls) = service(layer().require_par(true));
     let uri = front_channel_request(C_ID, C_REDIRECT);
@@ -742,9 +740,6 @@ async fn require_par_for_affects_only_that_client_par31() {
 }
 
 #[tokio::test]
-#[ignore = "bug: with per-client require-PAR, an authorization request whose query does not \
-            parse strictly (a repeated parameter) is passed through without checking its \
-            client_id, so the client's PAR requirement is bypassed (PAR-31, M-4)"]
 async fn per_client_require_par_cannot_be_bypassed_with_a_repeated_parameter_par31() {
     let (svc, calls) = service(layer().require_par_for(P_ID));
     let uri = format!("{}&state=again", front_channel_request(P_ID, P_REDIRECT));

@@ -212,8 +212,6 @@ async fn router_layer_enforces_require_par_on_the_authorize_route_t80_t81() {
 }
 
 #[tokio::test]
-#[ignore = "bug: with require_par(true), HEAD /authorize passes the layer and axum runs the GET \
-            handler for it, so the legacy endpoint is reached without PAR (M-4, PAR-31)"]
 async fn head_authorize_does_not_reach_the_get_handler_when_par_is_required_m4() {
     let (app, handled) = app_with(layer().require_par(true));
     let req = Request::head("/authorize?response_type=code&client_id=C&state=x")

@@ -498,6 +498,7 @@ async fn other_paths_and_methods_are_untouched_meta12() {
 const OWN_DOC: &str = concat!(
     r#"{"issuer":"https://as.example","#,
     r#""authorization_endpoint":"https://as.example/authorize","#,
+    r#""token_endpoint":"https://as.example/token","#,
     r#""response_types_supported":["code"],"#,
     r#""code_challenge_methods_supported":["S256"],"#,
     r#""pushed_authorization_request_endpoint":"https://as.example/par","#,
@@ -559,9 +560,6 @@ async fn augment_only_mode_passes_an_upstream_404_through() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the document served by metadata_document(true) advertises \
-            response_types_supported=[\"code\"] but has no token_endpoint, which RFC 8414 §2 \
-            requires unless only the implicit grant is supported (META-5)"]
 async fn own_document_has_the_rfc8414_required_members_meta5() {
     let layer = layer()
         .issuer("https://as.example")

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tower_par::{
-    AuthMethod, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, Redemption, RequestUri,
-    StoreError,
+    AuthMethod, Completion, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, RedeemMode,
+    RedeemOutcome, RequestUri, StoreError,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -49,6 +49,180 @@ pub async fn conformance<S: ParStore>(make: impl Fn() -> S) {
     mark_once_records_a_key_for_its_ttl(make()).await;
     concurrent_redeems_of_one_key_redeem_it_once_m2(make()).await;
     concurrent_inserts_of_one_key_store_it_once(make()).await;
+    bind_moves_to_in_flow_and_reenters_for_the_same_binding_only(make()).await;
+    in_flow_outlives_expires_in_until_the_window_ends_m6(make()).await;
+    complete_consumes_once_and_only_for_its_binding(make()).await;
+    strict_redeem_of_an_entry_in_flow_is_refused(make()).await;
+    concurrent_binds_from_different_browsers_one_wins(make()).await;
+    concurrent_completions_complete_once(make()).await;
+}
+
+fn bind(binding: u8, window: Duration) -> RedeemMode {
+    RedeemMode::Bind {
+        binding: [binding; 32],
+        window,
+    }
+}
+
+async fn bind_moves_to_in_flow_and_reenters_for_the_same_binding_only<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    match store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap() {
+        RedeemOutcome::Redeemed(r) => assert_eq!(r.params, "a=1"),
+        other => panic!("first redemption: {other:?}"),
+    }
+    for _ in 0..3 {
+        match store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap() {
+            RedeemOutcome::Reentered(r) => assert_eq!(r.params, "a=1"),
+            other => panic!("re-entry: {other:?}"),
+        }
+    }
+    // Another browser, another client.
+    assert_eq!(
+        store.redeem(&uri, "C", bind(2, MINUTE)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.redeem(&uri, "OTHER", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::WrongClient
+    );
+    // Still usable by its owner.
+    assert!(matches!(
+        store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::Reentered(_)
+    ));
+}
+
+async fn in_flow_outlives_expires_in_until_the_window_ends_m6<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let short = Duration::from_millis(200);
+    let req = PushedRequest::new("C", AuthMethod::None, "a=1", SystemTime::now(), short);
+    store.insert(&uri, req, short).await.unwrap();
+    let window = Duration::from_millis(600);
+    assert!(matches!(
+        store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        matches!(
+            store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+            RedeemOutcome::Reentered(_)
+        ),
+        "past expires_in but inside the flow window"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+}
+
+async fn complete_consumes_once_and_only_for_its_binding<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    // Nothing to complete before the flow starts.
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    assert_eq!(
+        store.complete(&uri, &[2; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::Completed
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    assert_eq!(
+        store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn strict_redeem_of_an_entry_in_flow_is_refused<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::Completed
+    );
+}
+
+async fn concurrent_binds_from_different_browsers_one_wins<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32u8)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut redeemed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RedeemOutcome::Redeemed(_) => redeemed += 1,
+            RedeemOutcome::NotFound => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(redeemed, 1);
+}
+
+async fn concurrent_completions_complete_once<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.complete(&uri, &[1; 32]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for t in tasks {
+        if t.await.unwrap() == Completion::Completed {
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 1);
 }
 
 async fn insert_then_redeem_returns_the_stored_request_par13<S: ParStore>(store: S) {
@@ -62,8 +236,8 @@ async fn insert_then_redeem_returns_the_stored_request_par13<S: ParStore>(store:
     );
     store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
     assert_eq!(
-        store.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(stored)
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(stored)
     );
 }
 
@@ -83,8 +257,8 @@ async fn insert_is_insert_if_absent<S: ParStore>(store: S) {
     );
     // The first entry is the one that stays.
     assert_eq!(
-        store.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(first)
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(first)
     );
 }
 
@@ -95,13 +269,19 @@ async fn redeem_is_one_time_par28<S: ParStore>(store: S) {
         .await
         .unwrap();
     assert!(matches!(
-        store.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(_)
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
     ));
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
     assert_eq!(
-        store.redeem(&uri, "OTHER").await.unwrap(),
-        Redemption::NotFound
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .redeem(&uri, "OTHER", RedeemMode::Consume)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
     );
 }
 
@@ -111,7 +291,10 @@ async fn unknown_key_is_not_found<S: ParStore>(store: S) {
         .insert(&RequestUri::generate(), request("C", "a=1"), MINUTE)
         .await
         .unwrap();
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
 }
 
 async fn wrong_client_is_refused_and_the_entry_stays_par15<S: ParStore>(store: S) {
@@ -120,14 +303,17 @@ async fn wrong_client_is_refused_and_the_entry_stays_par15<S: ParStore>(store: S
     store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
     for other in ["OTHER", "c", "C ", ""] {
         assert_eq!(
-            store.redeem(&uri, other).await.unwrap(),
-            Redemption::WrongClient,
+            store
+                .redeem(&uri, other, RedeemMode::Consume)
+                .await
+                .unwrap(),
+            RedeemOutcome::WrongClient,
             "{other:?}"
         );
     }
     assert_eq!(
-        store.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(stored)
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(stored)
     );
 }
 
@@ -146,9 +332,15 @@ async fn expired_by_data_is_not_found_on_read_par29<S: ParStore>(store: S) {
     // A store may refuse such an insert outright; if it accepts it, it must
     // never hand it out.
     if store.insert(&uri, stale, MINUTE).await.is_ok() {
-        assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+        assert_eq!(
+            store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+            RedeemOutcome::NotFound
+        );
     }
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
 }
 
 async fn expired_by_ttl_is_not_found_par29<S: ParStore>(store: S) {
@@ -156,7 +348,10 @@ async fn expired_by_ttl_is_not_found_par29<S: ParStore>(store: S) {
     let ttl = Duration::from_millis(100);
     store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
 }
 
 async fn expired_entry_bound_to_another_client_is_not_found<S: ParStore>(store: S) {
@@ -167,10 +362,16 @@ async fn expired_entry_bound_to_another_client_is_not_found<S: ParStore>(store: 
     store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        store.redeem(&uri, "OTHER").await.unwrap(),
-        Redemption::NotFound
+        store
+            .redeem(&uri, "OTHER", RedeemMode::Consume)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
     );
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
 }
 
 async fn key_can_be_reused_once_its_entry_expired<S: ParStore>(store: S) {
@@ -184,8 +385,8 @@ async fn key_can_be_reused_once_its_entry_expired<S: ParStore>(store: S) {
     let fresh = request("C", "new=1");
     store.insert(&uri, fresh.clone(), MINUTE).await.unwrap();
     assert_eq!(
-        store.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(fresh)
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(fresh)
     );
 }
 
@@ -197,10 +398,13 @@ async fn clones_share_entries<S: ParStore>(store: S) {
         .await
         .unwrap();
     assert!(matches!(
-        other.redeem(&uri, "C").await.unwrap(),
-        Redemption::Redeemed(_)
+        other.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
     ));
-    assert_eq!(store.redeem(&uri, "C").await.unwrap(), Redemption::NotFound);
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
     assert!(other.mark_once("jti-shared", MINUTE).await.unwrap());
     assert!(!store.mark_once("jti-shared", MINUTE).await.unwrap());
 }
@@ -234,15 +438,15 @@ async fn concurrent_redeems_of_one_key_redeem_it_once_m2<S: ParStore>(store: S) 
                 let barrier = barrier.clone();
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    store.redeem(&uri, "C").await.unwrap()
+                    store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap()
                 })
             })
             .collect();
         let mut redeemed = 0;
         for task in tasks {
             match task.await.unwrap() {
-                Redemption::Redeemed(_) => redeemed += 1,
-                Redemption::NotFound => {}
+                RedeemOutcome::Redeemed(_) => redeemed += 1,
+                RedeemOutcome::NotFound => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -277,8 +481,8 @@ async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
         }
     }
     assert_eq!(winners.len(), 1);
-    match store.redeem(&uri, "C").await.unwrap() {
-        Redemption::Redeemed(r) => assert_eq!(r.params, winners[0]),
+    match store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap() {
+        RedeemOutcome::Redeemed(r) => assert_eq!(r.params, winners[0]),
         other => panic!("unexpected {other:?}"),
     }
 }

@@ -23,7 +23,7 @@ use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, ClientAuthenticator};
 use crate::config::{Config, Redemption};
 use crate::error::OAuthError;
-use crate::params::Params;
+use crate::params::{decode, Params};
 use crate::store::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome};
 use crate::RequestUri;
 
@@ -346,25 +346,48 @@ where
 {
     let (parts, body) = req.into_parts();
     // OA-2: GET carries the query; POST a form body.
-    let (parsed, body) = if parts.method == Method::POST && is_form(&parts.headers) {
+    let (raw, body) = if parts.method == Method::POST && is_form(&parts.headers) {
         let bytes = read_body(&parts.headers, body, cfg.max_body)
             .await
             .map_err(|e| e.into_oauth(cfg.max_body))?;
-        let parsed = Params::parse(&bytes);
-        (parsed, ParRequestBody::rewritten(bytes))
+        (bytes.clone(), ParRequestBody::rewritten(bytes))
     } else {
         let query = parts.uri.query().unwrap_or_default();
         (
-            Params::parse(query.as_bytes()),
+            Bytes::copy_from_slice(query.as_bytes()),
             ParRequestBody::original(body),
         )
     };
-    let params = match parsed {
+    let params = match Params::parse(&raw) {
         Ok(p) => p,
-        // Not ours to judge unless PAR is required.
-        Err(_) if !cfg.require_par => return Ok(Resolved::Pass(Request::from_parts(parts, body))),
-        Err(e) => return Err(OAuthError::invalid_request(e.to_string())),
+        Err(e) => {
+            // Not ours to judge, unless PAR is required for any client the
+            // request names (a repeated parameter must not hide client_id).
+            for id in lenient_values(&raw, "client_id") {
+                if par_required(cfg, Some(&id)).await {
+                    return Err(OAuthError::invalid_request(e.to_string()));
+                }
+            }
+            if cfg.require_par {
+                return Err(OAuthError::invalid_request(e.to_string()));
+            }
+            return Ok(Resolved::Pass(Request::from_parts(parts, body)));
+        }
     };
+    if parts.method == Method::HEAD {
+        if params.contains("request_uri") {
+            // Redeeming is a state change: never on HEAD.
+            return Err(OAuthError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "use GET or POST to redeem a request_uri",
+            )
+            .with_allow("GET, POST"));
+        }
+        return passthrough_or_require(cfg, &params, parts, body)
+            .await
+            .map(Resolved::Pass);
+    }
     let from_query;
     let raw_uri = match params.get("request_uri") {
         Some(uri) => uri,
@@ -464,6 +487,17 @@ where
     let compact_url = format!("{}?{}", flow.authorize_path, flow.compact_query);
     let req = rewrite(parts, body, uri, stored, compact_url, reentry)?;
     Ok(Resolved::Flow(req, Box::new(flow)))
+}
+
+/// Every decodable value of `name` in a form that failed strict parsing.
+fn lenient_values(raw: &[u8], name: &str) -> Vec<String> {
+    String::from_utf8_lossy(raw)
+        .split('&')
+        .filter_map(|seg| seg.split_once('='))
+        .filter(|(n, _)| decode(n).is_ok_and(|n| n == name))
+        .filter_map(|(_, v)| decode(v).ok().map(|v| v.into_owned()))
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 async fn passthrough_or_require<C, St, B>(

@@ -122,6 +122,10 @@ fn own_document<C, St>(cfg: &Config<C, St>, par_endpoint: String) -> Response<Fu
     if let Some(authorize) = cfg.advertised_authorize_endpoint() {
         doc.insert("authorization_endpoint".into(), Value::String(authorize));
     }
+    // META-5: required unless only the implicit grant is supported.
+    if let Some(token) = cfg.advertised_token_endpoint() {
+        doc.insert("token_endpoint".into(), Value::String(token));
+    }
     doc.insert(
         "response_types_supported".into(),
         serde_json::json!(["code"]),
