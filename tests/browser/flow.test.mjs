@@ -80,6 +80,8 @@ function freePort() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** A timer that does not keep the process alive: for bounding races. */
+const bound = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 async function startServerOnce() {
   const port = await freePort();
@@ -157,10 +159,10 @@ async function stopServer() {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(3_000).then(() => false)]);
+  const done = await Promise.race([exited.then(() => true), bound(3_000).then(() => false)]);
   if (!done) {
     child.kill('SIGKILL');
-    await Promise.race([exited, sleep(2_000)]);
+    await Promise.race([exited, bound(2_000)]);
   }
 }
 
@@ -235,26 +237,67 @@ const CALLBACK_PAGE =
   '<!doctype html><html><head><title>client callback</title></head>' +
   '<body><p id="callback">callback received</p></body></html>';
 
-/** A fresh browser profile whose client callback (port 8080) is stubbed. */
+/** A fresh browser profile (cookies, storage, history of its own). */
 async function newContext() {
   const context = await browser.newContext();
   context.setDefaultTimeout(STEP_MS);
   context.setDefaultNavigationTimeout(STEP_MS);
-  // Nothing listens on 8080: answer the authorization response here.
-  await context.route('http://127.0.0.1:8080/**', (route) =>
-    route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: CALLBACK_PAGE }),
-  );
   return context;
 }
 
-/** A page that records every URL it requests, is redirected through or shows. */
+/**
+ * Answers the client's redirect_uri (nothing listens on 127.0.0.1:8080) with
+ * a small 200 page, in the browser itself.
+ *
+ * The callback is only ever reached as the target of a redirect, and
+ * Playwright's `page.route` / `context.route` do not see redirect targets
+ * (its Chromium network manager continues every redirected request
+ * unrouted). So the hop is answered at the level below, with the DevTools
+ * protocol's Fetch domain on this page's target, which does pause
+ * redirected requests. Playwright's routing is left off on purpose: mixing
+ * both interceptors garbles Playwright's request/response events.
+ */
+async function stubCallback(context, page, served) {
+  const cdp = await context.newCDPSession(page);
+  cdp.on('Fetch.requestPaused', (event) => {
+    const url = event.request.url;
+    const isCallback = url === REDIRECT_URI || url.startsWith(`${REDIRECT_URI}?`);
+    if (isCallback) served.push(url);
+    cdp
+      .send('Fetch.fulfillRequest', {
+        requestId: event.requestId,
+        responseCode: isCallback ? 200 : 404,
+        responseHeaders: [
+          { name: 'content-type', value: 'text/html; charset=utf-8' },
+          { name: 'cache-control', value: 'no-store' },
+        ],
+        body: Buffer.from(isCallback ? CALLBACK_PAGE : 'not found').toString('base64'),
+      })
+      .catch(() => {
+        // the page or context is already closing
+      });
+  });
+  await cdp.send('Fetch.enable', {
+    patterns: [{ urlPattern: 'http://127.0.0.1:8080/*', requestStage: 'Request' }],
+  });
+}
+
+/**
+ * A page that records every URL it requests, is redirected through or
+ * shows, with the client callback stubbed.
+ */
 async function recordedPage(context) {
   const page = await context.newPage();
   const urls = [];
   const bodies = [];
   const log = [];
+  const served = [];
+  const trail = []; // main-frame document requests, in order
   page.on('request', (req) => {
     urls.push(req.url());
+    if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
+      trail.push(`${req.method()} ${req.url()}`);
+    }
     log.push(`${req.method()} ${req.url()}`);
     const post = req.postData();
     if (post) bodies.push(post);
@@ -275,7 +318,8 @@ async function recordedPage(context) {
     urls.push(frame.url());
     log.push(`  navigated: ${frame.url()}`);
   });
-  return { page, urls, bodies, log };
+  await stubCallback(context, page, served);
+  return { page, urls, bodies, log, served, trail };
 }
 
 function fullyDecoded(s) {
@@ -304,19 +348,28 @@ function forms(s) {
   return [s, once, fullyDecoded(s)];
 }
 
-/** Asserts that none of `needles` occurs in any form of any of `haystack`. */
-function assertAbsent(haystack, needles, what, log) {
+/** The `needles` that occur in some form of some of `haystack`. */
+function leaks(haystack, needles) {
+  const found = [];
   for (const item of haystack) {
     for (const form of forms(item)) {
       const lower = form.toLowerCase();
       for (const needle of needles) {
-        assert.ok(
-          !lower.includes(needle.toLowerCase()),
-          `${what} contains ${JSON.stringify(needle)}: ${item}\nbrowser log:\n${log.join('\n')}`,
-        );
+        if (lower.includes(needle.toLowerCase())) found.push({ needle, item });
       }
     }
   }
+  return found;
+}
+
+/** Asserts that none of `needles` occurs in any form of any of `haystack`. */
+function assertAbsent(haystack, needles, what, log) {
+  const found = leaks(haystack, needles);
+  assert.ok(
+    found.length === 0,
+    `${what} contains ${JSON.stringify(found[0]?.needle)}: ${found[0]?.item}\n` +
+      `browser log:\n${log.join('\n')}`,
+  );
 }
 
 /** Secrets that no URL (and no body) the browser handles may carry. */
@@ -378,6 +431,7 @@ async function logInAndReachCallback(rec, pushed) {
   assert.ok(code, `no code in ${finalUrl}\nbrowser log:\n${rec.log.join('\n')}`);
   assert.equal(q.get('error'), null, `error in ${finalUrl}`);
   assert.equal(q.get('state'), pushed.state, `state in ${finalUrl}`);
+  assert.deepEqual(rec.served, [finalUrl], 'the client callback was hit exactly once');
   return { finalUrl, code };
 }
 
@@ -409,7 +463,7 @@ before(async () => {
 
 after(async () => {
   try {
-    await Promise.race([browser?.close(), sleep(5_000)]);
+    await Promise.race([browser?.close(), bound(5_000)]);
   } finally {
     await stopServer();
     clearTimeout(watchdog);
@@ -447,7 +501,20 @@ test('happy path: compact authorize -> login -> callback, pushed values never in
     // callback (plus possibly the initial blank page).
     assert.ok(historyLength >= 2 && historyLength <= 3, `history.length=${historyLength}`);
 
-    // The whole trip, in order, as the browser saw it.
+    // The whole trip, in order, as the browser saw it: every hop through
+    // /authorize carries only the compact form.
+    const loginUrl = rec.urls.find((u) => u.startsWith(`${server.base}/login?`));
+    assert.deepEqual(
+      rec.trail,
+      [
+        `GET ${pushed.authorizeUrl}`,
+        `GET ${loginUrl}`,
+        `POST ${loginUrl}`,
+        `GET ${pushed.authorizeUrl}`,
+        `GET ${finalUrl}`,
+      ],
+      `browser log:\n${rec.log.join('\n')}`,
+    );
     const visited = rec.urls.map((u) => new URL(u));
     assert.ok(visited.some((u) => u.pathname === '/authorize' && u.origin === server.base));
     assert.ok(visited.some((u) => u.pathname === '/login' && u.origin === server.base));
@@ -539,5 +606,48 @@ test('another browser cannot take over a flow in progress; the first one finishe
   } finally {
     await contextA.close();
     await contextB.close();
+  }
+});
+
+test('control: the recorder does see a classic (unpushed) request leak through the login bounce', { timeout: TEST_MS }, async () => {
+  // Without PAR the legacy server puts the whole request into return_to:
+  // the same checks must flag it, or the assertions above prove nothing.
+  const verifier = b64url(randomBytes(32));
+  const classic = {
+    state: `st8-${hex(12)}`,
+    nonce: `n0nce-${hex(12)}`,
+    verifier,
+    challenge: b64url(createHash('sha256').update(verifier).digest()),
+  };
+  const url =
+    `${server.base}/authorize?` +
+    new URLSearchParams({
+      response_type: 'code',
+      client_id: CLIENT_ID,
+      redirect_uri: REDIRECT_URI,
+      scope: SCOPE,
+      state: classic.state,
+      nonce: classic.nonce,
+      code_challenge: classic.challenge,
+      code_challenge_method: 'S256',
+    });
+  const context = await newContext();
+  try {
+    const rec = await recordedPage(context);
+    const res = await rec.page.goto(url, { waitUntil: 'domcontentloaded' });
+    assert.equal(res?.status(), 200);
+    assert.equal(new URL(rec.page.url()).pathname, '/login');
+    const bounced = rec.urls.filter((u) => u.startsWith(`${server.base}/login?`));
+    assert.ok(bounced.length > 0, 'the login bounce was not recorded');
+    for (const needle of [classic.challenge, classic.nonce, classic.state, 'scope', ...SCOPE_VALUES]) {
+      assert.ok(
+        leaks(bounced, [needle]).length > 0,
+        `the recorder missed ${needle} in ${bounced[0]}`,
+      );
+    }
+    const cookies = await context.cookies(`${server.base}/authorize`);
+    assert.ok(!cookies.some((c) => c.name === 'par_flow'), 'no flow cookie without a request_uri');
+  } finally {
+    await context.close();
   }
 });
