@@ -15,7 +15,8 @@
 //! Environment: `ADDR`, `PAR_ISSUER` (public base URL), `PAR_CLIENTS`
 //! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`,
 //! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`,
-//! `PAR_FLOW_WINDOW_SECS` (default 600).
+//! `PAR_FLOW_WINDOW_SECS` (default 600), `PAR_REDIS_URL` (same as
+//! `--redis URL`: keep pushed requests in Redis, shared by instances).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
 //! a session redirects to `/login?return_to=<the full authorize URL it
@@ -43,6 +44,8 @@ use tower_par::{
     AuthMethod, Client, ClientAuthenticator, ClientCredentials, ParLayer, Redemption, Secret,
     StaticClients,
 };
+#[cfg(feature = "redis")]
+use tower_par::{RedisStore, RedisStoreConfig};
 
 const DEMO_REDIRECT: &str = "http://127.0.0.1:8080/cb";
 
@@ -70,6 +73,8 @@ pub struct DemoOptions {
     pub login: bool,
     /// Consume `request_uri`s at the first redemption.
     pub strict: bool,
+    /// Keep pushed requests in Redis (shared by several instances).
+    pub redis: Option<String>,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -77,13 +82,17 @@ fn settings() -> Result<Settings, String> {
     let mut addr = std::env::var("ADDR").ok();
     let mut clients_file = std::env::var("PAR_CLIENTS").ok();
     let mut login = false;
+    let mut redis = std::env::var("PAR_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
             "--clients" => clients_file = Some(args.next().ok_or("--clients needs a value")?),
             "--login" => login = true,
+            "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "-h" | "--help" => {
-                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS");
+                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login] [--redis URL]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS PAR_REDIS_URL");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -137,6 +146,7 @@ fn settings() -> Result<Settings, String> {
             flow_window,
             metadata: flag("PAR_METADATA", true),
             login: login || flag("PAR_DEMO_LOGIN", false),
+            redis,
             strict,
         },
     })
@@ -556,7 +566,7 @@ async fn metadata(State(app): State<Legacy>) -> Response {
 }
 
 /// The demo application: the legacy server wrapped with the PAR layer.
-pub fn app(opts: &DemoOptions) -> Result<Router, String> {
+pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
     let legacy = Legacy {
         issuer: opts.issuer.clone(),
         clients: opts.clients.clone(),
@@ -593,8 +603,20 @@ pub fn app(opts: &DemoOptions) -> Result<Router, String> {
     if opts.login {
         router = router.route("/login", get(login_form).post(login_submit));
     }
+    let router = router.with_state(legacy);
     // `layer`, not `route_layer`: /par has no route of its own.
-    Ok(router.with_state(legacy).layer(par))
+    match &opts.redis {
+        None => Ok(router.layer(par)),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            let store = RedisStore::connect(RedisStoreConfig::new(url.clone()))
+                .await
+                .map_err(|e| format!("Redis: {e}"))?;
+            Ok(router.layer(par.with_store(store)))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err("--redis needs the `redis` feature (on by default)".into()),
+    }
 }
 
 #[allow(dead_code)]
@@ -607,7 +629,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let app = match app(&s.demo) {
+    let app = match app(&s.demo).await {
         Ok(app) => app,
         Err(e) => {
             eprintln!("legacy_server: {e}");
@@ -623,8 +645,11 @@ async fn main() {
     };
     let i = &s.demo.issuer;
     println!(
-        "legacy_server listening on http://{} (issuer {i}, PAR required: {}, login step: {})",
-        s.addr, s.demo.required, s.demo.login
+        "legacy_server listening on http://{} (issuer {i}, PAR required: {}, login step: {}, store: {})",
+        s.addr,
+        s.demo.required,
+        s.demo.login,
+        if s.demo.redis.is_some() { "redis" } else { "memory" }
     );
     println!("Try it (demo-client / demo-secret, client_secret_basic):");
     println!("  curl -s -u demo-client:demo-secret {i}/par \\");

@@ -126,6 +126,8 @@ pub use store::{
     Completion, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
     StoreError,
 };
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreConfig};
 pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};
 
 /// The README's code blocks, compiled as doc-tests.

@@ -45,6 +45,7 @@ fn options(f: impl FnOnce(&mut DemoOptions)) -> DemoOptions {
         metadata: true,
         login: true,
         strict: false,
+        redis: None,
     };
     f(&mut o);
     o
@@ -54,7 +55,7 @@ async fn start(mut opts: DemoOptions) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     opts.issuer = format!("http://{addr}");
-    let app = legacy_server::app(&opts).unwrap();
+    let app = legacy_server::app(&opts).await.unwrap();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });

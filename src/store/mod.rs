@@ -18,6 +18,11 @@
 mod memory;
 
 pub use memory::{MemoryStore, MemoryStoreConfig};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreConfig};
+
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;

@@ -1,0 +1,489 @@
+//! One conformance suite for every [`ParStore`], shared by the store
+//! test files (`mod conformance;`).
+//!
+//! [`conformance`] is generic over the store: to check another backend,
+//! add a `#[tokio::test(flavor = "multi_thread")]` that calls it with a
+//! factory returning a fresh, empty store each time, e.g.
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn redis_store_conforms() {
+//!     conformance(|| RedisStore::new(test_connection(), unique_prefix())).await;
+//! }
+//! ```
+//!
+//! The suite needs a multi-thread runtime for its concurrency checks. It
+//! waits on real time for the expiry checks (about half a second in all).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tower_par::{
+    AuthMethod, Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, RequestUri,
+    StoreError,
+};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn request(client_id: &str, params: &str) -> PushedRequest {
+    PushedRequest::new(
+        client_id,
+        AuthMethod::ClientSecretBasic,
+        params,
+        SystemTime::now(),
+        MINUTE,
+    )
+}
+
+/// Runs every check against stores made by `make`.
+pub async fn conformance<S: ParStore>(make: impl Fn() -> S) {
+    insert_then_redeem_returns_the_stored_request_par13(make()).await;
+    insert_is_insert_if_absent(make()).await;
+    redeem_is_one_time_par28(make()).await;
+    unknown_key_is_not_found(make()).await;
+    wrong_client_is_refused_and_the_entry_stays_par15(make()).await;
+    expired_by_data_is_not_found_on_read_par29(make()).await;
+    expired_by_ttl_is_not_found_par29(make()).await;
+    expired_entry_bound_to_another_client_is_not_found(make()).await;
+    key_can_be_reused_once_its_entry_expired(make()).await;
+    clones_share_entries(make()).await;
+    mark_once_records_a_key_for_its_ttl(make()).await;
+    concurrent_redeems_of_one_key_redeem_it_once_m2(make()).await;
+    concurrent_inserts_of_one_key_store_it_once(make()).await;
+    bind_moves_to_in_flow_and_reenters_for_the_same_binding_only(make()).await;
+    in_flow_outlives_expires_in_until_the_window_ends_m6(make()).await;
+    complete_consumes_once_and_only_for_its_binding(make()).await;
+    strict_redeem_of_an_entry_in_flow_is_refused(make()).await;
+    concurrent_binds_from_different_browsers_one_wins(make()).await;
+    concurrent_completions_complete_once(make()).await;
+}
+
+fn bind(binding: u8, window: Duration) -> RedeemMode {
+    RedeemMode::Bind {
+        binding: [binding; 32],
+        window,
+    }
+}
+
+async fn bind_moves_to_in_flow_and_reenters_for_the_same_binding_only<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    match store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap() {
+        RedeemOutcome::Redeemed(r) => assert_eq!(r.params, "a=1"),
+        other => panic!("first redemption: {other:?}"),
+    }
+    for _ in 0..3 {
+        match store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap() {
+            RedeemOutcome::Reentered(r) => assert_eq!(r.params, "a=1"),
+            other => panic!("re-entry: {other:?}"),
+        }
+    }
+    // Another browser, another client.
+    assert_eq!(
+        store.redeem(&uri, "C", bind(2, MINUTE)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.redeem(&uri, "OTHER", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::WrongClient
+    );
+    // Still usable by its owner.
+    assert!(matches!(
+        store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::Reentered(_)
+    ));
+}
+
+async fn in_flow_outlives_expires_in_until_the_window_ends_m6<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let short = Duration::from_millis(200);
+    let req = PushedRequest::new("C", AuthMethod::None, "a=1", SystemTime::now(), short);
+    store.insert(&uri, req, short).await.unwrap();
+    let window = Duration::from_millis(600);
+    assert!(matches!(
+        store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        matches!(
+            store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+            RedeemOutcome::Reentered(_)
+        ),
+        "past expires_in but inside the flow window"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        store.redeem(&uri, "C", bind(1, window)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+}
+
+async fn complete_consumes_once_and_only_for_its_binding<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    // Nothing to complete before the flow starts.
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    assert_eq!(
+        store.complete(&uri, &[2; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::Completed
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    assert_eq!(
+        store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn strict_redeem_of_an_entry_in_flow_is_refused<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.complete(&uri, &[1; 32]).await.unwrap(),
+        Completion::Completed
+    );
+}
+
+async fn concurrent_binds_from_different_browsers_one_wins<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32u8)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut redeemed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RedeemOutcome::Redeemed(_) => redeemed += 1,
+            RedeemOutcome::NotFound => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(redeemed, 1);
+}
+
+async fn concurrent_completions_complete_once<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    store.redeem(&uri, "C", bind(1, MINUTE)).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.complete(&uri, &[1; 32]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for t in tasks {
+        if t.await.unwrap() == Completion::Completed {
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 1);
+}
+
+async fn insert_then_redeem_returns_the_stored_request_par13<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let stored = PushedRequest::new(
+        "C",
+        AuthMethod::ClientSecretPost,
+        "response_type=code&claims=%7B%7D&resource=a&resource=b",
+        SystemTime::now(),
+        MINUTE,
+    );
+    store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(stored)
+    );
+}
+
+async fn insert_is_insert_if_absent<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let first = request("C", "first=1");
+    store.insert(&uri, first.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.insert(&uri, request("C", "second=1"), MINUTE).await,
+        Err(StoreError::Exists)
+    );
+    assert_eq!(
+        store
+            .insert(&uri, request("OTHER", "third=1"), MINUTE)
+            .await,
+        Err(StoreError::Exists)
+    );
+    // The first entry is the one that stays.
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(first)
+    );
+}
+
+async fn redeem_is_one_time_par28<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store
+            .redeem(&uri, "OTHER", RedeemMode::Consume)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn unknown_key_is_not_found<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&RequestUri::generate(), request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn wrong_client_is_refused_and_the_entry_stays_par15<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let stored = request("C", "a=1");
+    store.insert(&uri, stored.clone(), MINUTE).await.unwrap();
+    for other in ["OTHER", "c", "C ", ""] {
+        assert_eq!(
+            store
+                .redeem(&uri, other, RedeemMode::Consume)
+                .await
+                .unwrap(),
+            RedeemOutcome::WrongClient,
+            "{other:?}"
+        );
+    }
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(stored)
+    );
+}
+
+async fn expired_by_data_is_not_found_on_read_par29<S: ParStore>(store: S) {
+    // `expires_at` is in the past although the store's TTL is not: a store
+    // that cannot expire entries on its own must still refuse it.
+    let uri = RequestUri::generate();
+    let stale = PushedRequest::new(
+        "C",
+        AuthMethod::None,
+        "a=1",
+        SystemTime::now() - Duration::from_secs(120),
+        MINUTE,
+    );
+    assert!(stale.is_expired_at(SystemTime::now()));
+    // A store may refuse such an insert outright; if it accepts it, it must
+    // never hand it out.
+    if store.insert(&uri, stale, MINUTE).await.is_ok() {
+        assert_eq!(
+            store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+            RedeemOutcome::NotFound
+        );
+    }
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn expired_by_ttl_is_not_found_par29<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn expired_entry_bound_to_another_client_is_not_found<S: ParStore>(store: S) {
+    // Past its expiry an entry is gone for everyone: the answer no longer
+    // reveals that it was bound to another client.
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store.insert(&uri, request("C", "a=1"), ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store
+            .redeem(&uri, "OTHER", RedeemMode::Consume)
+            .await
+            .unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+}
+
+async fn key_can_be_reused_once_its_entry_expired<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    let ttl = Duration::from_millis(100);
+    store
+        .insert(&uri, request("C", "old=1"), ttl)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = request("C", "new=1");
+    store.insert(&uri, fresh.clone(), MINUTE).await.unwrap();
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(fresh)
+    );
+}
+
+async fn clones_share_entries<S: ParStore>(store: S) {
+    let other = store.clone();
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    assert_eq!(
+        store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert!(other.mark_once("jti-shared", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-shared", MINUTE).await.unwrap());
+}
+
+async fn mark_once_records_a_key_for_its_ttl<S: ParStore>(store: S) {
+    let ttl = Duration::from_millis(100);
+    assert!(store.mark_once("jti-1", ttl).await.unwrap());
+    assert!(!store.mark_once("jti-1", ttl).await.unwrap());
+    assert!(!store.mark_once("jti-1", MINUTE).await.unwrap());
+    // Other keys are independent.
+    assert!(store.mark_once("jti-2", MINUTE).await.unwrap());
+    assert!(store.mark_once("JTI-1", MINUTE).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.mark_once("jti-1", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-1", MINUTE).await.unwrap());
+    assert!(!store.mark_once("jti-2", MINUTE).await.unwrap());
+}
+
+async fn concurrent_redeems_of_one_key_redeem_it_once_m2<S: ParStore>(store: S) {
+    const TASKS: usize = 64;
+    for _round in 0..5 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap()
+                })
+            })
+            .collect();
+        let mut redeemed = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                RedeemOutcome::Redeemed(_) => redeemed += 1,
+                RedeemOutcome::NotFound => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(redeemed, 1);
+    }
+}
+
+async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
+    const TASKS: usize = 32;
+    let uri = RequestUri::generate();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let params = format!("writer={i}");
+                store
+                    .insert(&uri, request("C", &params), MINUTE)
+                    .await
+                    .map(|()| params)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(params) => winners.push(params),
+            Err(StoreError::Exists) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    match store.redeem(&uri, "C", RedeemMode::Consume).await.unwrap() {
+        RedeemOutcome::Redeemed(r) => assert_eq!(r.params, winners[0]),
+        other => panic!("unexpected {other:?}"),
+    }
+}
