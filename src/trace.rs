@@ -50,7 +50,8 @@ pub(crate) fn completed(client_id: &str, uri: &RequestUri, pushed_at: SystemTime
 
 pub(crate) fn rejected(endpoint: &'static str, e: &OAuthError) {
     #[cfg(feature = "tracing")]
-    tracing::info!(target: "tower_par", endpoint, error = e.code(), reason = e.description(), "request rejected");
+    // The code only: a description can quote a parameter value.
+    tracing::info!(target: "tower_par", endpoint, error = e.code(), status = e.status().as_u16(), "request rejected");
     #[cfg(feature = "metrics")]
     metrics::counter!("tower_par_rejected_total", "endpoint" => endpoint, "error" => e.code().to_owned()).increment(1);
 }
