@@ -94,6 +94,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+#[derive(Clone)]
 pub(crate) struct Config<C, St> {
     pub(crate) par_path: String,
     pub(crate) authorize_path: String,
@@ -114,32 +115,6 @@ pub(crate) struct Config<C, St> {
     pub(crate) clients: C,
     pub(crate) store: St,
     pub(crate) validator: Option<Arc<dyn Validator>>,
-}
-
-impl<C: Clone, St: Clone> Clone for Config<C, St> {
-    fn clone(&self) -> Self {
-        Self {
-            par_path: self.par_path.clone(),
-            authorize_path: self.authorize_path.clone(),
-            issuer: self.issuer.clone(),
-            par_endpoint_url: self.par_endpoint_url.clone(),
-            token_endpoint_url: self.token_endpoint_url.clone(),
-            lifetime: self.lifetime,
-            max_body: self.max_body,
-            require_par: self.require_par,
-            require_par_clients: self.require_par_clients.clone(),
-            profile: self.profile,
-            pkce: self.pkce,
-            metadata: self.metadata,
-            pass_foreign_request_uris: self.pass_foreign_request_uris,
-            redemption: self.redemption,
-            flow_window: self.flow_window,
-            flow_cookie: self.flow_cookie.clone(),
-            clients: self.clients.clone(),
-            store: self.store.clone(),
-            validator: self.validator.clone(),
-        }
-    }
 }
 
 impl<C, St> Config<C, St> {
