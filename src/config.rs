@@ -247,9 +247,9 @@ pub(crate) fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 pub(crate) fn check_path(name: &str, path: &str) -> Result<(), ConfigError> {
-    if !path.starts_with('/') || path.contains(['?', '#']) || path.len() < 2 {
+    if !path.starts_with('/') || path.contains(['?', '#', ';', '%']) || path.len() < 2 || path.ends_with('/') {
         return Err(ConfigError(format!(
-            "{name} '{path}' must be an absolute path such as /par"
+            "{name} '{path}' must be an absolute path such as /par, without trailing slash"
         )));
     }
     Ok(())
@@ -274,5 +274,6 @@ mod tests {
         assert!(check_path("par_path", "/par").is_ok());
         assert!(check_path("par_path", "par").is_err());
         assert!(check_path("par_path", "/").is_err());
+        assert!(check_path("authorize_path", "/oauth/authorize/").is_err());
     }
 }

@@ -21,7 +21,6 @@ use crate::params::Params;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a [`Validator`] sees of a pushed request.
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct PushContext<'a> {
     /// The authenticated client.
@@ -30,6 +29,18 @@ pub struct PushContext<'a> {
     pub params: &'a Params,
     /// The PAR request's method, URI, headers and extensions.
     pub request: &'a http::request::Parts,
+}
+
+impl std::fmt::Debug for PushContext<'_> {
+    // Parameter values and headers (Authorization!) are left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushContext")
+            .field("client_id", &self.client.client_id)
+            .field("params", &self.params)
+            .field("method", &self.request.method)
+            .field("uri", &self.request.uri.path())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Your own rules for pushed requests, run after the built-in ones.

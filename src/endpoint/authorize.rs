@@ -345,32 +345,37 @@ where
     B: Body<Data = Bytes>,
 {
     let (parts, body) = req.into_parts();
+    // A compressed form could hide its client_id from the checks below
+    // while the wrapped service decompresses it; browsers never send one.
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if parts.method == Method::POST && encoded {
+        return Err(OAuthError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "compressed request bodies are not accepted at the authorization endpoint",
+        ));
+    }
     // OA-2: GET carries the query; POST a form body.
-    let (raw, body) = if parts.method == Method::POST && is_form(&parts.headers) {
+    let (form, body) = if parts.method == Method::POST && is_form(&parts.headers) {
         let bytes = read_body(&parts.headers, body, cfg.max_body)
             .await
             .map_err(|e| e.into_oauth(cfg.max_body))?;
-        (bytes.clone(), ParRequestBody::rewritten(bytes))
+        (Some(bytes.clone()), ParRequestBody::rewritten(bytes))
     } else {
-        let query = parts.uri.query().unwrap_or_default();
-        (
-            Bytes::copy_from_slice(query.as_bytes()),
-            ParRequestBody::original(body),
-        )
+        (None, ParRequestBody::original(body))
     };
-    let params = match Params::parse(&raw) {
+    let query = parts.uri.query().unwrap_or_default();
+    let params = match Params::parse(form.as_deref().unwrap_or(query.as_bytes())) {
         Ok(p) => p,
         Err(e) => {
             // Not ours to judge, unless PAR is required for any client the
             // request names (a repeated parameter must not hide client_id).
-            for id in lenient_values(&raw, "client_id") {
-                if par_required(cfg, Some(&id)).await {
-                    return Err(OAuthError::invalid_request(e.to_string()));
-                }
-            }
-            if cfg.require_par {
-                return Err(OAuthError::invalid_request(e.to_string()));
-            }
+            require_check(cfg, &parts, form.as_deref())
+                .await
+                .map_err(|_| OAuthError::invalid_request(e.to_string()))?;
             return Ok(Resolved::Pass(Request::from_parts(parts, body)));
         }
     };
@@ -384,43 +389,34 @@ where
             )
             .with_allow("GET, POST"));
         }
-        return passthrough_or_require(cfg, &params, parts, body)
-            .await
-            .map(Resolved::Pass);
+        require_check(cfg, &parts, form.as_deref()).await?;
+        return Ok(Resolved::Pass(Request::from_parts(parts, body)));
     }
-    let from_query;
-    let raw_uri = match params.get("request_uri") {
-        Some(uri) => uri,
-        None if parts.method == Method::POST => {
-            from_query = parts
-                .uri
-                .query()
-                .and_then(|q| Params::parse(q.as_bytes()).ok());
-            match from_query.as_ref().and_then(|p| p.get("request_uri")) {
-                Some(uri) => uri,
-                None => {
-                    return passthrough_or_require(cfg, &params, parts, body)
-                        .await
-                        .map(Resolved::Pass)
-                }
-            }
-        }
-        None => {
-            return passthrough_or_require(cfg, &params, parts, body)
-                .await
-                .map(Resolved::Pass)
-        }
+    // A POST may carry request_uri (and client_id) in its query instead.
+    let from_query = match (form.is_some(), params.contains("request_uri")) {
+        (true, false) => Params::parse(query.as_bytes()).ok(),
+        _ => None,
+    };
+    let source = match &from_query {
+        Some(q) if q.contains("request_uri") => q,
+        _ => &params,
+    };
+    let Some(raw_uri) = source.get("request_uri") else {
+        require_check(cfg, &parts, form.as_deref()).await?;
+        return Ok(Resolved::Pass(Request::from_parts(parts, body)));
     };
 
     let Some(uri) = RequestUri::parse(raw_uri) else {
         // M-1: a request_uri this layer did not issue.
-        if cfg.pass_foreign_request_uris && !par_required(cfg, params.get("client_id")).await {
+        if cfg.pass_foreign_request_uris
+            && require_check(cfg, &parts, form.as_deref()).await.is_ok()
+        {
             return Ok(Resolved::Pass(Request::from_parts(parts, body)));
         }
         return Err(OAuthError::invalid_request_uri(NOT_FOUND));
     };
     // PAR-27: client_id is required next to request_uri.
-    let client_id = params
+    let client_id = source
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_request("client_id is required with request_uri"))?;
     // PAR-28: strict one-time use, or a flow bound to this browser.
@@ -489,40 +485,48 @@ where
     Ok(Resolved::Flow(req, Box::new(flow)))
 }
 
-/// Every decodable value of `name` in a form that failed strict parsing.
-fn lenient_values(raw: &[u8], name: &str) -> Vec<String> {
+/// Every value a lenient parser could read as `client_id` (any case,
+/// repeated, next to malformed pairs).
+fn lenient_client_ids(raw: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(raw)
-        .split('&')
+        .split(['&', ';'])
         .filter_map(|seg| seg.split_once('='))
-        .filter(|(n, _)| decode(n).is_ok_and(|n| n == name))
+        .filter(|(n, _)| decode(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("client_id")))
         .filter_map(|(_, v)| decode(v).ok().map(|v| v.into_owned()))
         .filter(|v| !v.is_empty())
         .collect()
 }
 
-async fn passthrough_or_require<C, St, B>(
+/// PAR-31: a request that redeems nothing gets through only when PAR is
+/// required neither globally nor for any client it names, in its query or
+/// its form body.
+async fn require_check<C, St>(
     cfg: &Config<C, St>,
-    params: &Params,
-    parts: Parts,
-    body: ParRequestBody<B>,
-) -> Result<Request<ParRequestBody<B>>, OAuthError>
+    parts: &Parts,
+    form: Option<&[u8]>,
+) -> Result<(), OAuthError>
 where
     C: ClientAuthenticator,
 {
-    // PAR-31: when PAR is required, only pushed requests get through.
-    if par_required(cfg, params.get("client_id")).await {
-        return Err(OAuthError::invalid_request(
-            "pushed authorization request required",
-        ));
+    let required = || OAuthError::invalid_request("pushed authorization request required");
+    if par_required(cfg, None).await {
+        return Err(required());
     }
-    Ok(Request::from_parts(parts, body))
+    let mut ids = lenient_client_ids(parts.uri.query().unwrap_or_default().as_bytes());
+    ids.extend(form.map(lenient_client_ids).unwrap_or_default());
+    for id in &ids {
+        if par_required(cfg, Some(id)).await {
+            return Err(required());
+        }
+    }
+    Ok(())
 }
 
 async fn par_required<C, St>(cfg: &Config<C, St>, client_id: Option<&str>) -> bool
 where
     C: ClientAuthenticator,
 {
-    if cfg.require_par {
+    if cfg.require_par || cfg.is_fapi() {
         return true;
     }
     let Some(id) = client_id else { return false };
@@ -562,7 +566,14 @@ fn rewrite<B>(
         let pq = PathAndQuery::try_from(format!("{path}?{}", stored.params))
             .map_err(|_| rebuild_failed())?;
         parts.uri = with_path_and_query(&parts.uri, pq).ok_or_else(rebuild_failed)?;
-        body
+        // PAR-32: a body sent with the GET must not smuggle parameters to
+        // a service that reads form bodies on GET.
+        drop(body);
+        let h = &mut parts.headers;
+        h.remove(header::CONTENT_TYPE);
+        h.remove(header::TRANSFER_ENCODING);
+        h.remove(header::CONTENT_LENGTH);
+        ParRequestBody::rewritten(Bytes::new())
     };
     // Never trust one that arrived some other way.
     parts.extensions.insert(PushedAuthorization {

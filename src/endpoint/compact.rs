@@ -45,7 +45,7 @@ fn split_origin(url: &str) -> (&str, &str) {
             .map_or(url.len(), |j| after + j);
         (&url[..end], &url[end..])
     } else if let Some(rest) = url.strip_prefix("//") {
-        let end = rest.find(['/', '?', '#']).map_or(rest.len(), |j| j + 2);
+        let end = rest.find(['/', '?', '#']).map_or(url.len(), |j| j + 2);
         (&url[..end], &url[end..])
     } else {
         ("", url)
@@ -241,6 +241,13 @@ mod tests {
             encode_component(&format!("/authorize?{C}"))
         );
         assert_eq!(compact_location(&compact, "/authorize", "demo", C), None);
+    }
+
+    #[test]
+    fn scheme_relative_url_with_multibyte_authority_does_not_panic() {
+        // `//a€` has no path: the origin is the whole string.
+        assert_eq!(split_origin("//a\u{20ac}"), ("//a\u{20ac}", ""));
+        assert_eq!(compact_location("/login?h=%2F%2Fa%E2%82%AC", "/authorize", "demo", C), None);
     }
 
     #[test]

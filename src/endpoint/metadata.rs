@@ -110,7 +110,7 @@ fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par
     );
     doc.insert(
         "require_pushed_authorization_requests".into(),
-        Value::Bool(cfg.require_par),
+        Value::Bool(cfg.require_par || cfg.is_fapi()),
     );
 }
 

@@ -86,6 +86,32 @@ where
             "request_uri must not be pushed",
         ));
     }
+    // PAR-24..26: a request object would have to be decrypted, verified and
+    // matched to the client before its claims could be trusted; refused
+    // rather than forwarded unchecked.
+    if params.contains("request") {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "request_not_supported",
+            "request objects are not supported at this endpoint",
+        ));
+    }
+    // DPOP-3: a proof the layer cannot verify must not be dropped silently;
+    // `dpop_jkt` is forwarded like any other parameter.
+    if parts.headers.contains_key("dpop") {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
+        ));
+    }
+    // Names that case-fold to a parameter the layer checks would reach
+    // case-insensitive services as that parameter, unchecked.
+    if let Some((name, _)) = params.iter().find(|(n, _)| shadows_checked_name(n)) {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter '{name}' differs from a registered parameter name only in case"
+        )));
+    }
 
     // PAR-11 step 3: built-in rules, then the user's.
     validate::check(&cfg.rules(), &client, &params)?;
@@ -115,6 +141,24 @@ where
         .map_err(store_error)?;
     crate::trace::pushed(&client.client_id, &uri);
     Ok(created(&uri, lifetime.as_secs()))
+}
+
+/// Whether `name` is a case variant of a parameter the layer validates.
+fn shadows_checked_name(name: &str) -> bool {
+    const CHECKED: &[&str] = &[
+        "client_id",
+        "redirect_uri",
+        "request_uri",
+        "request",
+        "response_type",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "nonce",
+        "response_mode",
+    ];
+    CHECKED.iter().any(|c| c.eq_ignore_ascii_case(name) && *c != name)
 }
 
 fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {

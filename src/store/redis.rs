@@ -180,7 +180,10 @@ fn derive(label: &str, parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The URL without user info and without query (`redis+unix` URLs carry
+/// `?pass=`).
 fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
@@ -445,6 +448,8 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && !d.contains("user:"), "{d}");
         assert!(d.contains("127.0.0.1:6379/2"));
+        let unix = RedisStoreConfig::new("redis+unix:///run/redis.sock?db=1&pass=hunter2");
+        assert!(!format!("{unix:?}").contains("hunter2"));
     }
 
     #[test]
