@@ -247,7 +247,11 @@ pub(crate) fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 pub(crate) fn check_path(name: &str, path: &str) -> Result<(), ConfigError> {
-    if !path.starts_with('/') || path.contains(['?', '#', ';', '%']) || path.len() < 2 || path.ends_with('/') {
+    if !path.starts_with('/')
+        || path.contains(['?', '#', ';', '%'])
+        || path.len() < 2
+        || path.ends_with('/')
+    {
         return Err(ConfigError(format!(
             "{name} '{path}' must be an absolute path such as /par, without trailing slash"
         )));

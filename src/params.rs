@@ -196,11 +196,24 @@ pub(crate) fn append_pair(out: &mut String, name: &str, value: &str) {
 }
 
 /// Bytes that may appear as they are in a URL query and a form body.
+/// `;` is excluded too: some parsers split pairs on it, which would turn
+/// one checked value into a second, unchecked parameter.
 fn query_safe(b: u8) -> bool {
     b.is_ascii_graphic()
         && !matches!(
             b,
-            b'"' | b'#' | b'<' | b'>' | b'[' | b'\\' | b']' | b'^' | b'`' | b'{' | b'|' | b'}'
+            b'"' | b'#'
+                | b';'
+                | b'<'
+                | b'>'
+                | b'['
+                | b'\\'
+                | b']'
+                | b'^'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
         )
 }
 

@@ -247,7 +247,10 @@ mod tests {
     fn scheme_relative_url_with_multibyte_authority_does_not_panic() {
         // `//a€` has no path: the origin is the whole string.
         assert_eq!(split_origin("//a\u{20ac}"), ("//a\u{20ac}", ""));
-        assert_eq!(compact_location("/login?h=%2F%2Fa%E2%82%AC", "/authorize", "demo", C), None);
+        assert_eq!(
+            compact_location("/login?h=%2F%2Fa%E2%82%AC", "/authorize", "demo", C),
+            None
+        );
     }
 
     #[test]

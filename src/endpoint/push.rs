@@ -158,7 +158,9 @@ fn shadows_checked_name(name: &str) -> bool {
         "nonce",
         "response_mode",
     ];
-    CHECKED.iter().any(|c| c.eq_ignore_ascii_case(name) && *c != name)
+    CHECKED
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name) && *c != name)
 }
 
 fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {

@@ -1,0 +1,216 @@
+//! Hostile and unusual inputs: smuggling parameters past the layer,
+//! sidestepping require-PAR, features the layer does not verify.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{header, Request, StatusCode};
+use http_body_util::Full;
+use tower_par::{validator_fn, OAuthError, Profile};
+
+async fn push_c(
+    svc: &(impl tower::Service<
+        Request<Full<Bytes>>,
+        Response = http::Response<tower_par::ParResponseBody<Full<Bytes>>>,
+        Error = std::convert::Infallible,
+    > + Clone),
+    body: String,
+) -> String {
+    let res = send(
+        svc,
+        form_post("/par", body, &[("authorization", &basic(C, C_SECRET))]),
+    )
+    .await;
+    assert_created(res, 60).await
+}
+
+#[tokio::test]
+async fn par32_get_redemption_drops_a_smuggled_form_body() {
+    let (svc, _) = layered(&default_layer());
+    let uri = push_c(&svc, base_body()).await;
+    let q = form(&[("client_id", C), ("request_uri", &uri)]);
+    let req = Request::get(format!("/authorize?{q}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(
+            b"acr_values=weak&max_age=999999",
+        )))
+        .unwrap();
+    let seen = body_json(send(&svc, req).await).await;
+    assert_eq!(seen["body"], "", "{seen}");
+    assert!(seen["content_type"].is_null());
+    assert!(!seen["query"].as_str().unwrap().contains("acr_values"));
+}
+
+#[tokio::test]
+async fn post_redemption_with_request_uri_and_client_id_in_the_query() {
+    let (svc, _) = layered(&default_layer());
+    let uri = push_c(&svc, base_body()).await;
+    let q = form(&[("client_id", C), ("request_uri", &uri)]);
+    let seen = body_json(send(&svc, form_post(&format!("/authorize?{q}"), "", &[])).await).await;
+    assert_eq!(seen["pushed_client_id"], C, "{seen}");
+    assert!(seen["body"].as_str().unwrap().contains("code_challenge="));
+}
+
+#[tokio::test]
+async fn par31_per_client_requirement_sees_client_id_in_query_of_a_form_post() {
+    let (svc, calls) = layered(&default_layer().require_par_for(C));
+    let q = form(&[
+        ("client_id", C),
+        ("response_type", "code"),
+        ("redirect_uri", C_REDIRECT),
+    ]);
+    let res = send(&svc, form_post(&format!("/authorize?{q}"), "x=1", &[])).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // Upper-case names and `;` separators, as lenient binders read them.
+    for query in [
+        format!("CLIENT_ID={C}&response_type=code"),
+        format!("x=1;client_id={C}"),
+    ] {
+        let res = send(&svc, get(&format!("/authorize?{query}"))).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    assert_eq!(calls.count(), 0);
+    // Another client is not affected.
+    let q = form(&[("client_id", P), ("response_type", "code")]);
+    assert_eq!(
+        send(&svc, get(&format!("/authorize?{q}"))).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn compressed_authorize_post_is_refused() {
+    let (svc, calls) = layered(&default_layer());
+    let req = form_post(
+        "/authorize",
+        "\u{1f}binary",
+        &[("content-encoding", "gzip")],
+    );
+    assert_eq!(
+        send(&svc, req).await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(calls.count(), 0);
+}
+
+#[tokio::test]
+async fn par26_request_objects_are_refused_not_forwarded_unchecked() {
+    let (svc, _) = layered(&default_layer());
+    let body = format!(
+        "{}&request=eyJhbGciOiJub25lIn0.eyJjbGllbnRfaWQiOiJEIn0.",
+        base_body()
+    );
+    let res = send(
+        &svc,
+        form_post("/par", body, &[("authorization", &basic(C, C_SECRET))]),
+    )
+    .await;
+    assert_oauth_error(res, 400, "request_not_supported").await;
+}
+
+#[tokio::test]
+async fn dpop3_an_unverifiable_dpop_proof_is_refused() {
+    let (svc, _) = layered(&default_layer());
+    let res = send(
+        &svc,
+        form_post(
+            "/par",
+            base_body(),
+            &[
+                ("authorization", &basic(C, C_SECRET)),
+                ("dpop", "eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig"),
+            ],
+        ),
+    )
+    .await;
+    assert_oauth_error(res, 400, "invalid_dpop_proof").await;
+    // dpop_jkt is an ordinary parameter: stored and forwarded.
+    let uri = push_c(
+        &svc,
+        format!(
+            "{}&dpop_jkt=0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            base_body()
+        ),
+    )
+    .await;
+    let seen = redeem(&svc, C, &uri).await;
+    assert!(seen["query"]
+        .as_str()
+        .unwrap()
+        .contains("dpop_jkt=0ZcOCORZNYy"));
+}
+
+#[tokio::test]
+async fn case_variants_of_checked_names_are_refused() {
+    let (svc, _) = layered(&default_layer());
+    for extra in [
+        "&CLIENT_ID=D",
+        "&Redirect_Uri=https%3A%2F%2Fevil.example%2Fcb",
+        "&REQUEST_URI=x",
+    ] {
+        let res = send(
+            &svc,
+            form_post(
+                "/par",
+                format!("{}{extra}", base_body()),
+                &[("authorization", &basic(C, C_SECRET))],
+            ),
+        )
+        .await;
+        assert_oauth_error(res, 400, "invalid_request").await;
+    }
+}
+
+#[tokio::test]
+async fn semicolons_are_not_forwarded_raw() {
+    // `x=1;client_id=D` must reach the wrapped service as one value, not as
+    // a second client_id for `;`-splitting parsers.
+    let (svc, _) = layered(&default_layer());
+    let uri = push_c(&svc, format!("{}&x=1;client_id=D", base_body())).await;
+    let seen = redeem(&svc, C, &uri).await;
+    let query = seen["query"].as_str().unwrap();
+    assert!(!query.contains(";client_id"), "{query}");
+    assert!(query.contains("x=1%3Bclient_id%3DD"), "{query}");
+}
+
+#[tokio::test]
+async fn fapi15_fapi2_profile_requires_par() {
+    let (svc, calls) = layered(&default_layer().profile(Profile::Fapi2));
+    let q = form(&[
+        ("client_id", C),
+        ("response_type", "code"),
+        ("redirect_uri", C_REDIRECT),
+    ]);
+    let res = send(&svc, get(&format!("/authorize?{q}"))).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(calls.count(), 0);
+}
+
+#[tokio::test]
+async fn push_context_debug_hides_credentials() {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(String::new()));
+    let sink = seen.clone();
+    let layer = default_layer().validator(validator_fn(move |ctx| {
+        *sink.lock().unwrap() = format!("{ctx:?}");
+        Ok::<(), OAuthError>(())
+    }));
+    let (svc, _) = layered(&layer);
+    push_c(
+        &svc,
+        format!("{}&login_hint=alice%40example.com", base_body()),
+    )
+    .await;
+    let debug = seen.lock().unwrap().clone();
+    assert!(
+        debug.contains("PushContext") && debug.contains(C),
+        "{debug}"
+    );
+    let encoded_credentials = basic(C, C_SECRET);
+    let encoded_credentials = encoded_credentials.trim_start_matches("Basic ");
+    assert!(
+        !debug.contains(encoded_credentials) && !debug.contains("alice"),
+        "{debug}"
+    );
+}
