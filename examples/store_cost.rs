@@ -76,6 +76,7 @@ async fn run<S: ParStore>(store: &S, ops: usize, concurrency: usize) -> (Phase, 
         Box::pin(async move {
             let mode = RedeemMode::Bind {
                 binding: [i as u8; 32],
+                reenter: None,
                 window: Duration::from_secs(600),
             };
             let r = s.redeem(&u[i], "demo-client", mode).await.expect("redeem");

@@ -392,6 +392,53 @@ async fn par40_another_browser_cannot_use_a_request_in_flow_and_the_owner_still_
 }
 
 #[tokio::test]
+async fn a_planted_flow_cookie_cannot_claim_the_victims_flow() {
+    let server = start(options(|_| {})).await;
+    let p = push(&server).await;
+    let planted = URL_SAFE_NO_PAD.encode([42u8; 32]);
+    let victim = Browser::new();
+    victim
+        .jar
+        .lock()
+        .unwrap()
+        .insert("par_flow".into(), planted.clone());
+    assert_eq!(victim.get(&p.authorize).await.status, StatusCode::SEE_OTHER);
+    // The layer set a fresh secret; the planted one is only kept beside it.
+    let cookie = victim.cookie("par_flow").unwrap();
+    assert!(!cookie.starts_with(&planted), "{cookie}");
+    // The attacker, holding only the planted secret, cannot re-enter.
+    let attacker = Browser::new();
+    attacker
+        .jar
+        .lock()
+        .unwrap()
+        .insert("par_flow".into(), planted);
+    assert_eq!(
+        attacker.get(&p.authorize).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let callback = login_and_complete(&server, &victim, &p).await;
+    assert!(callback.starts_with(CB));
+}
+
+#[tokio::test]
+async fn one_browser_can_have_several_flows_open() {
+    let server = start(options(|_| {})).await;
+    let (first, second) = (push(&server).await, push(&server).await);
+    let b = Browser::new();
+    assert_eq!(b.get(&first.authorize).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.get(&second.authorize).await.status, StatusCode::SEE_OTHER);
+    // Both re-enter with the one cookie, in either order.
+    let one = login_and_complete(&server, &b, &first).await;
+    assert!(one.contains(&format!("state={}", first.state)));
+    let two = b.get(&second.authorize).await;
+    assert!(two
+        .location
+        .unwrap()
+        .contains(&format!("state={}", second.state)));
+}
+
+#[tokio::test]
 async fn strict_policy_consumes_at_first_redemption() {
     let server = start(options(|o| o.strict = true)).await;
     let p = push(&server).await;

@@ -176,16 +176,23 @@ where
 {
     let (mut parts, body) = res.into_parts();
     let mut body = ParResponseBody::inner(body);
-    let mut completes = parts.status.is_redirection()
-        && match (
-            header_str(&parts.headers, header::LOCATION),
-            &flow.redirect_uri,
-        ) {
-            (Some(location), Some(redirect_uri)) => {
-                is_authorization_response(location, redirect_uri)
-            }
-            _ => false,
-        };
+    let to_client = |url: Option<&str>| match (url, &flow.redirect_uri) {
+        (Some(url), Some(redirect_uri)) => is_authorization_response(url, redirect_uri),
+        _ => false,
+    };
+    let refresh_url = header_str(&parts.headers, header::HeaderName::from_static("refresh"))
+        .and_then(|r| {
+            let i = r.to_ascii_lowercase().find("url=")? + 4;
+            Some(
+                r[i..]
+                    .trim()
+                    .trim_matches(|c| c == '"' || c == '\'')
+                    .to_owned(),
+            )
+        });
+    let mut completes = (parts.status.is_redirection()
+        && to_client(header_str(&parts.headers, header::LOCATION)))
+        || to_client(refresh_url.as_deref());
     if !completes && flow.form_post && flow.binding.is_some() {
         match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
             Ok((is_response, own_body)) => {
@@ -302,30 +309,48 @@ where
     ))
 }
 
-/// The browser-binding secret from the flow cookie, if well-formed.
-fn flow_cookie(headers: &HeaderMap, name: &str) -> Option<[u8; 32]> {
-    headers
+/// Flows one browser can have open at once (one secret each in the cookie).
+const MAX_FLOW_SECRETS: usize = 4;
+
+/// The browser's flow secrets, newest first, from every cookie with the
+/// flow cookie's name; malformed ones are ignored.
+fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
+    let mut secrets = Vec::new();
+    let values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, v)| {
-            let mut secret = [0u8; 32];
-            match URL_SAFE_NO_PAD.decode_slice(v.trim_matches('"'), &mut secret) {
-                Ok(32) => Some(secret),
-                _ => None,
+        .filter(|(n, _)| *n == name)
+        .flat_map(|(_, v)| v.trim_matches('"').split('.'));
+    for value in values {
+        let mut secret = [0u8; 32];
+        if let Ok(32) = URL_SAFE_NO_PAD.decode_slice(value, &mut secret) {
+            if !secrets.contains(&secret) && secrets.len() < MAX_FLOW_SECRETS {
+                secrets.push(secret);
             }
-        })
+        }
+    }
+    secrets
 }
 
-fn set_cookie<C, St>(cfg: &Config<C, St>, secret: &[u8; 32]) -> Option<HeaderValue> {
+/// The cookie after a first redemption: the fresh secret, then the
+/// browser's other open flows (so several tabs can each have one).
+fn set_cookie<C, St>(
+    cfg: &Config<C, St>,
+    fresh: &[u8; 32],
+    others: &[[u8; 32]],
+) -> Option<HeaderValue> {
     let c = &cfg.flow_cookie;
+    let mut value = URL_SAFE_NO_PAD.encode(fresh);
+    for s in others.iter().take(MAX_FLOW_SECRETS - 1) {
+        value.push('.');
+        value.push_str(&URL_SAFE_NO_PAD.encode(s));
+    }
     let mut v = format!(
-        "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
+        "{}={value}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
         c.name,
-        URL_SAFE_NO_PAD.encode(secret),
         cfg.authorize_path,
         cfg.flow_window.as_secs()
     );
@@ -420,33 +445,60 @@ where
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_request("client_id is required with request_uri"))?;
     // PAR-28: strict one-time use, or a flow bound to this browser.
-    let presented = flow_cookie(&parts.headers, &cfg.flow_cookie.name);
-    let (mode, secret) = match cfg.redemption {
-        Redemption::Strict => (RedeemMode::Consume, None),
+    let (outcome, fresh) = match cfg.redemption {
+        Redemption::Strict => (
+            cfg.store.redeem(&uri, client_id, RedeemMode::Consume).await,
+            None,
+        ),
         Redemption::FlowBound => {
-            let secret = presented.unwrap_or_else(|| {
-                let mut s = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut s);
-                s
-            });
-            let binding = Sha256::digest(secret).into();
-            (
-                RedeemMode::Bind {
+            // A first redemption binds to a fresh secret, never to one the
+            // browser presents (a planted cookie must not claim the flow);
+            // presented secrets only re-enter flows already bound to them.
+            let mut fresh = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut fresh);
+            let binding: [u8; 32] = Sha256::digest(fresh).into();
+            let presented = flow_secrets(&parts.headers, &cfg.flow_cookie.name);
+            let mut outcome = Ok(RedeemOutcome::NotFound);
+            let mut matched = None;
+            for reenter in presented
+                .iter()
+                .map(|s| Some(Sha256::digest(s).into()))
+                .chain(
+                    // Without a cookie: one attempt, which only a pushed entry
+                    // can satisfy.
+                    presented.is_empty().then_some(None),
+                )
+            {
+                let mode = RedeemMode::Bind {
                     binding,
+                    reenter,
                     window: cfg.flow_window,
-                },
-                Some((secret, binding)),
-            )
+                };
+                outcome = cfg.store.redeem(&uri, client_id, mode).await;
+                if !matches!(outcome, Ok(RedeemOutcome::NotFound)) {
+                    matched = reenter;
+                    break;
+                }
+            }
+            (outcome, Some((fresh, binding, presented, matched)))
         }
     };
-    let (stored, reentry) = match cfg.store.redeem(&uri, client_id, mode).await {
+    let (stored, reentry, flow_binding, set_cookie_value) = match outcome {
         Ok(RedeemOutcome::Redeemed(stored)) => {
             crate::trace::redeemed(&stored.client_id, &uri);
-            (stored, false)
+            let (binding, cookie) = match &fresh {
+                Some((secret, binding, presented, _)) => {
+                    (Some(*binding), set_cookie(cfg, secret, presented))
+                }
+                None => (None, None),
+            };
+            (stored, false, binding, cookie)
         }
         Ok(RedeemOutcome::Reentered(stored)) => {
             crate::trace::reentered(&stored.client_id, &uri);
-            (stored, true)
+            // The binding of this flow is the presented secret that matched.
+            let binding = fresh.as_ref().and_then(|(_, _, _, matched)| *matched);
+            (stored, true, binding, None)
         }
         // PAR-29, PAR-28: unknown, expired, used, or another browser's.
         Ok(RedeemOutcome::NotFound) => return Err(OAuthError::invalid_request_uri(NOT_FOUND)),
@@ -471,11 +523,8 @@ where
         form_post: Params::parse(stored.params.as_bytes())
             .ok()
             .is_some_and(|p| p.get("response_mode") == Some("form_post")),
-        binding: secret.map(|(_, b)| b),
-        set_cookie: match (secret, presented) {
-            (Some((s, _)), None) => set_cookie(cfg, &s),
-            _ => None,
-        },
+        binding: flow_binding,
+        set_cookie: set_cookie_value,
         compact_query,
         authorize_path: cfg.authorize_path.clone(),
         pushed_at: stored.pushed_at,

@@ -152,22 +152,23 @@ pub(crate) fn compact_refresh(
     Some(format!("{}{new}", &refresh[..i]))
 }
 
-/// Whether `location` is the authorization response of this flow: the
-/// pushed `redirect_uri` with `code` or `error` in its query or fragment.
+/// Whether `location` sends the browser to the pushed `redirect_uri`.
+///
+/// The authorization server only sends the browser to a client's
+/// `redirect_uri` to deliver the authorization response, whatever it
+/// carries (`code`, `error`, a JARM `response`, fragment tokens, or only
+/// `state` for `response_type=none`), so any such redirect ends the flow.
 pub(crate) fn is_authorization_response(location: &str, redirect_uri: &str) -> bool {
     let Some(rest) = location.strip_prefix(redirect_uri) else {
         return false;
     };
-    let params = match rest.chars().next() {
+    match rest.chars().next() {
+        None | Some('?') | Some('#') => true,
         // The redirect URI may already have a query (OA-3): parameters are
         // appended with `&`.
-        Some('?') | Some('#') => &rest[1..],
-        Some('&') if redirect_uri.contains('?') => &rest[1..],
-        _ => return false,
-    };
-    params
-        .split(['&', '#'])
-        .any(|p| p.starts_with("code=") || p.starts_with("error="))
+        Some('&') => redirect_uri.contains('?'),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -279,8 +280,27 @@ mod tests {
             "https://c.example/cb2?code=abc",
             cb
         ));
-        assert!(!is_authorization_response(
+        // Any response, e.g. JARM or response_type=none.
+        assert!(is_authorization_response(
             "https://c.example/cb?state=s",
+            cb
+        ));
+        assert!(is_authorization_response(
+            "https://c.example/cb?response=eyJ",
+            cb
+        ));
+        assert!(is_authorization_response("https://c.example/cb", cb));
+        // Not the client's URI.
+        assert!(!is_authorization_response(
+            "https://c.example/cb.evil.example/?code=1",
+            cb
+        ));
+        assert!(!is_authorization_response(
+            "https://c.example/cbx?code=1",
+            cb
+        ));
+        assert!(!is_authorization_response(
+            "https://c.example/cb&code=1",
             cb
         ));
         assert!(is_authorization_response(

@@ -316,18 +316,24 @@ impl ParStore for MemoryStore {
                             matches!(s.state, State::Pushed) && !s.is_dead_at(now)
                         }));
                     }
-                    (State::Pushed, RedeemMode::Bind { binding, window }) => {
+                    (
+                        State::Pushed,
+                        RedeemMode::Bind {
+                            binding, window, ..
+                        },
+                    ) => {
                         slot.state = State::InFlow {
                             binding,
                             until: now + window,
                         };
                         Some(RedeemOutcome::Redeemed(slot.request.clone()))
                     }
-                    (State::InFlow { binding, .. }, RedeemMode::Bind { binding: b, .. })
-                        if binding == b =>
-                    {
-                        Some(RedeemOutcome::Reentered(slot.request.clone()))
-                    }
+                    (
+                        State::InFlow { binding, .. },
+                        RedeemMode::Bind {
+                            reenter: Some(r), ..
+                        },
+                    ) if binding == r => Some(RedeemOutcome::Reentered(slot.request.clone())),
                     // In flow for another browser, or a strict redemption
                     // of a request already in flow.
                     (State::InFlow { .. }, _) => Some(RedeemOutcome::NotFound),
@@ -510,6 +516,7 @@ mod tests {
         store.insert(&uri, req("x", short), short).await.unwrap();
         let mode = RedeemMode::Bind {
             binding: [1; 32],
+            reenter: Some([1; 32]),
             window: Duration::from_millis(150),
         };
         assert!(matches!(

@@ -108,11 +108,16 @@ pub enum RedeemMode {
     /// Remove the entry at the first redemption (strict one-time use).
     Consume,
     /// Move a pushed entry to "in flow", bound to `binding` (the digest of
-    /// a browser's binding cookie) until `window` has passed; an entry
-    /// already in flow for the same binding is returned again (re-entry).
+    /// a fresh browser secret the layer is about to set as a cookie) until
+    /// `window` has passed; an entry already in flow whose binding equals
+    /// `reenter` (the digest of a secret the browser presented) is returned
+    /// again (re-entry). A presented secret never becomes the binding of a
+    /// new flow, so a cookie planted in a browser cannot claim its flows.
     Bind {
-        /// Digest of the browser binding.
+        /// Digest of the fresh secret for a first redemption.
         binding: [u8; 32],
+        /// Digest of a secret the browser presented, for re-entry.
+        reenter: Option<[u8; 32]>,
         /// How long the flow may last after its first redemption.
         window: Duration,
     },

@@ -26,6 +26,7 @@ const TAG_END: usize = STATE + 64;
 const BINDING_END: usize = TAG_END + 64;
 const NO_BINDING: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// ARGV: client tag, mode, fresh binding, window (ms), presented binding.
 /// Returns `{outcome, value}`: 0 not found, 1 wrong client, 2 redeemed,
 /// 3 re-entered.
 const REDEEM: &str = r"
@@ -43,7 +44,7 @@ if state == 'p' then
   redis.call('SET', KEYS[1], 'f' .. ARGV[1] .. ARGV[3] .. payload, 'XX', 'PX', ARGV[4])
   return {2, payload}
 end
-if string.sub(v, 66, 129) == ARGV[3] then return {3, payload} end
+if ARGV[5] ~= '' and string.sub(v, 66, 129) == ARGV[5] then return {3, payload} end
 return {0, ''}
 ";
 
@@ -381,10 +382,15 @@ impl ParStore for RedisStore {
         inv.arg(&tag);
         match mode {
             RedeemMode::Consume => {
-                inv.arg("consume").arg(NO_BINDING).arg(0);
+                inv.arg("consume").arg(NO_BINDING).arg(0).arg("");
             }
-            RedeemMode::Bind { binding, window } => {
+            RedeemMode::Bind {
+                binding,
+                reenter,
+                window,
+            } => {
                 inv.arg("bind").arg(hex(&binding)).arg(millis(window));
+                inv.arg(reenter.map(|r| hex(&r)).unwrap_or_default());
             }
         }
         let mut conn = self.conn.clone();

@@ -56,13 +56,52 @@ pub async fn conformance<S: ParStore>(make: impl Fn() -> S) {
     strict_redeem_of_an_entry_in_flow_is_refused(make()).await;
     concurrent_binds_from_different_browsers_one_wins(make()).await;
     concurrent_completions_complete_once(make()).await;
+    a_presented_secret_never_becomes_the_binding(make()).await;
 }
 
+/// A browser holding secret `binding`: a first redemption binds to it, a
+/// re-entry presents it.
 fn bind(binding: u8, window: Duration) -> RedeemMode {
     RedeemMode::Bind {
         binding: [binding; 32],
+        reenter: Some([binding; 32]),
         window,
     }
+}
+
+async fn a_presented_secret_never_becomes_the_binding<S: ParStore>(store: S) {
+    let uri = RequestUri::generate();
+    store
+        .insert(&uri, request("C", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    // The browser presents a (planted) secret 9; the flow binds to fresh 1.
+    let first = RedeemMode::Bind {
+        binding: [1; 32],
+        reenter: Some([9; 32]),
+        window: MINUTE,
+    };
+    assert!(matches!(
+        store.redeem(&uri, "C", first).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    let with = |reenter: Option<[u8; 32]>| RedeemMode::Bind {
+        binding: [2; 32],
+        reenter,
+        window: MINUTE,
+    };
+    assert_eq!(
+        store.redeem(&uri, "C", with(Some([9; 32]))).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert_eq!(
+        store.redeem(&uri, "C", with(None)).await.unwrap(),
+        RedeemOutcome::NotFound
+    );
+    assert!(matches!(
+        store.redeem(&uri, "C", with(Some([1; 32]))).await.unwrap(),
+        RedeemOutcome::Reentered(_)
+    ));
 }
 
 async fn bind_moves_to_in_flow_and_reenters_for_the_same_binding_only<S: ParStore>(store: S) {
