@@ -61,6 +61,8 @@ enum Route {
     Passthrough,
     Push,
     Authorize,
+    /// Another method on the authorize path, or another spelling of it.
+    AuthorizeGuard,
     Metadata,
 }
 
@@ -71,10 +73,15 @@ fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
     // M-4: `/authorize/` and HEAD (answered by GET handlers in most
     // frameworks) must not be ways around the layer.
     let trimmed = path.strip_suffix('/').unwrap_or(path);
-    if trimmed == cfg.authorize_path
-        && (method == Method::GET || method == Method::POST || method == Method::HEAD)
-    {
-        return Route::Authorize;
+    if trimmed == cfg.authorize_path {
+        return if method == Method::GET || method == Method::POST || method == Method::HEAD {
+            Route::Authorize
+        } else {
+            Route::AuthorizeGuard
+        };
+    }
+    if authorize::may_alias(path, &cfg.authorize_path) {
+        return Route::AuthorizeGuard;
     }
     if cfg.metadata != MetadataMode::Off
         && method == Method::GET
@@ -121,6 +128,10 @@ where
                     inner,
                     req,
                 )))
+            }
+            Route::AuthorizeGuard => {
+                let inner = self.take_ready_inner();
+                ResponseFuture::handled(Box::pin(authorize::guard(self.config.clone(), inner, req)))
             }
             Route::Metadata => {
                 let inner = self.take_ready_inner();

@@ -161,6 +161,145 @@ where
     }
 }
 
+/// M-4: a request that reaches the authorization endpoint by another
+/// method or another spelling of its path (`/Authorize`, `/%61uthorize`,
+/// `//authorize`, `/x/../authorize`, `/authorize;jsessionid=1`) never
+/// redeems anything, and gets through only when PAR is not required for it.
+pub(crate) async fn guard<S, C, St, B, ResB>(
+    cfg: Arc<Config<C, St>>,
+    mut inner: S,
+    req: Request<B>,
+) -> Result<Response<ParResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
+    C: ClientAuthenticator,
+{
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let (parts, body) = req.into_parts();
+    match require_check(&cfg, &parts, None).await {
+        Ok(()) => Ok(inner
+            .call(Request::from_parts(parts, ParRequestBody::original(body)))
+            .await?
+            .map(ParResponseBody::inner)),
+        Err(_) => {
+            let e = if parts
+                .uri
+                .path()
+                .strip_suffix('/')
+                .unwrap_or(parts.uri.path())
+                == cfg.authorize_path
+            {
+                OAuthError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request",
+                    "the authorization endpoint accepts GET and POST",
+                )
+                .with_allow("GET, HEAD, POST")
+            } else {
+                OAuthError::invalid_request(format!(
+                    "use {} for authorization requests",
+                    cfg.authorize_path
+                ))
+            };
+            crate::trace::rejected("authorize", &e);
+            Ok(own(e.browser_response(accept.as_ref())))
+        }
+    }
+}
+
+/// Whether `path` could reach the authorization endpoint on a server that
+/// normalises paths (case, percent-encoding, `;` parameters, empty and dot
+/// segments) although it is not literally `authorize_path`. Cheap and
+/// allocation-free for ordinary paths.
+pub(crate) fn may_alias(path: &str, authorize_path: &str) -> bool {
+    let special = path.bytes().any(|b| b == b'%' || b == b';')
+        || path.contains("//")
+        || path.split('/').any(|s| s == "." || s == "..");
+    if !special {
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        return trimmed.eq_ignore_ascii_case(authorize_path);
+    }
+    let normalized = normalize_path(path);
+    let normalized = normalized.strip_suffix('/').unwrap_or(&normalized);
+    normalized.eq_ignore_ascii_case(authorize_path)
+}
+
+fn normalize_path(path: &str) -> String {
+    let mut segments: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        // `;` starts path parameters (servlet containers drop them).
+        let raw = raw.split(';').next().unwrap_or_default();
+        let seg = percent_decode_lossy(raw);
+        match seg.as_str() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(seg),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in &segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::may_alias;
+
+    #[test]
+    fn m4_other_spellings_of_the_authorize_path() {
+        for p in [
+            "/Authorize",
+            "/AUTHORIZE/",
+            "/%61uthorize",
+            "//authorize",
+            "/authorize//",
+            "/./authorize",
+            "/x/../authorize",
+            "/authorize;jsessionid=1",
+            "/%2e/authorize",
+        ] {
+            assert!(may_alias(p, "/authorize"), "{p}");
+        }
+        for p in [
+            "/authorizer",
+            "/health",
+            "/",
+            "/x/authorize",
+            "/static/app.js",
+            "/.well-known/openid-configuration",
+        ] {
+            assert!(!may_alias(p, "/authorize"), "{p}");
+        }
+    }
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Looks at the wrapped service's answer to a redeemed request: completes
 /// the flow on the authorization response, otherwise keeps the expanded
 /// request out of redirects (M-3).
