@@ -196,6 +196,10 @@ impl OAuthError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(allow) = self.allow {
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         res
     }
 }

@@ -218,13 +218,23 @@ async fn push_context_debug_hides_credentials() {
 #[tokio::test]
 async fn m4_other_methods_and_spellings_cannot_bypass_require_par() {
     let (svc, calls) = layered(&default_layer().require_par(true));
-    let q = form(&[("client_id", C), ("response_type", "code"), ("redirect_uri", C_REDIRECT)]);
+    let q = form(&[
+        ("client_id", C),
+        ("response_type", "code"),
+        ("redirect_uri", C_REDIRECT),
+    ]);
     for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
         let res = send(&svc, request(method, &format!("/authorize?{q}"))).await;
         assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert!(header_str(res.headers(), "allow").unwrap().contains("GET"));
     }
-    for path in ["/Authorize", "/%61uthorize", "//authorize", "/x/../authorize", "/authorize;jsessionid=1"] {
+    for path in [
+        "/Authorize",
+        "/%61uthorize",
+        "//authorize",
+        "/x/../authorize",
+        "/authorize;jsessionid=1",
+    ] {
         let res = send(&svc, get(&format!("{path}?{q}"))).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
     }

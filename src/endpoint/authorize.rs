@@ -249,38 +249,6 @@ fn normalize_path(path: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod alias_tests {
-    use super::may_alias;
-
-    #[test]
-    fn m4_other_spellings_of_the_authorize_path() {
-        for p in [
-            "/Authorize",
-            "/AUTHORIZE/",
-            "/%61uthorize",
-            "//authorize",
-            "/authorize//",
-            "/./authorize",
-            "/x/../authorize",
-            "/authorize;jsessionid=1",
-            "/%2e/authorize",
-        ] {
-            assert!(may_alias(p, "/authorize"), "{p}");
-        }
-        for p in [
-            "/authorizer",
-            "/health",
-            "/",
-            "/x/authorize",
-            "/static/app.js",
-            "/.well-known/openid-configuration",
-        ] {
-            assert!(!may_alias(p, "/authorize"), "{p}");
-        }
-    }
-}
-
 fn percent_decode_lossy(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -780,4 +748,36 @@ fn with_path_and_query(uri: &Uri, pq: PathAndQuery) -> Option<Uri> {
     let mut p = uri.clone().into_parts();
     p.path_and_query = Some(pq);
     Uri::from_parts(p).ok()
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::may_alias;
+
+    #[test]
+    fn m4_other_spellings_of_the_authorize_path() {
+        for p in [
+            "/Authorize",
+            "/AUTHORIZE/",
+            "/%61uthorize",
+            "//authorize",
+            "/authorize//",
+            "/./authorize",
+            "/x/../authorize",
+            "/authorize;jsessionid=1",
+            "/%2e/authorize",
+        ] {
+            assert!(may_alias(p, "/authorize"), "{p}");
+        }
+        for p in [
+            "/authorizer",
+            "/health",
+            "/",
+            "/x/authorize",
+            "/static/app.js",
+            "/.well-known/openid-configuration",
+        ] {
+            assert!(!may_alias(p, "/authorize"), "{p}");
+        }
+    }
 }
