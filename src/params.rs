@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 /// Parameters that may legitimately appear more than once.
 ///
@@ -43,11 +42,20 @@ impl fmt::Display for ParamsError {
 
 impl std::error::Error for ParamsError {}
 
-#[derive(Clone)]
+/// Where a name or value lives: a slice of the raw input when it needed no
+/// decoding (the common case), or of the shared buffer of decoded text.
+#[derive(Clone, Copy)]
+struct Text {
+    start: usize,
+    end: usize,
+    decoded: bool,
+}
+
+#[derive(Clone, Copy)]
 struct Pair {
-    name: String,
-    value: String,
-    raw: Range<usize>,
+    name: Text,
+    value: Text,
+    raw: (usize, usize),
 }
 
 /// Authorization request parameters in arrival order.
@@ -68,6 +76,9 @@ struct Pair {
 #[derive(Clone, Default)]
 pub struct Params {
     raw: String,
+    // Every decoded name and value, back to back: one buffer instead of a
+    // `String` per pair keeps parsing to three allocations at most.
+    decoded: String,
     pairs: Vec<Pair>,
 }
 
@@ -75,11 +86,17 @@ impl Params {
     /// Parses a form body or a query string.
     pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
         let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
-        let mut pairs: Vec<Pair> = Vec::new();
+        let segments = raw.bytes().filter(|&b| b == b'&').count() + 1;
+        let mut p = Self {
+            raw: String::new(),
+            decoded: String::new(),
+            pairs: Vec::with_capacity(segments),
+        };
+        let mut scratch = Vec::new();
         let mut start = 0;
         for segment in raw.split('&') {
-            let range = start..start + segment.len();
-            start = range.end + 1;
+            let range = (start, start + segment.len());
+            start = range.1 + 1;
             if segment.is_empty() {
                 continue;
             }
@@ -87,53 +104,99 @@ impl Params {
             if name.is_empty() {
                 return Err(ParamsError::EmptyName);
             }
-            let name = decode(name)?;
-            let value = decode(value)?;
-            if value.is_empty() {
+            let name_at = range.0;
+            let value_at = name_at + name.len() + 1;
+            let name = p.decode_text(name, name_at, raw.len(), &mut scratch)?;
+            let value = p.decode_text(value, value_at, raw.len(), &mut scratch)?;
+            if value.start == value.end {
                 // OA-1: a parameter without a value is treated as omitted.
                 continue;
             }
-            if pairs.iter().any(|p| p.name == name) && !MULTI_VALUED.contains(&name.as_ref()) {
-                return Err(ParamsError::Repeated(name.into_owned()));
+            let new_name = p.text_in(raw, name);
+            if !MULTI_VALUED.contains(&new_name)
+                && p.pairs.iter().any(|q| p.text_in(raw, q.name) == new_name)
+            {
+                return Err(ParamsError::Repeated(new_name.to_owned()));
             }
-            pairs.push(Pair {
-                name: name.into_owned(),
-                value: value.into_owned(),
+            p.pairs.push(Pair {
+                name,
+                value,
                 raw: range,
             });
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-            pairs,
+        p.raw = raw.to_owned();
+        Ok(p)
+    }
+
+    /// Decodes `s` (found at `at` in the raw input): a span of the raw
+    /// input when there is nothing to decode, else of `self.decoded`.
+    fn decode_text(
+        &mut self,
+        s: &str,
+        at: usize,
+        raw_len: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Text, ParamsError> {
+        if !s.bytes().any(|b| b == b'%' || b == b'+') {
+            return Ok(Text {
+                start: at,
+                end: at + s.len(),
+                decoded: false,
+            });
+        }
+        decode_bytes(s, scratch)?;
+        let text = std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
+        if self.decoded.capacity() == 0 {
+            // Decoded text is never longer than the input: one allocation.
+            self.decoded.reserve(raw_len);
+        }
+        let start = self.decoded.len();
+        self.decoded.push_str(text);
+        Ok(Text {
+            start,
+            end: self.decoded.len(),
+            decoded: true,
         })
+    }
+
+    fn text_in<'a>(&'a self, raw: &'a str, t: Text) -> &'a str {
+        if t.decoded {
+            &self.decoded[t.start..t.end]
+        } else {
+            &raw[t.start..t.end]
+        }
+    }
+
+    fn text(&self, t: Text) -> &str {
+        self.text_in(&self.raw, t)
     }
 
     /// The value of a single-valued parameter, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.value.as_str())
+            .find(|p| self.text(p.name) == name)
+            .map(|p| self.text(p.value))
     }
 
     /// Every value of `name`, in arrival order (for `resource`).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
-            .filter(move |p| p.name == name)
-            .map(|p| p.value.as_str())
+            .filter(move |p| self.text(p.name) == name)
+            .map(|p| self.text(p.value))
     }
 
     /// Whether `name` is present with a non-empty value.
     pub fn contains(&self, name: &str) -> bool {
-        self.pairs.iter().any(|p| p.name == name)
+        self.pairs.iter().any(|p| self.text(p.name) == name)
     }
 
     /// All `(name, value)` pairs in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
-            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .map(|p| (self.text(p.name), self.text(p.value)))
     }
 
     /// Number of (non-empty) parameters.
@@ -152,10 +215,11 @@ impl Params {
     pub fn encode_filtered(&self, mut keep: impl FnMut(&str) -> bool) -> String {
         let mut out = String::with_capacity(self.raw.len());
         for p in &self.pairs {
-            if !keep(&p.name) {
+            let name = self.text(p.name);
+            if !keep(name) {
                 continue;
             }
-            let raw = &self.raw[p.raw.clone()];
+            let raw = &self.raw[p.raw.0..p.raw.1];
             if raw.bytes().all(query_safe) {
                 if !out.is_empty() {
                     out.push('&');
@@ -164,7 +228,7 @@ impl Params {
             } else {
                 // A lenient client sent characters that cannot appear in a
                 // URL query: re-encode the decoded pair (same value).
-                append_pair(&mut out, &p.name, &p.value);
+                append_pair(&mut out, name, self.text(p.value));
             }
         }
         out
@@ -178,7 +242,11 @@ impl fmt::Debug for Params {
         f.debug_struct("Params")
             .field(
                 "names",
-                &self.pairs.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                &self
+                    .pairs
+                    .iter()
+                    .map(|p| self.text(p.name))
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -209,8 +277,17 @@ pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(s));
     }
+    let mut out = Vec::with_capacity(s.len());
+    decode_bytes(s, &mut out)?;
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| ParamsError::InvalidUtf8)
+}
+
+/// Percent- and `+`-decodes `s` into `out` (cleared first).
+fn decode_bytes(s: &str, out: &mut Vec<u8>) -> Result<(), ParamsError> {
+    out.clear();
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -228,9 +305,7 @@ pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
         }
         i += 1;
     }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| ParamsError::InvalidUtf8)
+    Ok(())
 }
 
 fn hex(b: u8) -> Option<u8> {
