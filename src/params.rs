@@ -80,75 +80,123 @@ pub struct Params {
     // `String` per pair keeps parsing to three allocations at most.
     decoded: String,
     pairs: Vec<Pair>,
+    /// Whether every byte may appear as it is in a URL query.
+    query_safe: bool,
 }
 
 impl Params {
     /// Parses a form body or a query string.
     pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
         let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
-        let segments = raw.bytes().filter(|&b| b == b'&').count() + 1;
         let mut p = Self {
             raw: String::new(),
             decoded: String::new(),
-            pairs: Vec::with_capacity(segments),
+            pairs: Vec::with_capacity(8),
+            query_safe: true,
         };
         let mut scratch = Vec::new();
-        let mut start = 0;
-        for segment in raw.split('&') {
-            let range = (start, start + segment.len());
-            start = range.1 + 1;
-            if segment.is_empty() {
+        // One pass over the bytes: segment bounds, the first `=`, and
+        // whether the name or the value has anything to decode.
+        let bytes = raw.as_bytes();
+        let (mut start, mut eq) = (0, None);
+        let (mut name_coded, mut value_coded) = (false, false);
+        let mut unsafe_bytes = false;
+        for i in 0..=bytes.len() {
+            let class = bytes.get(i).map_or(AMP, |&b| CLASS[usize::from(b)]);
+            if class == PLAIN {
                 continue;
             }
-            let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
-            if name.is_empty() {
-                return Err(ParamsError::EmptyName);
+            if class & UNSAFE != 0 {
+                unsafe_bytes = true;
             }
-            let name_at = range.0;
-            let value_at = name_at + name.len() + 1;
-            let name = p.decode_text(name, name_at, raw.len(), &mut scratch)?;
-            let value = p.decode_text(value, value_at, raw.len(), &mut scratch)?;
-            if value.start == value.end {
-                // OA-1: a parameter without a value is treated as omitted.
-                continue;
+            if class & AMP != 0 {
+                if i > start {
+                    let value_at = eq.map_or(i, |e| e + 1);
+                    let name_end = eq.unwrap_or(i);
+                    p.segment(
+                        raw,
+                        (start, i),
+                        name_end,
+                        value_at,
+                        [name_coded, value_coded],
+                        &mut scratch,
+                    )?;
+                }
+                (start, eq) = (i + 1, None);
+                (name_coded, value_coded) = (false, false);
+            } else if class & EQ != 0 && eq.is_none() {
+                eq = Some(i);
+            } else if class & CODED != 0 {
+                if eq.is_none() {
+                    name_coded = true;
+                } else {
+                    value_coded = true;
+                }
             }
-            let new_name = p.text_in(raw, name);
-            if !MULTI_VALUED.contains(&new_name)
-                && p.pairs.iter().any(|q| p.text_in(raw, q.name) == new_name)
-            {
-                return Err(ParamsError::Repeated(new_name.to_owned()));
-            }
-            p.pairs.push(Pair {
-                name,
-                value,
-                raw: range,
-            });
         }
+        p.query_safe = !unsafe_bytes;
         p.raw = raw.to_owned();
         Ok(p)
     }
 
-    /// Decodes `s` (found at `at` in the raw input): a span of the raw
-    /// input when there is nothing to decode, else of `self.decoded`.
-    fn decode_text(
+    /// Adds the pair `raw[seg.0..seg.1]`, whose name ends at `name_end` and
+    /// whose value starts at `value_at`.
+    fn segment(
         &mut self,
-        s: &str,
-        at: usize,
-        raw_len: usize,
+        raw: &str,
+        seg: (usize, usize),
+        name_end: usize,
+        value_at: usize,
+        coded: [bool; 2],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), ParamsError> {
+        if name_end == seg.0 {
+            return Err(ParamsError::EmptyName);
+        }
+        let name = self.text_at(raw, seg.0, name_end, coded[0], scratch)?;
+        let value = self.text_at(raw, value_at, seg.1, coded[1], scratch)?;
+        if value.start == value.end {
+            // OA-1: a parameter without a value is treated as omitted.
+            return Ok(());
+        }
+        let new_name = self.text_in(raw, name);
+        if !MULTI_VALUED.contains(&new_name)
+            && self
+                .pairs
+                .iter()
+                .any(|q| self.text_in(raw, q.name) == new_name)
+        {
+            return Err(ParamsError::Repeated(new_name.to_owned()));
+        }
+        self.pairs.push(Pair {
+            name,
+            value,
+            raw: seg,
+        });
+        Ok(())
+    }
+
+    /// `raw[start..end]`, decoded into `self.decoded` when `coded`.
+    fn text_at(
+        &mut self,
+        raw: &str,
+        start: usize,
+        end: usize,
+        coded: bool,
         scratch: &mut Vec<u8>,
     ) -> Result<Text, ParamsError> {
-        if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        if !coded {
             return Ok(Text {
-                start: at,
-                end: at + s.len(),
+                start,
+                end,
                 decoded: false,
             });
         }
-        decode_bytes(s, scratch)?;
+        decode_bytes(&raw[start..end], scratch)?;
         let text = std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
         if self.decoded.capacity() == 0 {
             // Decoded text is never longer than the input: one allocation.
-            self.decoded.reserve(raw_len);
+            self.decoded.reserve(raw.len());
         }
         let start = self.decoded.len();
         self.decoded.push_str(text);
@@ -220,7 +268,7 @@ impl Params {
                 continue;
             }
             let raw = &self.raw[p.raw.0..p.raw.1];
-            if raw.bytes().all(query_safe) {
+            if self.query_safe || raw.bytes().all(query_safe) {
                 if !out.is_empty() {
                     out.push('&');
                 }
@@ -263,8 +311,31 @@ pub(crate) fn append_pair(out: &mut String, name: &str, value: &str) {
     }
 }
 
+// Byte classes for the single-pass parser.
+const PLAIN: u8 = 0;
+const AMP: u8 = 1;
+const EQ: u8 = 2;
+const CODED: u8 = 4;
+const UNSAFE: u8 = 8;
+
+const CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        if !query_safe(b as u8) {
+            t[b] = UNSAFE;
+        }
+        b += 1;
+    }
+    t[b'&' as usize] = AMP;
+    t[b'=' as usize] = EQ;
+    t[b'%' as usize] = CODED;
+    t[b'+' as usize] = CODED;
+    t
+};
+
 /// Bytes that may appear as they are in a URL query and a form body.
-fn query_safe(b: u8) -> bool {
+const fn query_safe(b: u8) -> bool {
     b.is_ascii_graphic()
         && !matches!(
             b,
@@ -380,6 +451,20 @@ mod tests {
             ParamsError::InvalidUtf8
         );
         assert_eq!(Params::parse(b"=x").unwrap_err(), ParamsError::EmptyName);
+    }
+
+    #[test]
+    fn single_pass_segment_edges() {
+        let p = Params::parse(b"&a=b=c&%41=1&&flag&c%3D=x+y&").unwrap();
+        assert_eq!(p.get("a"), Some("b=c"));
+        assert_eq!(p.get("A"), Some("1"));
+        assert_eq!(p.get("c="), Some("x y"));
+        assert!(!p.contains("flag"));
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            Params::parse(b"a=1&%61=2").unwrap_err(),
+            ParamsError::Repeated("a".into())
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! are swept one partition at a time, a few milliseconds apart, so removing
 //! a million expired entries is a million tiny steps, never a pause.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -397,20 +398,21 @@ impl ParStore for MemoryStore {
         };
         let key = uri.as_bytes();
         let mut map = self.shard(key);
-        match map.get_mut(key) {
-            Some(old) if old.is_dead_at(now) => {
-                let old = std::mem::replace(old, slot);
+        // One probe of the map: `entry`, not a lookup then an insert.
+        match map.entry(*key) {
+            MapEntry::Occupied(mut e) if e.get().is_dead_at(now) => {
+                let old = std::mem::replace(e.get_mut(), slot);
                 drop(map);
                 self.release(&old.client);
                 Ok(())
             }
-            Some(_) => {
+            MapEntry::Occupied(_) => {
                 drop(map);
                 self.release(&slot.client);
                 Err(StoreError::Exists)
             }
-            None => {
-                map.insert(*key, slot);
+            MapEntry::Vacant(e) => {
+                e.insert(slot);
                 Ok(())
             }
         }
