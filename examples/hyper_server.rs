@@ -12,7 +12,11 @@
 //! - `ADDR` (default `127.0.0.1:3001`)
 //! - `WORKERS`: tokio worker threads (default: one per core)
 //! - `PAR_LAYER=0`: serve the same handler without the layer (baseline)
+//! - `PAR_LAYER=ceiling`: no layer, and `POST /par` answers a fixed `201`
+//!   JSON body: what bare hyper does with trivial work, the ceiling the
+//!   benchmarks compare the layer against (`bench/run.sh`)
 //! - `PAR_MAX_PENDING`, `PAR_MAX_PENDING_PER_CLIENT`: memory store bounds
+//! - `PAR_LIFETIME`: `request_uri` lifetime in seconds (default 60)
 //!
 //! Clients: the same demo clients as `legacy_server` (`demo-client` /
 //! `demo-secret` with Basic, `demo-post-client` / `demo-post-secret` with
@@ -20,6 +24,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
@@ -74,6 +79,35 @@ async fn handler<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible
     Ok(res)
 }
 
+/// The ceiling: what the PAR endpoint would cost if it did nothing but
+/// answer. Same headers as the layer's `201`.
+async fn ceiling<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/par" {
+        return handler(req).await;
+    }
+    const BODY: &[u8] = b"{\"request_uri\":\"urn:ietf:params:oauth:request_uri:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"expires_in\":60}";
+    let mut res = Response::new(Full::new(Bytes::from_static(BODY)));
+    *res.status_mut() = StatusCode::CREATED;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
+    Ok(res)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Layer,
+    Bare,
+    Ceiling,
+}
+
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -90,7 +124,11 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::var("ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3001".into())
         .parse()?;
-    let with_layer = std::env::var("PAR_LAYER").map_or(true, |v| v != "0");
+    let mode = match std::env::var("PAR_LAYER").as_deref() {
+        Ok("0") => Mode::Bare,
+        Ok("ceiling") => Mode::Ceiling,
+        _ => Mode::Layer,
+    };
     let clients = StaticClients::new()
         .with_client(
             Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(REDIRECT),
@@ -111,26 +149,39 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = env_usize("PAR_MAX_PENDING_PER_CLIENT") {
         bounds.max_pending_per_client = n;
     }
-    let layer = ParLayer::new(clients)
+    let mut layer = ParLayer::new(clients)
         .issuer(format!("http://{addr}"))?
         .with_store(MemoryStore::with_config(bounds));
+    if let Some(secs) = env_usize("PAR_LIFETIME") {
+        layer = layer.request_uri_lifetime(Duration::from_secs(secs as u64))?;
+    }
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(
         "hyper_server listening on http://{addr} (PAR layer {})",
-        if with_layer { "on" } else { "off" }
+        match mode {
+            Mode::Layer => "on",
+            Mode::Bare => "off",
+            Mode::Ceiling => "off, ceiling /par",
+        }
     );
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(stream);
         let builder = auto::Builder::new(TokioExecutor::new());
-        if with_layer {
+        if mode == Mode::Layer {
             let svc = TowerToHyperService::new(layer.layer(tower::service_fn(
                 handler::<tower_par::ParRequestBody<Incoming>>,
             )));
             tokio::spawn(async move {
                 let _ = builder.serve_connection(io, svc).await;
+            });
+        } else if mode == Mode::Ceiling {
+            tokio::spawn(async move {
+                let _ = builder
+                    .serve_connection(io, service_fn(ceiling::<Incoming>))
+                    .await;
             });
         } else {
             tokio::spawn(async move {

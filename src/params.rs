@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 /// Parameters that may legitimately appear more than once.
 ///
@@ -43,11 +42,20 @@ impl fmt::Display for ParamsError {
 
 impl std::error::Error for ParamsError {}
 
-#[derive(Clone)]
+/// Where a name or value lives: a slice of the raw input when it needed no
+/// decoding (the common case), or of the shared buffer of decoded text.
+#[derive(Clone, Copy)]
+struct Text {
+    start: usize,
+    end: usize,
+    decoded: bool,
+}
+
+#[derive(Clone, Copy)]
 struct Pair {
-    name: String,
-    value: String,
-    raw: Range<usize>,
+    name: Text,
+    value: Text,
+    raw: (usize, usize),
 }
 
 /// Authorization request parameters in arrival order.
@@ -68,72 +76,175 @@ struct Pair {
 #[derive(Clone, Default)]
 pub struct Params {
     raw: String,
+    // Every decoded name and value, back to back: one buffer instead of a
+    // `String` per pair keeps parsing to three allocations at most.
+    decoded: String,
     pairs: Vec<Pair>,
+    /// Whether every byte may appear as it is in a URL query.
+    query_safe: bool,
 }
 
 impl Params {
     /// Parses a form body or a query string.
     pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
         let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
-        let mut pairs: Vec<Pair> = Vec::new();
-        let mut start = 0;
-        for segment in raw.split('&') {
-            let range = start..start + segment.len();
-            start = range.end + 1;
-            if segment.is_empty() {
+        let mut p = Self {
+            raw: String::new(),
+            decoded: String::new(),
+            pairs: Vec::with_capacity(8),
+            query_safe: true,
+        };
+        let mut scratch = Vec::new();
+        // One pass over the bytes: segment bounds, the first `=`, and
+        // whether the name or the value has anything to decode.
+        let bytes = raw.as_bytes();
+        let (mut start, mut eq) = (0, None);
+        let (mut name_coded, mut value_coded) = (false, false);
+        let mut unsafe_bytes = false;
+        for i in 0..=bytes.len() {
+            let class = bytes.get(i).map_or(AMP, |&b| CLASS[usize::from(b)]);
+            if class == PLAIN {
                 continue;
             }
-            let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
-            if name.is_empty() {
-                return Err(ParamsError::EmptyName);
+            if class & UNSAFE != 0 {
+                unsafe_bytes = true;
             }
-            let name = decode(name)?;
-            let value = decode(value)?;
-            if value.is_empty() {
-                // OA-1: a parameter without a value is treated as omitted.
-                continue;
+            if class & AMP != 0 {
+                if i > start {
+                    let value_at = eq.map_or(i, |e| e + 1);
+                    let name_end = eq.unwrap_or(i);
+                    p.segment(
+                        raw,
+                        (start, i),
+                        name_end,
+                        value_at,
+                        [name_coded, value_coded],
+                        &mut scratch,
+                    )?;
+                }
+                (start, eq) = (i + 1, None);
+                (name_coded, value_coded) = (false, false);
+            } else if class & EQ != 0 && eq.is_none() {
+                eq = Some(i);
+            } else if class & CODED != 0 {
+                if eq.is_none() {
+                    name_coded = true;
+                } else {
+                    value_coded = true;
+                }
             }
-            if pairs.iter().any(|p| p.name == name) && !MULTI_VALUED.contains(&name.as_ref()) {
-                return Err(ParamsError::Repeated(name.into_owned()));
-            }
-            pairs.push(Pair {
-                name: name.into_owned(),
-                value: value.into_owned(),
-                raw: range,
+        }
+        p.query_safe = !unsafe_bytes;
+        p.raw = raw.to_owned();
+        Ok(p)
+    }
+
+    /// Adds the pair `raw[seg.0..seg.1]`, whose name ends at `name_end` and
+    /// whose value starts at `value_at`.
+    fn segment(
+        &mut self,
+        raw: &str,
+        seg: (usize, usize),
+        name_end: usize,
+        value_at: usize,
+        coded: [bool; 2],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), ParamsError> {
+        if name_end == seg.0 {
+            return Err(ParamsError::EmptyName);
+        }
+        let name = self.text_at(raw, seg.0, name_end, coded[0], scratch)?;
+        let value = self.text_at(raw, value_at, seg.1, coded[1], scratch)?;
+        if value.start == value.end {
+            // OA-1: a parameter without a value is treated as omitted.
+            return Ok(());
+        }
+        let new_name = self.text_in(raw, name);
+        if !MULTI_VALUED.contains(&new_name)
+            && self
+                .pairs
+                .iter()
+                .any(|q| self.text_in(raw, q.name) == new_name)
+        {
+            return Err(ParamsError::Repeated(new_name.to_owned()));
+        }
+        self.pairs.push(Pair {
+            name,
+            value,
+            raw: seg,
+        });
+        Ok(())
+    }
+
+    /// `raw[start..end]`, decoded into `self.decoded` when `coded`.
+    fn text_at(
+        &mut self,
+        raw: &str,
+        start: usize,
+        end: usize,
+        coded: bool,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Text, ParamsError> {
+        if !coded {
+            return Ok(Text {
+                start,
+                end,
+                decoded: false,
             });
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-            pairs,
+        decode_bytes(&raw[start..end], scratch)?;
+        let text = std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
+        if self.decoded.capacity() == 0 {
+            // Decoded text is never longer than the input: one allocation.
+            self.decoded.reserve(raw.len());
+        }
+        let start = self.decoded.len();
+        self.decoded.push_str(text);
+        Ok(Text {
+            start,
+            end: self.decoded.len(),
+            decoded: true,
         })
+    }
+
+    fn text_in<'a>(&'a self, raw: &'a str, t: Text) -> &'a str {
+        if t.decoded {
+            &self.decoded[t.start..t.end]
+        } else {
+            &raw[t.start..t.end]
+        }
+    }
+
+    fn text(&self, t: Text) -> &str {
+        self.text_in(&self.raw, t)
     }
 
     /// The value of a single-valued parameter, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.value.as_str())
+            .find(|p| self.text(p.name) == name)
+            .map(|p| self.text(p.value))
     }
 
     /// Every value of `name`, in arrival order (for `resource`).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
-            .filter(move |p| p.name == name)
-            .map(|p| p.value.as_str())
+            .filter(move |p| self.text(p.name) == name)
+            .map(|p| self.text(p.value))
     }
 
     /// Whether `name` is present with a non-empty value.
     pub fn contains(&self, name: &str) -> bool {
-        self.pairs.iter().any(|p| p.name == name)
+        self.pairs.iter().any(|p| self.text(p.name) == name)
     }
 
     /// All `(name, value)` pairs in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
-            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .map(|p| (self.text(p.name), self.text(p.value)))
     }
 
     /// Number of (non-empty) parameters.
@@ -152,11 +263,12 @@ impl Params {
     pub fn encode_filtered(&self, mut keep: impl FnMut(&str) -> bool) -> String {
         let mut out = String::with_capacity(self.raw.len());
         for p in &self.pairs {
-            if !keep(&p.name) {
+            let name = self.text(p.name);
+            if !keep(name) {
                 continue;
             }
-            let raw = &self.raw[p.raw.clone()];
-            if raw.bytes().all(query_safe) {
+            let raw = &self.raw[p.raw.0..p.raw.1];
+            if self.query_safe || raw.bytes().all(query_safe) {
                 if !out.is_empty() {
                     out.push('&');
                 }
@@ -164,7 +276,7 @@ impl Params {
             } else {
                 // A lenient client sent characters that cannot appear in a
                 // URL query: re-encode the decoded pair (same value).
-                append_pair(&mut out, &p.name, &p.value);
+                append_pair(&mut out, name, self.text(p.value));
             }
         }
         out
@@ -178,7 +290,11 @@ impl fmt::Debug for Params {
         f.debug_struct("Params")
             .field(
                 "names",
-                &self.pairs.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                &self
+                    .pairs
+                    .iter()
+                    .map(|p| self.text(p.name))
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -195,10 +311,33 @@ pub(crate) fn append_pair(out: &mut String, name: &str, value: &str) {
     }
 }
 
+// Byte classes for the single-pass parser.
+const PLAIN: u8 = 0;
+const AMP: u8 = 1;
+const EQ: u8 = 2;
+const CODED: u8 = 4;
+const UNSAFE: u8 = 8;
+
+const CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        if !query_safe(b as u8) {
+            t[b] = UNSAFE;
+        }
+        b += 1;
+    }
+    t[b'&' as usize] = AMP;
+    t[b'=' as usize] = EQ;
+    t[b'%' as usize] = CODED;
+    t[b'+' as usize] = CODED;
+    t
+};
+
 /// Bytes that may appear as they are in a URL query and a form body.
 /// `;` is excluded too: some parsers split pairs on it, which would turn
 /// one checked value into a second, unchecked parameter.
-fn query_safe(b: u8) -> bool {
+const fn query_safe(b: u8) -> bool {
     b.is_ascii_graphic()
         && !matches!(
             b,
@@ -222,8 +361,17 @@ pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(s));
     }
+    let mut out = Vec::with_capacity(s.len());
+    decode_bytes(s, &mut out)?;
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| ParamsError::InvalidUtf8)
+}
+
+/// Percent- and `+`-decodes `s` into `out` (cleared first).
+fn decode_bytes(s: &str, out: &mut Vec<u8>) -> Result<(), ParamsError> {
+    out.clear();
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -241,9 +389,7 @@ pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
         }
         i += 1;
     }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| ParamsError::InvalidUtf8)
+    Ok(())
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -318,6 +464,20 @@ mod tests {
             ParamsError::InvalidUtf8
         );
         assert_eq!(Params::parse(b"=x").unwrap_err(), ParamsError::EmptyName);
+    }
+
+    #[test]
+    fn single_pass_segment_edges() {
+        let p = Params::parse(b"&a=b=c&%41=1&&flag&c%3D=x+y&").unwrap();
+        assert_eq!(p.get("a"), Some("b=c"));
+        assert_eq!(p.get("A"), Some("1"));
+        assert_eq!(p.get("c="), Some("x y"));
+        assert!(!p.contains("flag"));
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            Params::parse(b"a=1&%61=2").unwrap_err(),
+            ParamsError::Repeated("a".into())
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ const REFERENCE_LEN: usize = 43;
 /// A request URI issued by the PAR endpoint.
 ///
 /// RFC 9126 §2.2 and RFC 6749 §10.10 require a value that cannot be guessed;
-/// this one carries 256 bits from the operating system's CSPRNG (PAR-14,
-/// PAR-38, OA-10) and is always a URN (RFC 9101 §5.2). `Debug` prints only a
+/// this one carries 256 bits from a cryptographically secure generator
+/// seeded by the operating system (PAR-14, PAR-38, OA-10) and is always a
+/// URN (RFC 9101 §5.2). `Debug` prints only a
 /// short fingerprint, so a log line never holds a usable reference.
 ///
 /// ```
@@ -36,7 +37,9 @@ impl RequestUri {
     /// A fresh reference from the OS-seeded CSPRNG.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        // `ThreadRng` is ChaCha12 seeded from the OS and reseeded regularly
+        // (and after `fork`): a CSPRNG without a system call per push.
+        rand::thread_rng().fill_bytes(&mut bytes);
         Self(bytes)
     }
 
@@ -59,6 +62,19 @@ impl RequestUri {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// Appends the URN to `out`, without going through `fmt`.
+    pub(crate) fn push_to(&self, out: &mut String) {
+        let mut buf = [0u8; REFERENCE_LEN];
+        out.push_str(REQUEST_URI_PREFIX);
+        if let Ok(n) = URL_SAFE_NO_PAD.encode_slice(self.0, &mut buf) {
+            // base64url output is ASCII.
+            out.extend(buf[..n].iter().map(|&b| char::from(b)));
+        }
+    }
+
+    /// Length of the URN: the prefix and 43 characters of base64url.
+    pub(crate) const URN_LEN: usize = REQUEST_URI_PREFIX.len() + REFERENCE_LEN;
 
     /// A short, non-reversible fingerprint for logs and error correlation.
     pub fn fingerprint(&self) -> String {
@@ -110,6 +126,15 @@ mod tests {
         assert!(RequestUri::parse(&good.replace("urn:ietf", "urn:other")).is_none());
         let bad = format!("{REQUEST_URI_PREFIX}{}", "!".repeat(43));
         assert!(RequestUri::parse(&bad).is_none());
+    }
+
+    #[test]
+    fn push_to_matches_display() {
+        let uri = RequestUri::generate();
+        let mut s = String::from("x");
+        uri.push_to(&mut s);
+        assert_eq!(&s[1..], uri.to_string());
+        assert_eq!(s.len() - 1, RequestUri::URN_LEN);
     }
 
     #[test]

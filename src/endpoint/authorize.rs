@@ -123,9 +123,6 @@ struct Flow {
     binding: Option<[u8; 32]>,
     /// `Set-Cookie` for a browser that had no binding cookie yet.
     set_cookie: Option<HeaderValue>,
-    /// `authorize_path?client_id=..&request_uri=..`
-    compact_query: String,
-    authorize_path: String,
     pushed_at: SystemTime,
 }
 
@@ -341,7 +338,7 @@ where
             }
         }
     } else if flow.binding.is_some() {
-        compact_headers(&mut parts.headers, &flow);
+        compact_headers(&mut parts.headers, &cfg.authorize_path, &flow);
     }
     if let Some(cookie) = flow.set_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);
@@ -355,10 +352,10 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 /// M-3: replace the expanded request embedded in `Location` / `Refresh`
 /// with the compact one. Only headers: bodies are never rewritten.
-fn compact_headers(headers: &mut HeaderMap, flow: &Flow) {
-    let path = flow.authorize_path.as_str();
+fn compact_headers(headers: &mut HeaderMap, path: &str, flow: &Flow) {
     let id = flow.client_id.as_str();
-    let compact = flow.compact_query.as_str();
+    let compact = compact_query(id, &flow.uri.to_string());
+    let compact = compact.as_str();
     let new_location =
         header_str(headers, header::LOCATION).and_then(|l| compact_location(l, path, id, compact));
     if let Some(v) = new_location.and_then(|l| HeaderValue::try_from(l).ok()) {
@@ -450,21 +447,44 @@ fn set_cookie<C, St>(
     others: &[[u8; 32]],
 ) -> Option<HeaderValue> {
     let c = &cfg.flow_cookie;
-    let mut value = URL_SAFE_NO_PAD.encode(fresh);
-    for s in others.iter().take(MAX_FLOW_SECRETS - 1) {
-        value.push('.');
-        value.push_str(&URL_SAFE_NO_PAD.encode(s));
+    let mut v =
+        String::with_capacity(c.name.len() + cfg.authorize_path.len() + 110 + 44 * others.len());
+    v.push_str(&c.name);
+    v.push('=');
+    let mut b64 = [0u8; 43];
+    for (i, s) in std::iter::once(fresh)
+        .chain(others.iter().take(MAX_FLOW_SECRETS - 1))
+        .enumerate()
+    {
+        if i > 0 {
+            v.push('.');
+        }
+        let n = URL_SAFE_NO_PAD.encode_slice(s, &mut b64).ok()?;
+        v.extend(b64[..n].iter().map(|&b| char::from(b)));
     }
-    let mut v = format!(
-        "{}={value}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax",
-        c.name,
-        cfg.authorize_path,
-        cfg.flow_window.as_secs()
-    );
+    v.push_str("; Path=");
+    v.push_str(&cfg.authorize_path);
+    v.push_str("; Max-Age=");
+    v.push_str(itoa_u64(cfg.flow_window.as_secs(), &mut [0u8; 20]));
+    v.push_str("; HttpOnly; SameSite=Lax");
     if c.secure {
         v.push_str("; Secure");
     }
     HeaderValue::try_from(v).ok()
+}
+
+/// `n` in decimal, written into `buf`.
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 const NOT_FOUND: &str = "request_uri is unknown, expired or already used";
@@ -562,7 +582,8 @@ where
             // browser presents (a planted cookie must not claim the flow);
             // presented secrets only re-enter flows already bound to them.
             let mut fresh = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut fresh);
+            // OS-seeded ChaCha12: a CSPRNG without a system call.
+            rand::thread_rng().fill_bytes(&mut fresh);
             let binding: [u8; 32] = Sha256::digest(fresh).into();
             let presented = flow_secrets(&parts.headers, &cfg.flow_cookie.name);
             let mut outcome = Ok(RedeemOutcome::NotFound);
@@ -622,23 +643,60 @@ where
             ))
         }
     };
-    let compact_query = compact_query(&stored.client_id, &uri.to_string());
     let flow = Flow {
         uri,
         client_id: stored.client_id.clone(),
         redirect_uri: stored.redirect_uri.clone(),
-        form_post: Params::parse(stored.params.as_bytes())
-            .ok()
-            .is_some_and(|p| p.get("response_mode") == Some("form_post")),
+        form_post: form_value(&stored.params, "response_mode").as_deref() == Some("form_post"),
         binding: flow_binding,
         set_cookie: set_cookie_value,
-        compact_query,
-        authorize_path: cfg.authorize_path.clone(),
         pushed_at: stored.pushed_at,
     };
-    let compact_url = format!("{}?{}", flow.authorize_path, flow.compact_query);
+    let compact_url = compact_url(&cfg.authorize_path, &stored.client_id, &uri);
     let req = rewrite(parts, body, uri, stored, compact_url, reentry)?;
     Ok(Resolved::Flow(req, Box::new(flow)))
+}
+
+/// The first non-empty value of `name` in a stored form (which was
+/// validated when it was pushed: no repeats), without parsing all of it.
+fn form_value<'a>(form: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form.split('&')
+        .filter_map(|seg| seg.split_once('='))
+        .filter(|(n, v)| !v.is_empty() && decode(n).is_ok_and(|n| n == name))
+        .find_map(|(_, v)| decode(v).ok().filter(|v| !v.is_empty()))
+}
+
+/// `{authorize_path}?client_id=..&request_uri=..`, the compact form of a
+/// flow's request, built in one allocation.
+fn compact_url(authorize_path: &str, client_id: &str, uri: &RequestUri) -> String {
+    let mut out = String::with_capacity(
+        authorize_path.len() + client_id.len() * 3 + RequestUri::URN_LEN + 40,
+    );
+    out.push_str(authorize_path);
+    out.push_str("?client_id=");
+    push_component(&mut out, client_id);
+    out.push_str("&request_uri=");
+    let start = out.len();
+    uri.push_to(&mut out);
+    // The URN is ASCII; only its `:` need escaping.
+    let urn = out.split_off(start);
+    push_component(&mut out, &urn);
+    out
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (as
+/// `compact::compact_query` does).
+fn push_component(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 /// Every value a lenient parser could read as `client_id` (any case,
@@ -719,8 +777,11 @@ fn rewrite<B>(
         h.remove(header::TRANSFER_ENCODING);
         ParRequestBody::rewritten(Bytes::from(stored.params.clone()))
     } else {
-        let pq = PathAndQuery::try_from(format!("{path}?{}", stored.params))
-            .map_err(|_| rebuild_failed())?;
+        let mut pq = String::with_capacity(path.len() + 1 + stored.params.len());
+        pq.push_str(path);
+        pq.push('?');
+        pq.push_str(&stored.params);
+        let pq = PathAndQuery::try_from(pq).map_err(|_| rebuild_failed())?;
         parts.uri = with_path_and_query(&parts.uri, pq).ok_or_else(rebuild_failed)?;
         // PAR-32: a body sent with the GET must not smuggle parameters to
         // a service that reads form bodies on GET.
@@ -779,5 +840,39 @@ mod alias_tests {
         ] {
             assert!(!may_alias(p, "/authorize"), "{p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_url_matches_compact_query() {
+        let uri = RequestUri::generate();
+        for id in ["demo-client", "c 1/é:x"] {
+            assert_eq!(
+                compact_url("/authorize", id, &uri),
+                format!("/authorize?{}", compact_query(id, &uri.to_string()))
+            );
+        }
+    }
+
+    #[test]
+    fn form_value_reads_the_first_non_empty_value() {
+        let form = "a=1&response%5Fmode=form%5Fpost&b=2";
+        assert_eq!(
+            form_value(form, "response_mode").as_deref(),
+            Some("form_post")
+        );
+        assert_eq!(form_value("response_mode=&x=1", "response_mode"), None);
+        assert_eq!(form_value("x=1", "response_mode"), None);
+    }
+
+    #[test]
+    fn set_cookie_decimal() {
+        assert_eq!(itoa_u64(0, &mut [0; 20]), "0");
+        assert_eq!(itoa_u64(600, &mut [0; 20]), "600");
+        assert_eq!(itoa_u64(u64::MAX, &mut [0; 20]), u64::MAX.to_string());
     }
 }

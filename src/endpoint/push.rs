@@ -340,8 +340,27 @@ fn store_error(e: StoreError) -> OAuthError {
 /// PAR-13: `201` with exactly `request_uri` and `expires_in`.
 fn created(uri: &RequestUri, expires_in: u64) -> Response<Full<Bytes>> {
     // The URI is base64url in a fixed URN: nothing to escape.
-    let body = format!("{{\"request_uri\":\"{uri}\",\"expires_in\":{expires_in}}}");
+    let mut body = String::with_capacity(RequestUri::URN_LEN + 40);
+    body.push_str("{\"request_uri\":\"");
+    uri.push_to(&mut body);
+    body.push_str("\",\"expires_in\":");
+    push_decimal(&mut body, expires_in);
+    body.push('}');
     no_store_response(StatusCode::CREATED, "application/json", Bytes::from(body))
+}
+
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -357,6 +376,19 @@ mod tests {
         );
         let p = Params::parse(b"client_id=c&scope=openid").unwrap();
         assert_eq!(stored_form(&p, "c"), "client_id=c&scope=openid");
+    }
+
+    #[test]
+    fn created_body_is_the_rfc_9126_object() {
+        for n in [0, 7, 60, 600, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        let uri = RequestUri::generate();
+        let res = created(&uri, 90);
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

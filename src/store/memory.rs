@@ -1,8 +1,17 @@
 //! `MemoryStore`: the embedded store for a single instance.
+//!
+//! Entries live in 1 024 partitions, each a small map behind its own lock,
+//! picked by the random bytes of the `request_uri`: no lock is shared by
+//! all requests, and a lock is held for one map operation. Expired entries
+//! are swept one partition at a time, a few milliseconds apart, so removing
+//! a million expired entries is a million tiny steps, never a pause.
 
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::mapref::entry::Entry;
@@ -10,6 +19,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 use super::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, StoreError};
+use crate::client::AuthMethod;
 use crate::RequestUri;
 
 /// Bounds of a [`MemoryStore`].
@@ -21,8 +31,10 @@ pub struct MemoryStoreConfig {
     /// Outstanding requests per client (default 1 000). Over it, a push is
     /// answered `429`.
     pub max_pending_per_client: usize,
-    /// Expired entries are swept after this many inserts (default 1 024),
-    /// at most once a second, by whichever push crosses the mark.
+    /// Inserts between two sweep steps (default 1 024); a step also runs
+    /// when a few milliseconds have passed since the last one. A step
+    /// sweeps one of the store's 1 024 partitions, so it is short however
+    /// many entries the store holds.
     pub sweep_every: usize,
 }
 
@@ -36,52 +48,131 @@ impl Default for MemoryStoreConfig {
     }
 }
 
-/// Where an entry is in its life (see the module docs of `store`).
-#[derive(Clone, Copy)]
-enum State {
-    Pushed,
-    InFlow {
-        binding: [u8; 32],
-        until: SystemTime,
-    },
+/// Number of partitions (a power of two).
+const SHARDS: usize = 1024;
+/// Wall-clock time between two sweep steps while requests arrive: a full
+/// cycle over the partitions takes about `SHARDS * STEP_MS` (4 s).
+const STEP_MS: u64 = 4;
+
+/// A key hasher for `request_uri` references: they are 256 bits from a
+/// CSPRNG, already uniformly distributed, so their first 8 bytes are the
+/// hash. Only the store's own random keys are ever inserted, so no client
+/// can choose keys that collide.
+#[derive(Default)]
+struct ReferenceHasher(u64);
+
+impl Hasher for ReferenceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its 32 bytes (arrays write no length).
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
 }
 
+type Key = [u8; 32];
+type KeyMap = HashMap<Key, Slot, BuildHasherDefault<ReferenceHasher>>;
+
+/// Which partition a key lives in: bytes the hash does not start with.
+fn shard_of(key: &Key) -> usize {
+    usize::from(u16::from_le_bytes([key[30], key[31]])) & (SHARDS - 1)
+}
+
+/// A client's outstanding requests; shared by its entries, so releasing an
+/// entry needs no map lookup.
+struct ClientCount {
+    client_id: Box<str>,
+    pending: AtomicUsize,
+}
+
+/// A browser-bound flow (the entry is "in flow").
+struct InFlow {
+    binding: [u8; 32],
+    until: SystemTime,
+}
+
+/// One pending request, stored compactly: the client is shared, the text
+/// is boxed to its exact length, and the flow state is only allocated for
+/// the (few) entries in flow.
 struct Slot {
-    request: PushedRequest,
-    state: State,
+    client: Arc<ClientCount>,
+    params: Box<str>,
+    redirect_uri: Option<Box<str>>,
+    pushed_at: SystemTime,
+    expires_at: SystemTime,
+    auth_method: AuthMethod,
+    flow: Option<Box<InFlow>>,
 }
 
 impl Slot {
     /// The moment the entry stops being usable.
     fn deadline(&self) -> SystemTime {
-        match self.state {
-            State::Pushed => self.request.expires_at,
-            State::InFlow { until, .. } => until,
+        match &self.flow {
+            None => self.expires_at,
+            Some(f) => f.until,
         }
     }
 
     fn is_dead_at(&self, now: SystemTime) -> bool {
         now >= self.deadline()
     }
+
+    fn request(&self) -> PushedRequest {
+        PushedRequest {
+            client_id: self.client.client_id.to_string(),
+            auth_method: self.auth_method,
+            params: self.params.to_string(),
+            redirect_uri: self.redirect_uri.as_deref().map(str::to_owned),
+            pushed_at: self.pushed_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    fn into_request(self) -> PushedRequest {
+        PushedRequest {
+            client_id: self.client.client_id.to_string(),
+            auth_method: self.auth_method,
+            params: self.params.into_string(),
+            redirect_uri: self.redirect_uri.map(str::into_string),
+            pushed_at: self.pushed_at,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
+/// A partition, on its own cache line so that two cores working on
+/// neighbouring partitions do not contend.
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard(Mutex<KeyMap>);
+
 struct Inner {
-    entries: DashMap<[u8; 32], Slot>,
-    per_client: DashMap<Box<str>, usize>,
+    shards: Box<[Shard]>,
+    clients: RwLock<HashMap<Box<str>, Arc<ClientCount>>>,
     marks: DashMap<[u8; 32], SystemTime>,
     pending: AtomicUsize,
     inserts: AtomicUsize,
-    sweeping: AtomicBool,
-    last_sweep: AtomicU64,
+    /// Unix milliseconds at which the next sweep step is due.
+    next_step: AtomicU64,
+    cursor: AtomicUsize,
+    /// Unix seconds of the last sweep forced by a full store.
+    last_full_sweep: AtomicU64,
     config: MemoryStoreConfig,
 }
 
-/// An in-memory [`ParStore`] on a sharded concurrent map.
+/// An in-memory [`ParStore`] on partitioned maps.
 ///
-/// Expiry is checked on every read; expired entries are also swept, in
-/// amortised steps from the push path, or by a background task with the
-/// `tokio` feature ([`MemoryStore::spawn_sweeper`]). No lock is held across
-/// an `.await`. Clones share the same entries.
+/// Expiry is checked on every read; expired entries are also swept, one
+/// partition at a time, by the push path (or by a background task with the
+/// `tokio` feature, [`MemoryStore::spawn_sweeper`]). No lock is held across
+/// an `.await`, and none is shared by all requests. Clones share the same
+/// entries.
 ///
 /// ```
 /// use tower_par::{MemoryStore, MemoryStoreConfig};
@@ -103,6 +194,17 @@ impl Default for MemoryStore {
     }
 }
 
+fn lock(shard: &Shard) -> MutexGuard<'_, KeyMap> {
+    // A panic while a map was locked cannot leave it half-updated (every
+    // update is one map call), so a poisoned lock is still usable.
+    shard.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl MemoryStore {
     /// A store with the default bounds.
     pub fn new() -> Self {
@@ -113,13 +215,14 @@ impl MemoryStore {
     pub fn with_config(config: MemoryStoreConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                entries: DashMap::new(),
-                per_client: DashMap::new(),
+                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                clients: RwLock::new(HashMap::new()),
                 marks: DashMap::new(),
                 pending: AtomicUsize::new(0),
                 inserts: AtomicUsize::new(0),
-                sweeping: AtomicBool::new(false),
-                last_sweep: AtomicU64::new(0),
+                next_step: AtomicU64::new(0),
+                cursor: AtomicUsize::new(0),
+                last_full_sweep: AtomicU64::new(0),
                 config,
             }),
         }
@@ -130,31 +233,15 @@ impl MemoryStore {
         self.inner.pending.load(Ordering::Relaxed)
     }
 
-    /// Removes every expired entry now; returns how many were removed.
+    /// Removes every expired entry now, one partition at a time; returns
+    /// how many were removed.
     pub fn sweep_expired(&self) -> usize {
-        let inner = &self.inner;
-        if inner.sweeping.swap(true, Ordering::Acquire) {
-            return 0;
-        }
         let now = SystemTime::now();
-        inner.last_sweep.store(unix_secs(now), Ordering::Relaxed);
-        let mut released = Vec::new();
-        inner.entries.retain(|_, slot| {
-            if slot.is_dead_at(now) {
-                released.push(std::mem::take(&mut slot.request.client_id));
-                false
-            } else {
-                true
-            }
-        });
-        // Counters are updated after `retain` so that no two map locks are
-        // ever held at once.
-        for client_id in &released {
-            self.release(client_id);
-        }
+        let removed = (0..SHARDS).map(|i| self.sweep_shard(i, now)).sum();
+        self.forget_idle_clients();
+        let inner = &self.inner;
         inner.marks.retain(|_, expires| *expires > now);
-        inner.sweeping.store(false, Ordering::Release);
-        released.len()
+        removed
     }
 
     /// Starts a task that sweeps expired entries every `period`; it ends
@@ -177,111 +264,154 @@ impl MemoryStore {
         })
     }
 
-    fn maybe_sweep(&self, now: SystemTime, force: bool) {
+    fn sweep_shard(&self, i: usize, now: SystemTime) -> usize {
+        let mut map = lock(&self.inner.shards[i]);
+        let before = map.len();
+        map.retain(|_, slot| {
+            let dead = slot.is_dead_at(now);
+            if dead {
+                self.release(&slot.client);
+            }
+            !dead
+        });
+        before - map.len()
+    }
+
+    /// One sweep step, when one is due: every `sweep_every` inserts, and
+    /// every `STEP_MS` of wall-clock time.
+    fn maybe_step(&self, now: SystemTime) {
         let inner = &self.inner;
         let n = inner.inserts.fetch_add(1, Ordering::Relaxed) + 1;
-        let due = force || n % inner.config.sweep_every.max(1) == 0;
-        if due && inner.last_sweep.load(Ordering::Relaxed) < unix_secs(now) {
-            self.sweep_expired();
+        let by_count = n % inner.config.sweep_every.max(1) == 0;
+        let ms = unix_millis(now);
+        let due = inner.next_step.load(Ordering::Relaxed);
+        let by_time = ms >= due
+            && inner
+                .next_step
+                .compare_exchange(due, ms + STEP_MS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if by_count || by_time {
+            let i = inner.cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            self.sweep_shard(i, now);
+            if i == 0 {
+                self.forget_idle_clients();
+            }
         }
     }
 
-    fn reserve(&self, client_id: &str, now: SystemTime) -> Result<(), StoreError> {
+    /// Clients with nothing pending are dropped from the counters; only
+    /// during a full sweep, so that the push path never takes the lock
+    /// for writing.
+    fn forget_idle_clients(&self) {
+        let mut clients = self
+            .inner
+            .clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // A count held elsewhere (by an entry or a push in progress) stays.
+        clients.retain(|_, c| Arc::strong_count(c) > 1 || c.pending.load(Ordering::Acquire) > 0);
+    }
+
+    fn client_count(&self, client_id: &str) -> Arc<ClientCount> {
+        let clients = &self.inner.clients;
+        if let Some(c) = clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(client_id)
+        {
+            return c.clone();
+        }
+        let mut map = clients.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(client_id.into())
+            .or_insert_with(|| {
+                Arc::new(ClientCount {
+                    client_id: client_id.into(),
+                    pending: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+
+    fn reserve(&self, client_id: &str, now: SystemTime) -> Result<Arc<ClientCount>, StoreError> {
         let inner = &self.inner;
         let cfg = &inner.config;
         if inner.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
             inner.pending.fetch_sub(1, Ordering::AcqRel);
-            // Full: expired entries may be what fills it.
-            self.maybe_sweep(now, true);
+            // Full: expired entries may be what fills it. At most once a
+            // second, so that a store full of live entries is not rescanned
+            // by every push; one partition at a time, so that only this
+            // push waits for it.
+            let secs = unix_millis(now) / 1000;
+            let last = inner.last_full_sweep.load(Ordering::Relaxed);
+            if last < secs
+                && inner
+                    .last_full_sweep
+                    .compare_exchange(last, secs, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                for i in 0..SHARDS {
+                    self.sweep_shard(i, now);
+                }
+            }
             if inner.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
                 inner.pending.fetch_sub(1, Ordering::AcqRel);
                 return Err(StoreError::Full { retry_after: 5 });
             }
         }
-        let over = if let Some(mut n) = inner.per_client.get_mut(client_id) {
-            if *n >= cfg.max_pending_per_client {
-                true
-            } else {
-                *n += 1;
-                false
-            }
-        } else {
-            let mut n = inner.per_client.entry(client_id.into()).or_insert(0);
-            if *n >= cfg.max_pending_per_client {
-                true
-            } else {
-                *n += 1;
-                false
-            }
-        };
-        if over {
+        let client = self.client_count(client_id);
+        if client.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending_per_client {
+            client.pending.fetch_sub(1, Ordering::AcqRel);
             inner.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::ClientLimit { retry_after: 5 });
         }
-        Ok(())
+        Ok(client)
     }
 
-    fn release(&self, client_id: &str) {
-        let inner = &self.inner;
-        inner.pending.fetch_sub(1, Ordering::AcqRel);
-        let now_zero = match inner.per_client.get_mut(client_id) {
-            Some(mut n) => {
-                *n = n.saturating_sub(1);
-                *n == 0
-            }
-            None => false,
-        };
-        if now_zero {
-            inner.per_client.remove_if(client_id, |_, n| *n == 0);
-        }
+    fn release(&self, client: &ClientCount) {
+        self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+        client.pending.fetch_sub(1, Ordering::AcqRel);
     }
-}
 
-impl MemoryStore {
-    /// Removes the entry if `pred` holds, as one atomic step.
-    fn take_if(&self, key: &[u8; 32], pred: impl FnOnce(&Slot) -> bool) -> RedeemOutcome {
-        match self.inner.entries.remove_if(key, |_, s| pred(s)) {
-            Some((_, slot)) => {
-                self.release(&slot.request.client_id);
-                RedeemOutcome::Redeemed(slot.request)
-            }
-            None => RedeemOutcome::NotFound,
-        }
+    fn shard(&self, key: &Key) -> MutexGuard<'_, KeyMap> {
+        lock(&self.inner.shards[shard_of(key)])
     }
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl ParStore for MemoryStore {
     async fn insert(
         &self,
         uri: &RequestUri,
-        mut request: PushedRequest,
+        request: PushedRequest,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = SystemTime::now();
-        self.maybe_sweep(now, false);
-        request.expires_at = request.expires_at.min(now + ttl);
-        self.reserve(&request.client_id, now)?;
+        self.maybe_step(now);
+        let client = self.reserve(&request.client_id, now)?;
         let slot = Slot {
-            request,
-            state: State::Pushed,
+            client,
+            params: request.params.into_boxed_str(),
+            redirect_uri: request.redirect_uri.map(String::into_boxed_str),
+            pushed_at: request.pushed_at,
+            expires_at: request.expires_at.min(now + ttl),
+            auth_method: request.auth_method,
+            flow: None,
         };
-        match self.inner.entries.entry(*uri.as_bytes()) {
-            Entry::Occupied(mut e) if e.get().is_dead_at(now) => {
+        let key = uri.as_bytes();
+        let mut map = self.shard(key);
+        // One probe of the map: `entry`, not a lookup then an insert.
+        match map.entry(*key) {
+            MapEntry::Occupied(mut e) if e.get().is_dead_at(now) => {
                 let old = std::mem::replace(e.get_mut(), slot);
-                drop(e);
-                self.release(&old.request.client_id);
+                drop(map);
+                self.release(&old.client);
                 Ok(())
             }
-            Entry::Occupied(e) => {
-                drop(e);
-                self.release(&slot.request.client_id);
+            MapEntry::Occupied(_) => {
+                drop(map);
+                self.release(&slot.client);
                 Err(StoreError::Exists)
             }
-            Entry::Vacant(e) => {
+            MapEntry::Vacant(e) => {
                 e.insert(slot);
                 Ok(())
             }
@@ -296,57 +426,56 @@ impl ParStore for MemoryStore {
     ) -> Result<RedeemOutcome, StoreError> {
         let now = SystemTime::now();
         let key = uri.as_bytes();
-        let outcome = {
-            // The shard's write lock makes the check and the transition one
-            // atomic step: of two concurrent redemptions only one sees
-            // `Pushed` (RFC 9126 §4).
-            let Some(mut slot) = self.inner.entries.get_mut(key) else {
-                return Ok(RedeemOutcome::NotFound);
-            };
-            if slot.is_dead_at(now) {
-                None
-            } else if slot.request.client_id != client_id {
-                // PAR-15: left in place for its rightful client.
-                return Ok(RedeemOutcome::WrongClient);
-            } else {
-                match (slot.state, mode) {
-                    (State::Pushed, RedeemMode::Consume) => {
-                        drop(slot);
-                        return Ok(self.take_if(key, |s| {
-                            matches!(s.state, State::Pushed) && !s.is_dead_at(now)
-                        }));
-                    }
-                    (
-                        State::Pushed,
-                        RedeemMode::Bind {
-                            binding, window, ..
-                        },
-                    ) => {
-                        slot.state = State::InFlow {
-                            binding,
-                            until: now + window,
-                        };
-                        Some(RedeemOutcome::Redeemed(slot.request.clone()))
-                    }
-                    (
-                        State::InFlow { binding, .. },
-                        RedeemMode::Bind {
-                            reenter: Some(r), ..
-                        },
-                    ) if binding == r => Some(RedeemOutcome::Reentered(slot.request.clone())),
-                    // In flow for another browser, or a strict redemption
-                    // of a request already in flow.
-                    (State::InFlow { .. }, _) => Some(RedeemOutcome::NotFound),
-                }
-            }
+        // The partition lock makes the check and the transition one atomic
+        // step: of two concurrent redemptions only one sees a pushed entry
+        // (RFC 9126 §4).
+        let mut map = self.shard(key);
+        let Some(slot) = map.get_mut(key) else {
+            return Ok(RedeemOutcome::NotFound);
         };
-        match outcome {
-            Some(outcome) => Ok(outcome),
-            None => {
-                self.take_if(key, |s| s.is_dead_at(now));
-                Ok(RedeemOutcome::NotFound)
+        if slot.is_dead_at(now) {
+            let dead = map.remove(key);
+            drop(map);
+            if let Some(dead) = dead {
+                self.release(&dead.client);
             }
+            return Ok(RedeemOutcome::NotFound);
         }
+        if *slot.client.client_id != *client_id {
+            // PAR-15: left in place for its rightful client.
+            return Ok(RedeemOutcome::WrongClient);
+        }
+        Ok(match (&slot.flow, mode) {
+            (None, RedeemMode::Consume) => match map.remove(key) {
+                Some(slot) => {
+                    drop(map);
+                    self.release(&slot.client);
+                    RedeemOutcome::Redeemed(slot.into_request())
+                }
+                None => RedeemOutcome::NotFound,
+            },
+            (
+                None,
+                RedeemMode::Bind {
+                    binding, window, ..
+                },
+            ) => {
+                slot.flow = Some(Box::new(InFlow {
+                    binding,
+                    until: now + window,
+                }));
+                RedeemOutcome::Redeemed(slot.request())
+            }
+            (
+                Some(flow),
+                RedeemMode::Bind {
+                    reenter: Some(r), ..
+                },
+            ) if flow.binding == r => RedeemOutcome::Reentered(slot.request()),
+            // In flow for another browser, or a strict redemption of a
+            // request already in flow.
+            (Some(_), _) => RedeemOutcome::NotFound,
+        })
     }
 
     async fn complete(
@@ -355,13 +484,22 @@ impl ParStore for MemoryStore {
         binding: &[u8; 32],
     ) -> Result<Completion, StoreError> {
         let now = SystemTime::now();
-        let taken = self.take_if(uri.as_bytes(), |s| {
-            !s.is_dead_at(now)
-                && matches!(s.state, State::InFlow { binding: b, .. } if &b == binding)
+        let key = uri.as_bytes();
+        let mut map = self.shard(key);
+        let in_flow = map.get(key).is_some_and(|s| {
+            !s.is_dead_at(now) && s.flow.as_ref().is_some_and(|f| &f.binding == binding)
         });
+        if !in_flow {
+            return Ok(Completion::NotInFlow);
+        }
+        let taken = map.remove(key);
+        drop(map);
         Ok(match taken {
-            RedeemOutcome::Redeemed(_) => Completion::Completed,
-            _ => Completion::NotInFlow,
+            Some(slot) => {
+                self.release(&slot.client);
+                Completion::Completed
+            }
+            None => Completion::NotInFlow,
         })
     }
 
@@ -397,7 +535,6 @@ impl fmt::Debug for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::AuthMethod;
 
     fn req(client: &str, lifetime: Duration) -> PushedRequest {
         PushedRequest::new(client, AuthMethod::None, "a=1", SystemTime::now(), lifetime)
@@ -505,7 +642,9 @@ mod tests {
             Ok(RedeemOutcome::Redeemed(_))
         ));
         assert_eq!(store.pending(), 0);
-        assert!(store.inner.per_client.is_empty());
+        // Idle clients' counters go at the next full sweep.
+        store.sweep_expired();
+        assert!(store.inner.clients.read().unwrap().is_empty());
     }
 
     #[tokio::test]
