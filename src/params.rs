@@ -27,6 +27,10 @@ pub enum ParamsError {
     Repeated(String),
     /// A pair without a name, such as `=x`.
     EmptyName,
+    /// More parameters than any authorization request has
+    /// ([`Params::MAX_PARAMS`]); refused before duplicate checking can
+    /// cost quadratic time.
+    TooMany,
 }
 
 impl fmt::Display for ParamsError {
@@ -36,6 +40,7 @@ impl fmt::Display for ParamsError {
             Self::InvalidUtf8 => f.write_str("parameters must be UTF-8"),
             Self::Repeated(name) => write!(f, "parameter '{name}' is repeated"),
             Self::EmptyName => f.write_str("parameter without a name"),
+            Self::TooMany => write!(f, "more than {} parameters", Params::MAX_PARAMS),
         }
     }
 }
@@ -85,6 +90,9 @@ pub struct Params {
 }
 
 impl Params {
+    /// The most parameters a form may have.
+    pub const MAX_PARAMS: usize = 256;
+
     /// Parses a form body or a query string.
     pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
         let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
@@ -158,6 +166,9 @@ impl Params {
         if value.start == value.end {
             // OA-1: a parameter without a value is treated as omitted.
             return Ok(());
+        }
+        if self.pairs.len() >= Self::MAX_PARAMS {
+            return Err(ParamsError::TooMany);
         }
         let new_name = self.text_in(raw, name);
         if !MULTI_VALUED.contains(&new_name)
@@ -478,6 +489,14 @@ mod tests {
             Params::parse(b"a=1&%61=2").unwrap_err(),
             ParamsError::Repeated("a".into())
         );
+    }
+
+    #[test]
+    fn parameter_count_is_bounded() {
+        let many: String = (0..Params::MAX_PARAMS + 1).map(|i| format!("p{i}=1&")).collect();
+        assert_eq!(Params::parse(many.as_bytes()).unwrap_err(), ParamsError::TooMany);
+        let enough: String = (0..Params::MAX_PARAMS).map(|i| format!("p{i}=1&")).collect();
+        assert_eq!(Params::parse(enough.as_bytes()).unwrap().len(), Params::MAX_PARAMS);
     }
 
     #[test]
