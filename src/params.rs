@@ -493,10 +493,20 @@ mod tests {
 
     #[test]
     fn parameter_count_is_bounded() {
-        let many: String = (0..Params::MAX_PARAMS + 1).map(|i| format!("p{i}=1&")).collect();
-        assert_eq!(Params::parse(many.as_bytes()).unwrap_err(), ParamsError::TooMany);
-        let enough: String = (0..Params::MAX_PARAMS).map(|i| format!("p{i}=1&")).collect();
-        assert_eq!(Params::parse(enough.as_bytes()).unwrap().len(), Params::MAX_PARAMS);
+        let many: String = (0..Params::MAX_PARAMS + 1)
+            .map(|i| format!("p{i}=1&"))
+            .collect();
+        assert_eq!(
+            Params::parse(many.as_bytes()).unwrap_err(),
+            ParamsError::TooMany
+        );
+        let enough: String = (0..Params::MAX_PARAMS)
+            .map(|i| format!("p{i}=1&"))
+            .collect();
+        assert_eq!(
+            Params::parse(enough.as_bytes()).unwrap().len(),
+            Params::MAX_PARAMS
+        );
     }
 
     #[test]
