@@ -145,6 +145,10 @@ where
 
 /// Whether `name` is a case variant of a parameter the layer validates.
 fn shadows_checked_name(name: &str) -> bool {
+    // The checked names are lower case: a variant has an upper-case letter.
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return false;
+    }
     const CHECKED: &[&str] = &[
         "client_id",
         "redirect_uri",
