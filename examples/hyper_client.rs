@@ -10,7 +10,12 @@
 //! `client_secret_basic` (`demo-client` / `demo-secret`), open
 //! `/authorize?client_id=..&request_uri=..` as a browser would, read the
 //! code from the redirect, exchange it at `/token` with the PKCE verifier.
-//! `PAR_CLIENT_ID` / `PAR_CLIENT_SECRET` change the client.
+//! `PAR_CLIENT_ID` / `PAR_CLIENT_SECRET` change the client and
+//! `PAR_CLIENT_AUTH` (`basic`, `post` or `none`) how it authenticates, e.g.
+//! `PAR_CLIENT_ID=demo-post-client PAR_CLIENT_SECRET=demo-post-secret
+//! PAR_CLIENT_AUTH=post`. The token step needs a server with a real
+//! `/token` (`legacy_server`); against `hyper_server` the flow stops after
+//! the code.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -60,6 +65,10 @@ async fn main() -> Result<(), BoxError> {
         .to_owned();
     let client_id = std::env::var("PAR_CLIENT_ID").unwrap_or_else(|_| "demo-client".into());
     let secret = std::env::var("PAR_CLIENT_SECRET").unwrap_or_else(|_| "demo-secret".into());
+    let auth = std::env::var("PAR_CLIENT_AUTH").unwrap_or_else(|_| "basic".into());
+    if !matches!(auth.as_str(), "basic" | "post" | "none") {
+        return Err("PAR_CLIENT_AUTH must be basic, post or none".into());
+    }
     let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     // RFC 6749 §2.3.1: both halves are form-url-encoded before base64.
     let basic = format!(
@@ -75,21 +84,38 @@ async fn main() -> Result<(), BoxError> {
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let state = random();
 
-    println!("1. POST {base}/par  (client_secret_basic as {client_id})");
-    let body = form(&[
-        ("response_type", "code"),
-        ("redirect_uri", REDIRECT),
-        ("scope", "profile"),
-        ("state", &state),
-        ("code_challenge", &challenge),
-        ("code_challenge_method", "S256"),
-    ]);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{base}/par"))
-        .header(header::AUTHORIZATION, &basic)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))?;
+    // Client authentication, as the token endpoint expects it too.
+    let authenticated =
+        |pairs: &[(&str, &str)], uri: String| -> Result<Request<Full<Bytes>>, BoxError> {
+            let mut pairs = pairs.to_vec();
+            if auth != "basic" {
+                pairs.push(("client_id", &client_id));
+            }
+            if auth == "post" {
+                pairs.push(("client_secret", &secret));
+            }
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            if auth == "basic" {
+                req = req.header(header::AUTHORIZATION, &basic);
+            }
+            Ok(req.body(Full::new(Bytes::from(form(&pairs))))?)
+        };
+
+    println!("1. POST {base}/par  ({auth} client authentication as {client_id})");
+    let req = authenticated(
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "profile"),
+            ("state", &state),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        format!("{base}/par"),
+    )?;
     let (res, text) = send(&http, req).await?;
     println!("   <- {} {text}", res.status());
     if res.status() != 201 {
@@ -131,22 +157,20 @@ async fn main() -> Result<(), BoxError> {
     println!("   code received, state matches");
 
     println!("3. POST {base}/token  (authorization_code + PKCE verifier)");
-    let body = form(&[
-        ("grant_type", "authorization_code"),
-        ("code", &code),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", &verifier),
-    ]);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{base}/token"))
-        .header(header::AUTHORIZATION, &basic)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))?;
+    let req = authenticated(
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+        format!("{base}/token"),
+    )?;
     let (res, text) = send(&http, req).await?;
     println!("   <- {} {text}", res.status());
-    if res.status() != 200 {
-        return Err("token exchange failed".into());
+    let token: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if res.status() != 200 || !token["access_token"].is_string() {
+        return Err("token exchange failed: no access_token".into());
     }
 
     println!("4. GET the same authorize URL again (one-time use)");

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashSet;
 
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -290,7 +290,9 @@ async fn authorize(
 
 async fn authorize_get(
     state: State<Legacy>,
-    OriginalUri(uri): OriginalUri,
+    // The URI as this handler received it (after any rewriting by layers),
+    // which is what a legacy server puts into its login redirect.
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -662,6 +664,10 @@ async fn main() {
     println!("    -d code=<code from Location> -d redirect_uri={DEMO_REDIRECT} \\");
     println!("    -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
     println!("  curl -s {i}/.well-known/oauth-authorization-server");
+    if s.demo.login {
+        println!("Login step on: /authorize first sends the browser to /login (demo / demo);");
+        println!("  open the authorize URL in a browser, or use curl -c jar -b jar -L.");
+    }
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("legacy_server: {e}");
     }

@@ -225,8 +225,10 @@ async fn m4_other_methods_and_spellings_cannot_bypass_require_par() {
     ]);
     for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
         let res = send(&svc, request(method, &format!("/authorize?{q}"))).await;
-        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
-        assert!(header_str(res.headers(), "allow").unwrap().contains("GET"));
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{method}");
+        assert!(body_string(res)
+            .await
+            .contains("pushed authorization request required"));
     }
     for path in [
         "/Authorize",
@@ -237,6 +239,9 @@ async fn m4_other_methods_and_spellings_cannot_bypass_require_par() {
     ] {
         let res = send(&svc, get(&format!("{path}?{q}"))).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert!(body_string(res)
+            .await
+            .contains("pushed authorization request required"));
     }
     assert_eq!(calls.count(), 0);
 }

@@ -330,6 +330,26 @@ async fn m3_login_bounce_carries_only_the_compact_request_and_the_flow_completes
 }
 
 #[tokio::test]
+async fn m3_front_channel_extras_never_reach_the_login_bounce() {
+    let server = start(options(|_| {})).await;
+    let p = push(&server).await;
+    let b = Browser::new();
+    let with_extras = format!(
+        "{}&scope=evil&redirect_uri=https%3A%2F%2Fevil.example&state=other",
+        p.authorize
+    );
+    let first = b.get(&with_extras).await;
+    let location = first.location.unwrap();
+    let return_to = decoded(location.split_once("return_to=").unwrap().1);
+    assert!(return_to.contains("request_uri="), "{return_to}");
+    for extra in ["evil", "other", "scope", "state="] {
+        assert!(!return_to.contains(extra), "{extra} in {return_to}");
+    }
+    let callback = login_and_complete(&server, &b, &p).await;
+    assert!(callback.ends_with(&format!("&state={}", p.state)));
+}
+
+#[tokio::test]
 async fn cookie_attributes_in_development_mode() {
     let server = start(options(|_| {})).await;
     let p = push(&server).await;

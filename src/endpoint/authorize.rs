@@ -179,25 +179,12 @@ where
             .await?
             .map(ParResponseBody::inner)),
         Err(_) => {
-            let e = if parts
-                .uri
-                .path()
-                .strip_suffix('/')
-                .unwrap_or(parts.uri.path())
-                == cfg.authorize_path
-            {
-                OAuthError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "invalid_request",
-                    "the authorization endpoint accepts GET and POST",
-                )
-                .with_allow("GET, HEAD, POST")
-            } else {
-                OAuthError::invalid_request(format!(
-                    "use {} for authorization requests",
-                    cfg.authorize_path
-                ))
-            };
+            // The same answer as a classic request without request_uri
+            // (PAR-31), naming the one way in.
+            let e = OAuthError::invalid_request(format!(
+                "pushed authorization request required: use GET or POST {} with client_id and request_uri",
+                cfg.authorize_path
+            ));
             crate::trace::rejected("authorize", &e);
             Ok(own(e.browser_response(accept.as_ref())))
         }
