@@ -17,8 +17,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_service::Service;
 
-use super::compact::{compact_location, compact_query, compact_refresh, is_authorization_response};
-use super::{is_form, own, read_body};
+use super::compact::{
+    compact_location, compact_query, compact_refresh, is_authorization_response, push_component,
+};
+use super::{is_form, own, push_decimal, read_body};
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, ClientAuthenticator};
 use crate::config::{Config, Redemption};
@@ -452,26 +454,12 @@ fn set_cookie<C, St>(
     v.push_str("; Path=");
     v.push_str(&cfg.authorize_path);
     v.push_str("; Max-Age=");
-    v.push_str(itoa_u64(cfg.flow_window.as_secs(), &mut [0u8; 20]));
+    push_decimal(&mut v, cfg.flow_window.as_secs());
     v.push_str("; HttpOnly; SameSite=Lax");
     if c.secure {
         v.push_str("; Secure");
     }
     HeaderValue::try_from(v).ok()
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 const NOT_FOUND: &str = "request_uri is unknown, expired or already used";
@@ -671,21 +659,6 @@ fn compact_url(authorize_path: &str, client_id: &str, uri: &RequestUri) -> Strin
     out
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (as
-/// `compact::compact_query` does).
-fn push_component(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
-}
-
 /// Every value a lenient parser could read as `client_id` (any case,
 /// repeated, next to malformed pairs).
 fn lenient_client_ids(raw: &[u8]) -> Vec<String> {
@@ -854,12 +827,5 @@ mod tests {
         );
         assert_eq!(form_value("response_mode=&x=1", "response_mode"), None);
         assert_eq!(form_value("x=1", "response_mode"), None);
-    }
-
-    #[test]
-    fn set_cookie_decimal() {
-        assert_eq!(itoa_u64(0, &mut [0; 20]), "0");
-        assert_eq!(itoa_u64(600, &mut [0; 20]), "600");
-        assert_eq!(itoa_u64(u64::MAX, &mut [0; 20]), u64::MAX.to_string());
     }
 }

@@ -15,16 +15,22 @@ use crate::params::{decode, Params};
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
+    push_component(&mut out, s);
+    out
+}
+
+/// Appends `s` percent-encoded (all but RFC 3986 unreserved characters).
+pub(crate) fn push_component(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
+            out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
-    out
 }
 
 /// The compact query of a flow: `client_id=..&request_uri=..`.

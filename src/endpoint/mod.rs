@@ -90,3 +90,18 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
 pub(crate) fn own<ResB>(res: Response<Full<Bytes>>) -> Response<ParResponseBody<ResB>> {
     res.map(ParResponseBody::own)
 }
+
+/// Appends `n` in decimal, without going through `format!`.
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}

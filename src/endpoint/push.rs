@@ -10,7 +10,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
-use super::{is_form, read_body};
+use super::{is_form, push_decimal, read_body};
 use crate::client::{
     decode_basic, is_basic, AuthMethod, Client, ClientAuthError, ClientAuthenticator,
     ClientCredentials, Secret,
@@ -351,20 +351,6 @@ fn created(uri: &RequestUri, expires_in: u64) -> Response<Full<Bytes>> {
     push_decimal(&mut body, expires_in);
     body.push('}');
     no_store_response(StatusCode::CREATED, "application/json", Bytes::from(body))
-}
-
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
