@@ -203,6 +203,10 @@ impl Params {
                 decoded: false,
             });
         }
+        if scratch.capacity() == 0 {
+            // Never longer than the input: one allocation for the form.
+            scratch.reserve(raw.len());
+        }
         decode_bytes(&raw[start..end], scratch)?;
         let text = std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
         if self.decoded.capacity() == 0 {
@@ -258,6 +262,11 @@ impl Params {
             .map(|p| (self.text(p.name), self.text(p.value)))
     }
 
+    /// Length of the form as received.
+    pub(crate) fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
     /// Number of (non-empty) parameters.
     pub fn len(&self) -> usize {
         self.pairs.len()
@@ -271,8 +280,15 @@ impl Params {
     /// Re-encodes the parameters for which `keep` returns true, using each
     /// pair's original bytes, so values (JSON in `claims`, for example) reach
     /// the receiver exactly as they were sent.
-    pub fn encode_filtered(&self, mut keep: impl FnMut(&str) -> bool) -> String {
+    pub fn encode_filtered(&self, keep: impl FnMut(&str) -> bool) -> String {
         let mut out = String::with_capacity(self.raw.len());
+        self.encode_filtered_into(&mut out, keep);
+        out
+    }
+
+    /// Like [`encode_filtered`](Self::encode_filtered), appending to `out`
+    /// (after a `&` when `out` is not empty).
+    pub fn encode_filtered_into(&self, out: &mut String, mut keep: impl FnMut(&str) -> bool) {
         for p in &self.pairs {
             let name = self.text(p.name);
             if !keep(name) {
@@ -287,10 +303,9 @@ impl Params {
             } else {
                 // A lenient client sent characters that cannot appear in a
                 // URL query: re-encode the decoded pair (same value).
-                append_pair(&mut out, name, self.text(p.value));
+                append_pair(out, name, self.text(p.value));
             }
         }
-        out
     }
 }
 

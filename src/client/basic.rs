@@ -18,8 +18,19 @@ pub(crate) fn decode_basic(value: &HeaderValue) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = STANDARD.decode(encoded.trim()).ok()?;
-    let raw = std::str::from_utf8(&raw).ok()?;
+    let encoded = encoded.trim();
+    // Typical credentials fit on the stack; longer ones are decoded to the heap.
+    let mut stack = [0u8; 192];
+    let heap;
+    let raw: &[u8] = match STANDARD.decode_slice(encoded, &mut stack) {
+        Ok(n) => &stack[..n],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            heap = STANDARD.decode(encoded).ok()?;
+            &heap
+        }
+        Err(_) => return None,
+    };
+    let raw = std::str::from_utf8(raw).ok()?;
     let (id, secret) = raw.split_once(':')?;
     let id = decode(id).ok()?;
     let secret = decode(secret).ok()?;
@@ -58,6 +69,13 @@ mod tests {
         // T12: the raw secret decodes to something else, so it cannot match.
         let decoded = decode_basic(&header("C:s3cr+t %x"));
         assert!(decoded.is_none_or(|(_, secret)| secret != "s3cr+t %x"));
+    }
+
+    #[test]
+    fn long_credentials_are_decoded_too() {
+        let secret = "s".repeat(300);
+        let (id, got) = decode_basic(&header(&format!("id:{secret}"))).unwrap();
+        assert_eq!((id.as_str(), got.len()), ("id", 300));
     }
 
     #[test]

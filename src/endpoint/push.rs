@@ -10,6 +10,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
+use super::compact::push_component;
 use super::{is_form, push_decimal, read_body};
 use crate::client::{
     decode_basic, is_basic, AuthMethod, Client, ClientAuthError, ClientAuthenticator,
@@ -17,7 +18,7 @@ use crate::client::{
 };
 use crate::config::Config;
 use crate::error::{no_store_response, OAuthError};
-use crate::params::{append_pair, decode, Params};
+use crate::params::{decode, Params};
 use crate::store::{ParStore, PushedRequest, StoreError};
 use crate::validate::{self, PushContext};
 use crate::RequestUri;
@@ -307,18 +308,15 @@ fn effective_redirect_uri(client: &Client, params: &Params) -> Option<String> {
 /// client sent it only in the Basic header, since the authorization
 /// endpoint needs it.
 fn stored_form(params: &Params, client_id: &str) -> String {
-    let kept = params.encode_filtered(|n| {
-        !CLIENT_AUTH_PARAMS.contains(&n) && !TOKEN_ENDPOINT_PARAMS.contains(&n)
-    });
+    let keep = |n: &str| !CLIENT_AUTH_PARAMS.contains(&n) && !TOKEN_ENDPOINT_PARAMS.contains(&n);
     if params.contains("client_id") {
-        return kept;
+        return params.encode_filtered(keep);
     }
-    let mut form = String::with_capacity(kept.len() + client_id.len() + 12);
-    append_pair(&mut form, "client_id", client_id);
-    if !kept.is_empty() {
-        form.push('&');
-        form.push_str(&kept);
-    }
+    // One allocation: the client_id pair, then the pushed pairs as sent.
+    let mut form = String::with_capacity(11 + client_id.len() * 3 + params.raw_len() + 1);
+    form.push_str("client_id=");
+    push_component(&mut form, client_id);
+    params.encode_filtered_into(&mut form, keep);
     form
 }
 
@@ -344,12 +342,16 @@ fn store_error(e: StoreError) -> OAuthError {
 /// PAR-13: `201` with exactly `request_uri` and `expires_in`.
 fn created(uri: &RequestUri, expires_in: u64) -> Response<Full<Bytes>> {
     // The URI is base64url in a fixed URN: nothing to escape.
-    let mut body = String::with_capacity(RequestUri::URN_LEN + 40);
+    // Exact capacity: a `Bytes` made from a full `Vec` needs no extra
+    // allocation.
+    let digits = expires_in.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut body = String::with_capacity(16 + RequestUri::URN_LEN + 15 + digits + 1);
     body.push_str("{\"request_uri\":\"");
     uri.push_to(&mut body);
     body.push_str("\",\"expires_in\":");
     push_decimal(&mut body, expires_in);
     body.push('}');
+    debug_assert_eq!(body.len(), body.capacity());
     no_store_response(StatusCode::CREATED, "application/json", Bytes::from(body))
 }
 
@@ -362,14 +364,14 @@ mod tests {
         let p = Params::parse(b"response_type=code&client_secret=s&grant_type=x&code=c&claims=%7B%7D&resource=a&resource=b").unwrap();
         assert_eq!(
             stored_form(&p, "c 1"),
-            "client_id=c+1&response_type=code&claims=%7B%7D&resource=a&resource=b"
+            "client_id=c%201&response_type=code&claims=%7B%7D&resource=a&resource=b"
         );
         let p = Params::parse(b"client_id=c&scope=openid").unwrap();
         assert_eq!(stored_form(&p, "c"), "client_id=c&scope=openid");
     }
 
     #[test]
-    fn created_body_is_the_rfc_9126_object() {
+    fn created_body_is_the_rfc_9126_object_with_exact_capacity() {
         for n in [0, 7, 60, 600, u64::MAX] {
             let mut s = String::new();
             push_decimal(&mut s, n);
