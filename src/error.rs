@@ -235,8 +235,24 @@ pub(crate) fn no_store_response(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CONTENT_LENGTH, content_length(len));
     res
+}
+
+/// `Content-Length` in one allocation (`HeaderValue::from(usize)` takes two).
+fn content_length(len: usize) -> HeaderValue {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&digits[i..]).unwrap_or_else(|_| HeaderValue::from(len))
 }
 
 /// OA-7: `error_description` is limited to `%x20-21 / %x23-5B / %x5D-7E`.
