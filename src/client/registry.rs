@@ -463,6 +463,13 @@ mod tests {
             Some(&["openid".to_owned(), "email".to_owned()][..])
         );
 
+        assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","bogus":1}]}"#).is_err());
+        assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","client_secret":"s"}]}"#).is_err());
+    }
+
+    #[cfg(feature = "toml")]
+    #[test]
+    fn loads_toml_with_a_digest() {
         let toml = r#"
             [[clients]]
             client_id = "t"
@@ -475,7 +482,5 @@ mod tests {
         assert!(r
             .check(&creds("t", AuthMethod::ClientSecretPost, Some("secret")))
             .is_ok());
-        assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","bogus":1}]}"#).is_err());
-        assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","client_secret":"s"}]}"#).is_err());
     }
 }
