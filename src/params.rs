@@ -47,6 +47,62 @@ impl fmt::Display for ParamsError {
 
 impl std::error::Error for ParamsError {}
 
+/// Names the layer looks up on every request, indexed at parse time so a
+/// lookup (and the duplicate check) costs one `match` instead of a scan.
+/// `resource` is absent on purpose: it may repeat.
+const KNOWN: [&str; 19] = [
+    "client_id",
+    "response_type",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "request_uri",
+    "request",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "response_mode",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+];
+
+/// Position of `name` in [`KNOWN`].
+fn known_slot(name: &str) -> Option<usize> {
+    Some(match name {
+        "client_id" => 0,
+        "response_type" => 1,
+        "redirect_uri" => 2,
+        "scope" => 3,
+        "state" => 4,
+        "nonce" => 5,
+        "code_challenge" => 6,
+        "code_challenge_method" => 7,
+        "prompt" => 8,
+        "request_uri" => 9,
+        "request" => 10,
+        "client_secret" => 11,
+        "client_assertion" => 12,
+        "client_assertion_type" => 13,
+        "response_mode" => 14,
+        "grant_type" => 15,
+        "code" => 16,
+        "code_verifier" => 17,
+        "refresh_token" => 18,
+        _ => return None,
+    })
+}
+
+/// No pair: the value of an absent entry in the index.
+const ABSENT: u16 = u16::MAX;
+// Every pair index fits in the index, below ABSENT.
+const _: () = assert!(Params::MAX_PARAMS < ABSENT as usize);
+
 /// Where a name or value lives: a slice of the raw input when it needed no
 /// decoding (the common case), or of the shared buffer of decoded text.
 #[derive(Clone, Copy)]
@@ -85,6 +141,8 @@ pub struct Params {
     // `String` per pair keeps parsing to three allocations at most.
     decoded: String,
     pairs: Vec<Pair>,
+    /// Index into `pairs` of each [`KNOWN`] name, or [`ABSENT`].
+    known: [u16; KNOWN.len()],
     /// Whether every byte may appear as it is in a URL query.
     query_safe: bool,
 }
@@ -100,6 +158,7 @@ impl Params {
             raw: String::new(),
             decoded: String::new(),
             pairs: Vec::with_capacity(8),
+            known: [ABSENT; KNOWN.len()],
             query_safe: true,
         };
         let mut scratch = Vec::new();
@@ -170,14 +229,25 @@ impl Params {
         if self.pairs.len() >= Self::MAX_PARAMS {
             return Err(ParamsError::TooMany);
         }
-        let new_name = self.text_in(raw, name);
-        if !MULTI_VALUED.contains(&new_name)
-            && self
-                .pairs
-                .iter()
-                .any(|q| self.text_in(raw, q.name) == new_name)
-        {
-            return Err(ParamsError::Repeated(new_name.to_owned()));
+        let slot = known_slot(self.text_in(raw, name));
+        let repeated = match slot {
+            Some(k) => {
+                let seen = self.known[k] != ABSENT;
+                // Pair indices fit: MAX_PARAMS < ABSENT.
+                self.known[k] = self.pairs.len() as u16;
+                seen
+            }
+            None => {
+                let new_name = self.text_in(raw, name);
+                !MULTI_VALUED.contains(&new_name)
+                    && self
+                        .pairs
+                        .iter()
+                        .any(|q| self.text_in(raw, q.name) == new_name)
+            }
+        };
+        if repeated {
+            return Err(ParamsError::Repeated(self.text_in(raw, name).to_owned()));
         }
         self.pairs.push(Pair {
             name,
@@ -236,6 +306,10 @@ impl Params {
 
     /// The value of a single-valued parameter, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
+        if let Some(k) = known_slot(name) {
+            let i = self.known[k];
+            return (i != ABSENT).then(|| self.text(self.pairs[usize::from(i)].value));
+        }
         self.pairs
             .iter()
             .find(|p| self.text(p.name) == name)
@@ -252,6 +326,9 @@ impl Params {
 
     /// Whether `name` is present with a non-empty value.
     pub fn contains(&self, name: &str) -> bool {
+        if let Some(k) = known_slot(name) {
+            return self.known[k] != ABSENT;
+        }
         self.pairs.iter().any(|p| self.text(p.name) == name)
     }
 
@@ -504,6 +581,23 @@ mod tests {
             Params::parse(b"a=1&%61=2").unwrap_err(),
             ParamsError::Repeated("a".into())
         );
+    }
+
+    #[test]
+    fn indexed_names_behave_like_the_others() {
+        let p = Params::parse(b"x=1&client%5Fid=c&scope=&state=s&resource=a&resource=b").unwrap();
+        assert_eq!(p.get("client_id"), Some("c"));
+        assert!(p.contains("state") && !p.contains("scope") && !p.contains("nonce"));
+        assert_eq!(p.get("x"), Some("1"));
+        assert_eq!(p.get_all("resource").count(), 2);
+        assert_eq!(
+            Params::parse(b"client_id=a&client%5Fid=b").unwrap_err(),
+            ParamsError::Repeated("client_id".into())
+        );
+        assert_eq!(KNOWN.iter().position(|k| known_slot(k).is_none()), None);
+        for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(known_slot(k), Some(i));
+        }
     }
 
     #[test]
