@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use crate::params::{decode, Params};
+use crate::RequestUri;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn encode_component(s: &str) -> String {
@@ -33,13 +34,22 @@ pub(crate) fn push_component(out: &mut String, s: &str) {
     }
 }
 
-/// The compact query of a flow: `client_id=..&request_uri=..`.
-pub(crate) fn compact_query(client_id: &str, request_uri: &str) -> String {
-    format!(
-        "client_id={}&request_uri={}",
-        encode_component(client_id),
-        encode_component(request_uri)
-    )
+/// `{authorize_path}?client_id=..&request_uri=..`, the compact form of a
+/// flow's request, built in one allocation.
+pub(crate) fn compact_url(authorize_path: &str, client_id: &str, uri: &RequestUri) -> String {
+    let mut out = String::with_capacity(
+        authorize_path.len() + client_id.len() * 3 + RequestUri::URN_LEN + 40,
+    );
+    out.push_str(authorize_path);
+    out.push_str("?client_id=");
+    push_component(&mut out, client_id);
+    out.push_str("&request_uri=");
+    let start = out.len();
+    uri.push_to(&mut out);
+    // The URN is ASCII; only its `:` need escaping.
+    let urn = out.split_off(start);
+    push_component(&mut out, &urn);
+    out
 }
 
 /// The part of a URL before its path: `scheme://authority`, or empty.
@@ -258,6 +268,19 @@ mod tests {
             compact_location("/login?h=%2F%2Fa%E2%82%AC", "/authorize", "demo", C),
             None
         );
+    }
+
+    #[test]
+    fn compact_url_encodes_both_values() {
+        let uri = RequestUri::generate();
+        let url = compact_url("/authorize", "c 1/é", &uri);
+        let expected = format!(
+            "/authorize?client_id={}&request_uri={}",
+            encode_component("c 1/é"),
+            encode_component(&uri.to_string())
+        );
+        assert_eq!(url, expected);
+        assert!(url.starts_with("/authorize?client_id=c%201%2F%C3%A9&request_uri=urn%3Aietf%3A"));
     }
 
     #[test]
