@@ -17,7 +17,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_service::Service;
 
-use super::compact::{compact_location, compact_refresh, compact_url, is_authorization_response};
+use super::compact::{
+    compact_location, compact_refresh, compact_url, is_authorization_response, refresh_url,
+};
 use super::{is_form, own, push_decimal, read_body};
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, ClientAuthenticator};
@@ -271,19 +273,10 @@ where
         (Some(url), Some(redirect_uri)) => is_authorization_response(url, redirect_uri),
         _ => false,
     };
-    let refresh_url = header_str(&parts.headers, header::HeaderName::from_static("refresh"))
-        .and_then(|r| {
-            let i = r.to_ascii_lowercase().find("url=")? + 4;
-            Some(
-                r[i..]
-                    .trim()
-                    .trim_matches(|c| c == '"' || c == '\'')
-                    .to_owned(),
-            )
-        });
+    let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"));
     let mut completes = (parts.status.is_redirection()
         && to_client(header_str(&parts.headers, header::LOCATION)))
-        || to_client(refresh_url.as_deref());
+        || to_client(refresh.and_then(refresh_url));
     if !completes && flow.form_post && flow.binding.is_some() {
         match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
             Ok((is_response, own_body)) => {

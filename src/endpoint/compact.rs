@@ -161,11 +161,26 @@ pub(crate) fn compact_refresh(
     client_id: &str,
     compact: &str,
 ) -> Option<String> {
-    let lower = refresh.to_ascii_lowercase();
-    let i = lower.find("url=")? + 4;
-    let url = refresh[i..].trim().trim_matches(|c| c == '"' || c == '\'');
+    let (prefix, url) = split_refresh(refresh)?;
     let new = compact_location(url, authorize_path, client_id, compact)?;
-    Some(format!("{}{new}", &refresh[..i]))
+    Some(format!("{prefix}{new}"))
+}
+
+/// A `Refresh` value split into everything up to `url=`, and the URL.
+fn split_refresh(refresh: &str) -> Option<(&str, &str)> {
+    // ASCII case-insensitive search: byte offsets stay valid in `refresh`.
+    let i = refresh
+        .as_bytes()
+        .windows(4)
+        .position(|w| w.eq_ignore_ascii_case(b"url="))?
+        + 4;
+    let url = refresh[i..].trim().trim_matches(|c| c == '"' || c == '\'');
+    Some((&refresh[..i], url))
+}
+
+/// The URL a `Refresh` header sends the browser to.
+pub(crate) fn refresh_url(refresh: &str) -> Option<&str> {
+    split_refresh(refresh).map(|(_, url)| url)
 }
 
 /// Whether `location` sends the browser to the pushed `redirect_uri`.
@@ -288,6 +303,11 @@ mod tests {
         let r = format!("0; url=/login?return_to={}", encode_component(EXPANDED));
         let out = compact_refresh(&r, "/authorize", "demo", C).unwrap();
         assert!(out.starts_with("0; url=/login?return_to=") && !out.contains("XYZ"));
+        assert_eq!(
+            refresh_url("5; URL='https://c.example/cb?code=1'"),
+            Some("https://c.example/cb?code=1")
+        );
+        assert_eq!(refresh_url("5"), None);
     }
 
     #[test]
