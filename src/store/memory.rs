@@ -6,16 +6,15 @@
 //! are swept one partition at a time, a few milliseconds apart, so removing
 //! a million expired entries is a million tiny steps, never a pause.
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 use sha2::{Digest, Sha256};
 
 use super::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, StoreError};
@@ -54,30 +53,44 @@ const SHARDS: usize = 1024;
 /// cycle over the partitions takes about `SHARDS * STEP_MS` (4 s).
 const STEP_MS: u64 = 4;
 
-/// A key hasher for `request_uri` references: they are 256 bits from a
-/// CSPRNG, already uniformly distributed, so their first 8 bytes are the
-/// hash. Only the store's own random keys are ever inserted, so no client
-/// can choose keys that collide.
-#[derive(Default)]
-struct ReferenceHasher(u64);
+type Key = [u8; 32];
 
-impl Hasher for ReferenceHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// A partition's table. A bucket is 24 bytes: the key's hash, the entry's
+/// deadline and a pointer to the entry. Growing the table and sweeping it
+/// read only the buckets; the key is kept (and compared in full, after
+/// its hash) in the entry.
+type Table = HashTable<Bucket>;
+
+struct Bucket {
+    hash: u64,
+    /// Unix milliseconds, rounded up, from which the entry is dead.
+    deadline_ms: u64,
+    slot: Box<Slot>,
+}
+
+impl Bucket {
+    fn new(slot: Box<Slot>) -> Self {
+        Self {
+            hash: hash_of(&slot.key),
+            deadline_ms: ceil_millis(slot.deadline()),
+            slot,
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its 32 bytes (arrays write no length).
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
-        }
+    fn is(&self, hash: u64, key: &Key) -> bool {
+        self.hash == hash && self.slot.key == *key
     }
 }
 
-type Key = [u8; 32];
-type KeyMap = HashMap<Key, Slot, BuildHasherDefault<ReferenceHasher>>;
+/// The hash of a key: `request_uri` references are 256 bits from a CSPRNG,
+/// already uniformly distributed, so their first 8 bytes are the hash.
+/// Only the store's own random keys are ever inserted, so no client can
+/// choose keys that collide.
+fn hash_of(key: &Key) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    u64::from_le_bytes(b)
+}
 
 /// Which partition a key lives in: bytes the hash does not start with.
 fn shard_of(key: &Key) -> usize {
@@ -101,6 +114,7 @@ struct InFlow {
 /// is boxed to its exact length, and the flow state is only allocated for
 /// the (few) entries in flow.
 struct Slot {
+    key: Key,
     client: Arc<ClientCount>,
     params: Box<str>,
     redirect_uri: Option<Box<str>>,
@@ -150,7 +164,7 @@ impl Slot {
 /// neighbouring partitions do not contend.
 #[repr(align(64))]
 #[derive(Default)]
-struct Shard(Mutex<KeyMap>);
+struct Shard(Mutex<Table>);
 
 struct Inner {
     shards: Box<[Shard]>,
@@ -194,7 +208,7 @@ impl Default for MemoryStore {
     }
 }
 
-fn lock(shard: &Shard) -> MutexGuard<'_, KeyMap> {
+fn lock(shard: &Shard) -> MutexGuard<'_, Table> {
     // A panic while a map was locked cannot leave it half-updated (every
     // update is one map call), so a poisoned lock is still usable.
     shard.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -203,6 +217,17 @@ fn lock(shard: &Shard) -> MutexGuard<'_, KeyMap> {
 fn unix_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ceil_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        let ms = d.as_millis() as u64;
+        if d.subsec_nanos() % 1_000_000 == 0 {
+            ms
+        } else {
+            ms + 1
+        }
+    })
 }
 
 impl MemoryStore {
@@ -267,10 +292,11 @@ impl MemoryStore {
     fn sweep_shard(&self, i: usize, now: SystemTime) -> usize {
         let mut map = lock(&self.inner.shards[i]);
         let before = map.len();
-        map.retain(|_, slot| {
-            let dead = slot.is_dead_at(now);
+        let now_ms = unix_millis(now);
+        map.retain(|b| {
+            let dead = b.deadline_ms <= now_ms;
             if dead {
-                self.release(&slot.client);
+                self.release(&b.slot.client);
             }
             !dead
         });
@@ -372,7 +398,7 @@ impl MemoryStore {
         client.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn shard(&self, key: &Key) -> MutexGuard<'_, KeyMap> {
+    fn shard(&self, key: &Key) -> MutexGuard<'_, Table> {
         lock(&self.inner.shards[shard_of(key)])
     }
 }
@@ -387,7 +413,9 @@ impl ParStore for MemoryStore {
         let now = SystemTime::now();
         self.maybe_step(now);
         let client = self.reserve(&request.client_id, now)?;
-        let slot = Slot {
+        let key = *uri.as_bytes();
+        let slot = Box::new(Slot {
+            key,
             client,
             params: request.params.into_boxed_str(),
             redirect_uri: request.redirect_uri.map(String::into_boxed_str),
@@ -395,24 +423,24 @@ impl ParStore for MemoryStore {
             expires_at: request.expires_at.min(now + ttl),
             auth_method: request.auth_method,
             flow: None,
-        };
-        let key = uri.as_bytes();
-        let mut map = self.shard(key);
-        // One probe of the map: `entry`, not a lookup then an insert.
-        match map.entry(*key) {
-            MapEntry::Occupied(mut e) if e.get().is_dead_at(now) => {
-                let old = std::mem::replace(e.get_mut(), slot);
+        });
+        let hash = hash_of(&key);
+        let mut map = self.shard(&key);
+        // One probe of the table: `entry`, not a lookup then an insert.
+        match map.entry(hash, |b| b.is(hash, &key), |b| b.hash) {
+            TableEntry::Occupied(mut e) if e.get().slot.is_dead_at(now) => {
+                let old = std::mem::replace(e.get_mut(), Bucket::new(slot));
                 drop(map);
-                self.release(&old.client);
+                self.release(&old.slot.client);
                 Ok(())
             }
-            MapEntry::Occupied(_) => {
+            TableEntry::Occupied(_) => {
                 drop(map);
                 self.release(&slot.client);
                 Err(StoreError::Exists)
             }
-            MapEntry::Vacant(e) => {
-                e.insert(slot);
+            TableEntry::Vacant(e) => {
+                e.insert(Bucket::new(slot));
                 Ok(())
             }
         }
@@ -430,48 +458,45 @@ impl ParStore for MemoryStore {
         // step: of two concurrent redemptions only one sees a pushed entry
         // (RFC 9126 §4).
         let mut map = self.shard(key);
-        let Some(slot) = map.get_mut(key) else {
+        let hash = hash_of(key);
+        let Ok(mut entry) = map.find_entry(hash, |b| b.is(hash, key)) else {
             return Ok(RedeemOutcome::NotFound);
         };
-        if slot.is_dead_at(now) {
-            let dead = map.remove(key);
+        if entry.get().slot.is_dead_at(now) {
+            let (dead, _) = entry.remove();
             drop(map);
-            if let Some(dead) = dead {
-                self.release(&dead.client);
-            }
+            self.release(&dead.slot.client);
             return Ok(RedeemOutcome::NotFound);
         }
-        if *slot.client.client_id != *client_id {
+        if *entry.get().slot.client.client_id != *client_id {
             // PAR-15: left in place for its rightful client.
             return Ok(RedeemOutcome::WrongClient);
         }
-        Ok(match (&slot.flow, mode) {
-            (None, RedeemMode::Consume) => match map.remove(key) {
-                Some(slot) => {
-                    drop(map);
-                    self.release(&slot.client);
-                    RedeemOutcome::Redeemed(slot.into_request())
-                }
-                None => RedeemOutcome::NotFound,
-            },
+        Ok(match (&entry.get().slot.flow, mode) {
+            (None, RedeemMode::Consume) => {
+                let (bucket, _) = entry.remove();
+                drop(map);
+                self.release(&bucket.slot.client);
+                RedeemOutcome::Redeemed(bucket.slot.into_request())
+            }
             (
                 None,
                 RedeemMode::Bind {
                     binding, window, ..
                 },
             ) => {
-                slot.flow = Some(Box::new(InFlow {
-                    binding,
-                    until: now + window,
-                }));
-                RedeemOutcome::Redeemed(slot.request())
+                let bucket = entry.get_mut();
+                let until = now + window;
+                bucket.slot.flow = Some(Box::new(InFlow { binding, until }));
+                bucket.deadline_ms = ceil_millis(until);
+                RedeemOutcome::Redeemed(bucket.slot.request())
             }
             (
                 Some(flow),
                 RedeemMode::Bind {
                     reenter: Some(r), ..
                 },
-            ) if flow.binding == r => RedeemOutcome::Reentered(slot.request()),
+            ) if flow.binding == r => RedeemOutcome::Reentered(entry.get().slot.request()),
             // In flow for another browser, or a strict redemption of a
             // request already in flow.
             (Some(_), _) => RedeemOutcome::NotFound,
@@ -486,21 +511,20 @@ impl ParStore for MemoryStore {
         let now = SystemTime::now();
         let key = uri.as_bytes();
         let mut map = self.shard(key);
-        let in_flow = map.get(key).is_some_and(|s| {
-            !s.is_dead_at(now) && s.flow.as_ref().is_some_and(|f| &f.binding == binding)
-        });
+        let hash = hash_of(key);
+        let Ok(entry) = map.find_entry(hash, |b| b.is(hash, key)) else {
+            return Ok(Completion::NotInFlow);
+        };
+        let s = &entry.get().slot;
+        let in_flow =
+            !s.is_dead_at(now) && s.flow.as_ref().is_some_and(|f| &f.binding == binding);
         if !in_flow {
             return Ok(Completion::NotInFlow);
         }
-        let taken = map.remove(key);
+        let (bucket, _) = entry.remove();
         drop(map);
-        Ok(match taken {
-            Some(slot) => {
-                self.release(&slot.client);
-                Completion::Completed
-            }
-            None => Completion::NotInFlow,
-        })
+        self.release(&bucket.slot.client);
+        Ok(Completion::Completed)
     }
 
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
