@@ -135,10 +135,12 @@ struct Pair {
 /// assert!(Params::parse(b"scope=a&scope=b").is_err());
 /// ```
 #[derive(Clone, Default)]
-pub struct Params {
-    raw: String,
+pub struct Params<'a> {
+    /// The input, borrowed: parsing copies only what needs decoding.
+    raw: &'a str,
     // Every decoded name and value, back to back: one buffer instead of a
-    // `String` per pair keeps parsing to three allocations at most.
+    // `String` per pair keeps parsing to two allocations in the common
+    // case.
     decoded: String,
     pairs: Vec<Pair>,
     /// Index into `pairs` of each [`KNOWN`] name, or [`ABSENT`].
@@ -147,15 +149,15 @@ pub struct Params {
     query_safe: bool,
 }
 
-impl Params {
+impl<'a> Params<'a> {
     /// The most parameters a form may have.
     pub const MAX_PARAMS: usize = 256;
 
-    /// Parses a form body or a query string.
-    pub fn parse(input: &[u8]) -> Result<Self, ParamsError> {
+    /// Parses a form body or a query string, borrowing it.
+    pub fn parse(input: &'a [u8]) -> Result<Self, ParamsError> {
         let raw = std::str::from_utf8(input).map_err(|_| ParamsError::InvalidUtf8)?;
         let mut p = Self {
-            raw: String::new(),
+            raw,
             decoded: String::new(),
             pairs: Vec::with_capacity(8),
             known: [ABSENT; KNOWN.len()],
@@ -202,7 +204,6 @@ impl Params {
             }
         }
         p.query_safe = !unsafe_bytes;
-        p.raw = raw.to_owned();
         Ok(p)
     }
 
@@ -273,26 +274,20 @@ impl Params {
                 decoded: false,
             });
         }
-        if scratch.capacity() == 0 {
-            // Never longer than the input: one allocation for the form.
-            scratch.reserve(raw.len());
-        }
-        decode_bytes(&raw[start..end], scratch)?;
-        let text = std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
         if self.decoded.capacity() == 0 {
             // Decoded text is never longer than the input: one allocation.
             self.decoded.reserve(raw.len());
         }
-        let start = self.decoded.len();
-        self.decoded.push_str(text);
+        let at = self.decoded.len();
+        decode_into(&raw[start..end], &mut self.decoded, scratch)?;
         Ok(Text {
-            start,
+            start: at,
             end: self.decoded.len(),
             decoded: true,
         })
     }
 
-    fn text_in<'a>(&'a self, raw: &'a str, t: Text) -> &'a str {
+    fn text_in<'s>(&'s self, raw: &'s str, t: Text) -> &'s str {
         if t.decoded {
             &self.decoded[t.start..t.end]
         } else {
@@ -301,7 +296,7 @@ impl Params {
     }
 
     fn text(&self, t: Text) -> &str {
-        self.text_in(&self.raw, t)
+        self.text_in(self.raw, t)
     }
 
     /// The value of a single-valued parameter, if present.
@@ -317,7 +312,7 @@ impl Params {
     }
 
     /// Every value of `name`, in arrival order (for `resource`).
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.pairs
             .iter()
             .filter(move |p| self.text(p.name) == name)
@@ -386,7 +381,7 @@ impl Params {
     }
 }
 
-impl fmt::Debug for Params {
+impl fmt::Debug for Params<'_> {
     // Parameter values can carry personal data (login_hint, claims): only
     // the names are shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -464,35 +459,66 @@ pub(crate) fn decode(s: &str) -> Result<Cow<'_, str>, ParamsError> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(s));
     }
-    let mut out = Vec::with_capacity(s.len());
-    decode_bytes(s, &mut out)?;
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| ParamsError::InvalidUtf8)
+    let mut out = String::with_capacity(s.len());
+    decode_into(s, &mut out, &mut Vec::new())?;
+    Ok(Cow::Owned(out))
 }
 
-/// Percent- and `+`-decodes `s` into `out` (cleared first).
-fn decode_bytes(s: &str, out: &mut Vec<u8>) -> Result<(), ParamsError> {
-    out.clear();
+/// Percent- and `+`-decodes `s`, appending to `out`. Plain runs are copied
+/// as they are and ASCII escapes pushed as characters; only escapes of
+/// non-ASCII bytes go through `scratch`, a run at a time, to be checked as
+/// UTF-8 (every byte of an encoded character is an escape, so a character
+/// never spans two runs).
+fn decode_into(s: &str, out: &mut String, scratch: &mut Vec<u8>) -> Result<(), ParamsError> {
     let bytes = s.as_bytes();
-    let mut i = 0;
+    let (mut i, mut plain) = (0, 0);
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).and_then(|b| hex(*b));
-                let lo = bytes.get(i + 2).and_then(|b| hex(*b));
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => return Err(ParamsError::MalformedEncoding),
-                }
-                i += 2;
+            b'+' => {
+                out.push_str(&s[plain..i]);
+                out.push(' ');
+                i += 1;
             }
-            b => out.push(b),
+            b'%' => {
+                out.push_str(&s[plain..i]);
+                let b = escape_at(bytes, i)?;
+                if b.is_ascii() {
+                    out.push(char::from(b));
+                    i += 3;
+                } else {
+                    scratch.clear();
+                    while let Some(b) = (bytes.get(i) == Some(&b'%'))
+                        .then(|| escape_at(bytes, i))
+                        .transpose()?
+                        .filter(|b| !b.is_ascii())
+                    {
+                        scratch.push(b);
+                        i += 3;
+                    }
+                    let text =
+                        std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
+                    out.push_str(text);
+                }
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         }
-        i += 1;
+        plain = i;
     }
+    out.push_str(&s[plain..]);
     Ok(())
+}
+
+/// The byte encoded by the escape at `bytes[i]` (a `%`).
+fn escape_at(bytes: &[u8], i: usize) -> Result<u8, ParamsError> {
+    let hi = bytes.get(i + 1).and_then(|b| hex(*b));
+    let lo = bytes.get(i + 2).and_then(|b| hex(*b));
+    match (hi, lo) {
+        (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+        _ => Err(ParamsError::MalformedEncoding),
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -567,6 +593,35 @@ mod tests {
             ParamsError::InvalidUtf8
         );
         assert_eq!(Params::parse(b"=x").unwrap_err(), ParamsError::EmptyName);
+    }
+
+    #[test]
+    fn non_ascii_escapes_are_decoded_and_checked_run_by_run() {
+        // Two-, three- and four-byte characters, next to ASCII escapes,
+        // `+` and plain text, in names and values.
+        let p = Params::parse(b"n%C3%A9=caf%C3%A9+%E2%82%AC%2F%F0%9F%94%91x&r%C3%A9%41=1").unwrap();
+        assert_eq!(p.get("n\u{e9}"), Some("caf\u{e9} \u{20ac}/\u{1f511}x"));
+        assert_eq!(p.get("r\u{e9}A"), Some("1"));
+        // Raw UTF-8 is kept as it is.
+        let p = Params::parse("a=\u{e9}%20\u{e9}".as_bytes()).unwrap();
+        assert_eq!(p.get("a"), Some("\u{e9} \u{e9}"));
+        // A character cut short by an ASCII escape, by plain text or by the
+        // end, a lone continuation byte, and an overlong encoding.
+        for bad in [
+            &b"a=%C3%41"[..],
+            b"a=%C3A",
+            b"a=%E2%82",
+            b"a=%A9",
+            b"a=%C0%AF",
+        ] {
+            assert_eq!(Params::parse(bad).unwrap_err(), ParamsError::InvalidUtf8);
+        }
+        // A malformed escape inside a run of non-ASCII escapes.
+        assert_eq!(
+            Params::parse(b"a=%C3%A").unwrap_err(),
+            ParamsError::MalformedEncoding
+        );
+        assert_eq!(decode("x%C3%A9+y").unwrap(), "x\u{e9} y");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct PushContext<'a> {
     /// The authenticated client.
     pub client: &'a Client,
     /// The pushed parameters (client credentials included, as sent).
-    pub params: &'a Params,
+    pub params: &'a Params<'a>,
     /// The PAR request's method, URI, headers and extensions.
     pub request: &'a http::request::Parts,
 }

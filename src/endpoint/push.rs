@@ -128,8 +128,9 @@ where
     // PAR-13, PAR-15: store, bound to the client, and hand out the reference.
     let lifetime = cfg.lifetime_for(client.request_uri_lifetime);
     let uri = RequestUri::generate();
+    // The authenticated client_id (equal to `client.client_id`), moved.
     let stored = PushedRequest::new(
-        client.client_id.clone(),
+        credentials.client_id,
         credentials.method,
         stored_form(&params, &client.client_id),
         SystemTime::now(),

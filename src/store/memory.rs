@@ -516,8 +516,7 @@ impl ParStore for MemoryStore {
             return Ok(Completion::NotInFlow);
         };
         let s = &entry.get().slot;
-        let in_flow =
-            !s.is_dead_at(now) && s.flow.as_ref().is_some_and(|f| &f.binding == binding);
+        let in_flow = !s.is_dead_at(now) && s.flow.as_ref().is_some_and(|f| &f.binding == binding);
         if !in_flow {
             return Ok(Completion::NotInFlow);
         }
