@@ -9,6 +9,7 @@
 //! are swept one partition at a time, a few milliseconds apart, so removing
 //! a million expired entries is a million tiny steps, never a pause.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -169,12 +170,36 @@ impl Slot {
 #[derive(Default)]
 struct Shard(Mutex<Table>);
 
+/// A counter on its own cache line: written by every push, it must not
+/// share a line with fields that are only read.
+#[repr(align(64))]
+struct Padded(AtomicUsize);
+
+/// Stores are told apart by a number, never by an address that a later
+/// store could reuse.
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many client counters each thread keeps at hand.
+const CLIENT_CACHE: usize = 4;
+
+thread_local! {
+    /// The client counters this thread used last, with the id of their
+    /// store: a push finds its client's counter without taking the lock of
+    /// the shared client map. A cached counter is never forgotten by its
+    /// store (it is held elsewhere), so every thread counts a client's
+    /// requests in the same counter.
+    static CLIENTS: RefCell<[Option<(u64, Arc<ClientCount>)>; CLIENT_CACHE]> =
+        const { RefCell::new([const { None }; CLIENT_CACHE]) };
+    /// Inserts made by this thread, for the sweep step count.
+    static INSERTS: Cell<usize> = const { Cell::new(0) };
+}
+
 struct Inner {
+    id: u64,
     shards: Box<[Shard]>,
     clients: RwLock<HashMap<Box<str>, Arc<ClientCount>>>,
     marks: DashMap<[u8; 32], SystemTime>,
-    pending: AtomicUsize,
-    inserts: AtomicUsize,
+    pending: Padded,
     /// Unix milliseconds at which the next sweep step is due.
     next_step: AtomicU64,
     cursor: AtomicUsize,
@@ -243,11 +268,11 @@ impl MemoryStore {
     pub fn with_config(config: MemoryStoreConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 clients: RwLock::new(HashMap::new()),
                 marks: DashMap::new(),
-                pending: AtomicUsize::new(0),
-                inserts: AtomicUsize::new(0),
+                pending: Padded(AtomicUsize::new(0)),
                 next_step: AtomicU64::new(0),
                 cursor: AtomicUsize::new(0),
                 last_full_sweep: AtomicU64::new(0),
@@ -258,7 +283,7 @@ impl MemoryStore {
 
     /// Pending (pushed, not yet redeemed or swept) requests.
     pub fn pending(&self) -> usize {
-        self.inner.pending.load(Ordering::Relaxed)
+        self.inner.pending.0.load(Ordering::Relaxed)
     }
 
     /// Removes every expired entry now, one partition at a time; returns
@@ -310,7 +335,13 @@ impl MemoryStore {
     /// every `STEP_MS` of wall-clock time.
     fn maybe_step(&self, now: SystemTime) {
         let inner = &self.inner;
-        let n = inner.inserts.fetch_add(1, Ordering::Relaxed) + 1;
+        // Counted per thread: a shared counter would be a cache line that
+        // every push on every core writes.
+        let n = INSERTS.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
         let by_count = n % inner.config.sweep_every.max(1) == 0;
         let ms = unix_millis(now);
         let due = inner.next_step.load(Ordering::Relaxed);
@@ -342,6 +373,30 @@ impl MemoryStore {
     }
 
     fn client_count(&self, client_id: &str) -> Arc<ClientCount> {
+        let id = self.inner.id;
+        let cached = CLIENTS.with(|c| {
+            let mut c = c.borrow_mut();
+            let hit = c.iter().position(|e| {
+                e.as_ref()
+                    .is_some_and(|(s, count)| *s == id && *count.client_id == *client_id)
+            })?;
+            // Most recently used first.
+            c[..=hit].rotate_right(1);
+            c[0].as_ref().map(|(_, count)| count.clone())
+        });
+        if let Some(count) = cached {
+            return count;
+        }
+        let count = self.shared_client_count(client_id);
+        CLIENTS.with(|c| {
+            let mut c = c.borrow_mut();
+            c.rotate_right(1);
+            c[0] = Some((id, count.clone()));
+        });
+        count
+    }
+
+    fn shared_client_count(&self, client_id: &str) -> Arc<ClientCount> {
         let clients = &self.inner.clients;
         if let Some(c) = clients
             .read()
@@ -364,8 +419,8 @@ impl MemoryStore {
     fn reserve(&self, client_id: &str, now: SystemTime) -> Result<Arc<ClientCount>, StoreError> {
         let inner = &self.inner;
         let cfg = &inner.config;
-        if inner.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
-            inner.pending.fetch_sub(1, Ordering::AcqRel);
+        if inner.pending.0.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
+            inner.pending.0.fetch_sub(1, Ordering::AcqRel);
             // Full: expired entries may be what fills it. At most once a
             // second, so that a store full of live entries is not rescanned
             // by every push; one partition at a time, so that only this
@@ -382,22 +437,22 @@ impl MemoryStore {
                     self.sweep_shard(i, now);
                 }
             }
-            if inner.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
-                inner.pending.fetch_sub(1, Ordering::AcqRel);
+            if inner.pending.0.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
+                inner.pending.0.fetch_sub(1, Ordering::AcqRel);
                 return Err(StoreError::Full { retry_after: 5 });
             }
         }
         let client = self.client_count(client_id);
         if client.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending_per_client {
             client.pending.fetch_sub(1, Ordering::AcqRel);
-            inner.pending.fetch_sub(1, Ordering::AcqRel);
+            inner.pending.0.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::ClientLimit { retry_after: 5 });
         }
         Ok(client)
     }
 
     fn release(&self, client: &ClientCount) {
-        self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+        self.inner.pending.0.fetch_sub(1, Ordering::AcqRel);
         client.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -668,9 +723,61 @@ mod tests {
             Ok(RedeemOutcome::Redeemed(_))
         ));
         assert_eq!(store.pending(), 0);
-        // Idle clients' counters go at the next full sweep.
+        // Idle clients' counters go at the next full sweep, except the few
+        // this thread keeps at hand.
+        let names: Vec<String> = (0..CLIENT_CACHE + 3).map(|i| format!("c{i}")).collect();
+        for name in &names {
+            let uri = RequestUri::generate();
+            store.insert(&uri, req(name, long), long).await.unwrap();
+            store.redeem(&uri, name, RedeemMode::Consume).await.unwrap();
+        }
         store.sweep_expired();
-        assert!(store.inner.clients.read().unwrap().is_empty());
+        let clients = store.inner.clients.read().unwrap();
+        assert_eq!(clients.len(), CLIENT_CACHE);
+        // The least recently used are gone.
+        assert!(!clients.contains_key("x"));
+        assert!(!clients.contains_key("c0"));
+        assert!(clients.contains_key(names.last().unwrap().as_str()));
+    }
+
+    #[test]
+    fn every_thread_counts_a_client_in_the_same_counter() {
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_pending: 1_000,
+            max_pending_per_client: 10,
+            sweep_every: 1_000,
+        });
+        let ttl = Duration::from_secs(60);
+        // Four threads, with their own counter caches, push for one client:
+        // exactly the per-client bound is accepted.
+        let accepted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..10)
+                            .filter(|_| {
+                                futures::executor::block_on(store.insert(
+                                    &RequestUri::generate(),
+                                    req("shared", ttl),
+                                    ttl,
+                                ))
+                                .is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(accepted, 10);
+        // Another store does not see this one's counters.
+        let other = MemoryStore::new();
+        assert!(futures::executor::block_on(other.insert(
+            &RequestUri::generate(),
+            req("shared", ttl),
+            ttl
+        ))
+        .is_ok());
     }
 
     #[tokio::test]
