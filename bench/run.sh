@@ -15,6 +15,7 @@
 #   CONNS [32]       connections
 #   SERVER_CPU [0]   core for the server; LOAD_CPU [1] core for the loadgen
 #   FILL [1000000]   pending requests for the memory and sweep checks
+#   The scaling part also runs examples/scaling.rs (no sockets).
 #   PARTS [main,memory,sweep,scaling]  which parts to run
 #   OUT [target/bench-results]         where raw results go
 #   QUICK=1          REPEATS=3 SECS=2 WARMUP=1 FILL=200000
@@ -192,13 +193,22 @@ EOF
 fi
 
 if [[ $PARTS == *scaling* ]]; then
-  echo "scaling: 1 vs 2 server workers, unpinned" >&2
+  # Over HTTP: 1 vs 2 server threads, each a single-threaded runtime with
+  # its own SO_REUSEPORT socket, nothing pinned (the load generator shares
+  # the two cores). The ceiling runs the same way, for reference: on two
+  # cores the load generator and the loopback's kernel work bound what any
+  # server can gain from a second thread.
+  echo "scaling: 1 vs 2 server threads, unpinned" >&2
   for r in $(seq "$REPEATS"); do
     for w in 1 2; do
-      WORKERS=$w UNPINNED=1 run_one layer push "scale/push-w$w"
-      WORKERS=$w UNPINNED=1 run_one layer flow "scale/flow-w$w"
+      WORKERS=$w UNPINNED=1 run_one layer push "scale/push-w$w" RUNTIME=per-thread
+      WORKERS=$w UNPINNED=1 run_one layer flow "scale/flow-w$w" RUNTIME=per-thread
+      WORKERS=$w UNPINNED=1 run_one ceiling push "scale/ceiling-push-w$w" RUNTIME=per-thread
     done
   done
+  # Without sockets: the layer's own work on 1 and 2 threads.
+  cargo build --release --example scaling >&2
+  "$BIN/scaling" --secs "$SECS" --rounds "$REPEATS" --threads 2 | tee "$OUT/scaling-inproc.txt" >&2
 fi
 
 python3 bench/summary.py "$RESULTS"

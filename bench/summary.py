@@ -61,6 +61,7 @@ checks = [
     ("push p99 with FILL pending / empty", "mem/push-full", "mem/push-empty", "p99_us", "<=", 1.2),
     ("push throughput, 2 / 1 workers", "scale/push-w2", "scale/push-w1", "rate", ">", 1.0),
     ("flow throughput, 2 / 1 workers", "scale/flow-w2", "scale/flow-w1", "rate", ">", 1.0),
+    ("(reference) ceiling push, 2 / 1 workers", "scale/ceiling-push-w2", "scale/ceiling-push-w1", "rate", ">", 1.0),
 ]
 print()
 print("| target | ratio of medians | median of paired ratios | server-CPU ratio | target | met |")

@@ -11,6 +11,10 @@
 //! Environment:
 //! - `ADDR` (default `127.0.0.1:3001`)
 //! - `WORKERS`: tokio worker threads (default: one per core)
+//! - `RUNTIME=per-thread`: instead of one multi-threaded runtime, `WORKERS`
+//!   threads each with a single-threaded runtime and its own listening
+//!   socket on `ADDR` (`SO_REUSEPORT`; the kernel spreads connections), so
+//!   no request ever moves between threads
 //! - `PAR_LAYER=0`: serve the same handler without the layer (baseline)
 //! - `PAR_LAYER=ceiling`: no layer, and `POST /par` answers a fixed `201`
 //!   JSON body: what bare hyper does with trivial work, the ceiling the
@@ -113,22 +117,53 @@ fn env_usize(name: &str) -> Option<usize> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = std::env::var("ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3001".into())
+        .parse()?;
+    if std::env::var("RUNTIME").as_deref() == Ok("per-thread") {
+        let n = env_usize("WORKERS")
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+            .max(1);
+        // One layer (one store) shared by every thread.
+        let layer = build_layer(addr)?;
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let layer = layer.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(async move {
+                        let socket = tokio::net::TcpSocket::new_v4()?;
+                        socket.set_reuseport(true)?;
+                        socket.bind(addr)?;
+                        serve(socket.listen(1024)?, layer).await
+                    })
+                    .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().map_err(|_| "server thread panicked")??;
+        }
+        return Ok(());
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = env_usize("WORKERS") {
         rt.worker_threads(n.max(1));
     }
-    rt.enable_all().build()?.block_on(serve())
+    let layer = build_layer(addr)?;
+    rt.enable_all().build()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        serve(listener, layer).await
+    })
 }
 
-async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::var("ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3001".into())
-        .parse()?;
-    let mode = match std::env::var("PAR_LAYER").as_deref() {
-        Ok("0") => Mode::Bare,
-        Ok("ceiling") => Mode::Ceiling,
-        _ => Mode::Layer,
-    };
+type DemoLayer = ParLayer<StaticClients, MemoryStore>;
+
+fn build_layer(addr: SocketAddr) -> Result<DemoLayer, Box<dyn std::error::Error>> {
     let clients = StaticClients::new()
         .with_client(
             Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(REDIRECT),
@@ -155,8 +190,19 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = env_usize("PAR_LIFETIME") {
         layer = layer.request_uri_lifetime(Duration::from_secs(secs as u64))?;
     }
+    Ok(layer)
+}
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+async fn serve(
+    listener: tokio::net::TcpListener,
+    layer: DemoLayer,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let addr = listener.local_addr()?;
+    let mode = match std::env::var("PAR_LAYER").as_deref() {
+        Ok("0") => Mode::Bare,
+        Ok("ceiling") => Mode::Ceiling,
+        _ => Mode::Layer,
+    };
     println!(
         "hyper_server listening on http://{addr} (PAR layer {})",
         match mode {
