@@ -190,3 +190,45 @@ fn the_counter_sees_the_layers_own_work() {
         "the authorization endpoint is handled by the layer: {through} vs {direct}"
     );
 }
+
+/// The push path's allocation budget: parsing, the stored entry, the
+/// response. A push made 25 allocations before the allocation work listed
+/// in BENCHMARKS.md and 12 after it (13 when the push grows its store
+/// partition's table); this fails if one is added.
+#[test]
+fn a_push_stays_within_its_allocation_budget() {
+    const BUDGET: u64 = 13;
+    let mut layered = layer().layer(Inner);
+    let push = || {
+        let mut req = request(
+            Method::POST,
+            "/par",
+            b"response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=openid+profile&state=af0ifjsldkj&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        );
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        req.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic YXBwOmFwcC1zZWNyZXQ="),
+        );
+        req
+    };
+    // Warm up: thread-locals, the client's counter.
+    for _ in 0..3 {
+        allocations_of(&mut layered, push());
+    }
+    let counts: Vec<u64> = (0..50)
+        .map(|_| allocations_of(&mut layered, push()))
+        .collect();
+    let most = counts.iter().copied().max().unwrap_or(0);
+    assert!(
+        most <= BUDGET,
+        "a push made {most} allocations (budget {BUDGET}): {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|&n| n >= 10),
+        "counter broken? {counts:?}"
+    );
+}

@@ -128,15 +128,19 @@ where
     // PAR-13, PAR-15: store, bound to the client, and hand out the reference.
     let lifetime = cfg.lifetime_for(client.request_uri_lifetime);
     let uri = RequestUri::generate();
+    let redirect_uri = effective_redirect_uri(&client, &params);
+    // Room for the redirect URI after the form: a store that keeps both in
+    // one buffer (`MemoryStore`) then does not reallocate.
+    let room = redirect_uri.as_ref().map_or(0, String::len);
     // The authenticated client_id (equal to `client.client_id`), moved.
     let stored = PushedRequest::new(
         credentials.client_id,
         credentials.method,
-        stored_form(&params, &client.client_id),
+        stored_form(&params, &client.client_id, room),
         SystemTime::now(),
         lifetime,
     )
-    .with_redirect_uri(effective_redirect_uri(&client, &params));
+    .with_redirect_uri(redirect_uri);
     cfg.store
         .insert(&uri, stored, lifetime)
         .await
@@ -307,14 +311,16 @@ fn effective_redirect_uri(client: &Client, params: &Params) -> Option<String> {
 /// The stored form: the pushed pairs as sent, without client credentials
 /// and token-endpoint parameters (PAR-8), with `client_id` added when the
 /// client sent it only in the Basic header, since the authorization
-/// endpoint needs it.
-fn stored_form(params: &Params, client_id: &str) -> String {
+/// endpoint needs it. `room` more bytes are reserved after the form.
+fn stored_form(params: &Params, client_id: &str, room: usize) -> String {
     let keep = |n: &str| !CLIENT_AUTH_PARAMS.contains(&n) && !TOKEN_ENDPOINT_PARAMS.contains(&n);
     if params.contains("client_id") {
-        return params.encode_filtered(keep);
+        let mut form = String::with_capacity(params.raw_len() + room);
+        params.encode_filtered_into(&mut form, keep);
+        return form;
     }
     // One allocation: the client_id pair, then the pushed pairs as sent.
-    let mut form = String::with_capacity(11 + client_id.len() * 3 + params.raw_len() + 1);
+    let mut form = String::with_capacity(11 + client_id.len() * 3 + params.raw_len() + 1 + room);
     form.push_str("client_id=");
     push_component(&mut form, client_id);
     params.encode_filtered_into(&mut form, keep);
@@ -364,11 +370,16 @@ mod tests {
     fn stored_form_drops_credentials_and_adds_client_id() {
         let p = Params::parse(b"response_type=code&client_secret=s&grant_type=x&code=c&claims=%7B%7D&resource=a&resource=b").unwrap();
         assert_eq!(
-            stored_form(&p, "c 1"),
+            stored_form(&p, "c 1", 0),
             "client_id=c%201&response_type=code&claims=%7B%7D&resource=a&resource=b"
         );
         let p = Params::parse(b"client_id=c&scope=openid").unwrap();
-        assert_eq!(stored_form(&p, "c"), "client_id=c&scope=openid");
+        assert_eq!(stored_form(&p, "c", 0), "client_id=c&scope=openid");
+        // Room reserved for what a store appends.
+        assert_eq!(
+            stored_form(&p, "c", 7).capacity(),
+            "client_id=c&scope=openid".len() + 7
+        );
     }
 
     #[test]

@@ -54,8 +54,12 @@ impl Default for MemoryStoreConfig {
 /// Number of partitions (a power of two).
 const SHARDS: usize = 256;
 /// Wall-clock time between two sweep steps while requests arrive: a full
-/// cycle over the partitions takes about `SHARDS * STEP_MS` (1 s).
-const STEP_MS: u64 = 4;
+/// cycle over the partitions takes about `SHARDS * STEP_MS` (256 ms). A
+/// step removes what expired since the last one, about `STEP_MS` worth of
+/// expiries whatever the partition count, so a short step keeps the pause
+/// of a mass expiry short; scanning a partition's buckets is cheap (they
+/// hold the deadline, the entries are not read).
+const STEP_MS: u64 = 1;
 
 type Key = [u8; 32];
 
@@ -114,14 +118,17 @@ struct InFlow {
     until: SystemTime,
 }
 
-/// One pending request, stored compactly: the client is shared, the text
-/// is boxed to its exact length, and the flow state is only allocated for
-/// the (few) entries in flow.
+/// One pending request, stored compactly: the client is shared, the
+/// parameters and the redirect URI share one allocation of their exact
+/// length, and the flow state is only allocated for the (few) entries in
+/// flow.
 struct Slot {
     key: Key,
     client: Arc<ClientCount>,
-    params: Box<str>,
-    redirect_uri: Option<Box<str>>,
+    /// The stored form, then the redirect URI (if any).
+    text: Box<str>,
+    params_len: usize,
+    has_redirect_uri: bool,
     pushed_at: SystemTime,
     expires_at: SystemTime,
     auth_method: AuthMethod,
@@ -141,23 +148,38 @@ impl Slot {
         now >= self.deadline()
     }
 
+    fn redirect_uri(&self) -> Option<&str> {
+        // `params_len` is the length of a prefix of `text`, taken at insert:
+        // always a character boundary.
+        self.has_redirect_uri
+            .then(|| self.text.get(self.params_len..))
+            .flatten()
+    }
+
     fn request(&self) -> PushedRequest {
         PushedRequest {
             client_id: self.client.client_id.to_string(),
             auth_method: self.auth_method,
-            params: self.params.to_string(),
-            redirect_uri: self.redirect_uri.as_deref().map(str::to_owned),
+            params: self
+                .text
+                .get(..self.params_len)
+                .unwrap_or_default()
+                .to_owned(),
+            redirect_uri: self.redirect_uri().map(str::to_owned),
             pushed_at: self.pushed_at,
             expires_at: self.expires_at,
         }
     }
 
     fn into_request(self) -> PushedRequest {
+        let redirect_uri = self.redirect_uri().map(str::to_owned);
+        let mut params = self.text.into_string();
+        params.truncate(self.params_len);
         PushedRequest {
             client_id: self.client.client_id.to_string(),
             auth_method: self.auth_method,
-            params: self.params.into_string(),
-            redirect_uri: self.redirect_uri.map(str::into_string),
+            params,
+            redirect_uri,
             pushed_at: self.pushed_at,
             expires_at: self.expires_at,
         }
@@ -472,11 +494,20 @@ impl ParStore for MemoryStore {
         self.maybe_step(now);
         let client = self.reserve(&request.client_id, now)?;
         let key = *uri.as_bytes();
+        // One allocation for both texts: none at all when the caller left
+        // room for the redirect URI after the form (the layer does).
+        let params_len = request.params.len();
+        let mut joined = request.params;
+        if let Some(r) = &request.redirect_uri {
+            joined.push_str(r);
+        }
+        let joined = joined.into_boxed_str();
         let slot = Box::new(Slot {
             key,
             client,
-            params: request.params.into_boxed_str(),
-            redirect_uri: request.redirect_uri.map(String::into_boxed_str),
+            text: joined,
+            params_len,
+            has_redirect_uri: request.redirect_uri.is_some(),
             pushed_at: request.pushed_at,
             expires_at: request.expires_at.min(now + ttl),
             auth_method: request.auth_method,
