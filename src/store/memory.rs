@@ -204,13 +204,16 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 /// How many client counters each thread keeps at hand.
 const CLIENT_CACHE: usize = 4;
 
+/// A client counter kept at hand, with the id of its store.
+type CachedCount = Option<(u64, Arc<ClientCount>)>;
+
 thread_local! {
     /// The client counters this thread used last, with the id of their
     /// store: a push finds its client's counter without taking the lock of
     /// the shared client map. A cached counter is never forgotten by its
     /// store (it is held elsewhere), so every thread counts a client's
     /// requests in the same counter.
-    static CLIENTS: RefCell<[Option<(u64, Arc<ClientCount>)>; CLIENT_CACHE]> =
+    static CLIENTS: RefCell<[CachedCount; CLIENT_CACHE]> =
         const { RefCell::new([const { None }; CLIENT_CACHE]) };
     /// Inserts made by this thread, for the sweep step count.
     static INSERTS: Cell<usize> = const { Cell::new(0) };
