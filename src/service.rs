@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{ClientAuthenticator, StaticClients};
 use crate::config::{Config, MetadataMode};
-use crate::endpoint::{authorize, metadata, own, push};
+use crate::endpoint::{authorize, metadata, push};
 use crate::future::ResponseFuture;
 use crate::store::{MemoryStore, ParStore};
 
@@ -116,10 +116,8 @@ where
                 ResponseFuture::passthrough(self.inner.call(req.map(ParRequestBody::original)))
             }
             Route::Push => {
-                let config = self.config.clone();
-                ResponseFuture::handled(Box::pin(async move {
-                    Ok(own(push::handle(&config, req).await))
-                }))
+                let (parts, body) = req.into_parts();
+                ResponseFuture::handled(Box::pin(push::handle(self.config.clone(), parts, body)))
             }
             Route::Authorize => {
                 let inner = self.take_ready_inner();

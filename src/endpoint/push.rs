@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{header, Method, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
 use super::compact::push_component;
-use super::{is_form, push_decimal, read_body};
+use super::{is_form, own, push_decimal, read_body};
+use crate::body::ParResponseBody;
 use crate::client::{
     decode_basic, is_basic, AuthMethod, Client, ClientAuthError, ClientAuthenticator,
     ClientCredentials, Secret,
@@ -30,24 +32,33 @@ const CLIENT_AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion", "clie
 /// authorization request; dropped rather than forwarded.
 const TOKEN_ENDPOINT_PARAMS: &[&str] = &["grant_type", "code", "code_verifier", "refresh_token"];
 
-pub(crate) async fn handle<C, St, B>(cfg: &Config<C, St>, req: Request<B>) -> Response<Full<Bytes>>
+/// The PAR endpoint's response future. It takes the request in parts so
+/// that the future holds them once (an `async` function keeps its
+/// arguments for its whole life, so taking the `Request` and splitting it
+/// inside would hold both).
+pub(crate) async fn handle<C, St, B, ResB, E>(
+    cfg: Arc<Config<C, St>>,
+    parts: Parts,
+    body: B,
+) -> Result<Response<ParResponseBody<ResB>>, E>
 where
     C: ClientAuthenticator,
     St: ParStore,
     B: Body<Data = Bytes>,
 {
-    match push(cfg, req).await {
+    Ok(own(match push(&cfg, &parts, body).await {
         Ok(res) => res,
         Err(e) => {
             crate::trace::rejected("push", &e);
             e.json_response()
         }
-    }
+    }))
 }
 
 async fn push<C, St, B>(
     cfg: &Config<C, St>,
-    req: Request<B>,
+    parts: &Parts,
+    body: B,
 ) -> Result<Response<Full<Bytes>>, OAuthError>
 where
     C: ClientAuthenticator,
@@ -55,7 +66,7 @@ where
     B: Body<Data = Bytes>,
 {
     // PAR-1, PAR-20: POST only, 405 with `Allow`.
-    if req.method() != Method::POST {
+    if parts.method != Method::POST {
         return Err(OAuthError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
@@ -63,7 +74,6 @@ where
         )
         .with_allow("POST"));
     }
-    let (parts, body) = req.into_parts();
     // OA-9: a form body, nothing else.
     if !is_form(&parts.headers) {
         return Err(OAuthError::invalid_request(
@@ -79,7 +89,7 @@ where
 
     // PAR-11 step 1: authenticate the client as the token endpoint would.
     let credentials = read_credentials(&parts.headers, &params)?;
-    let client = authenticate(cfg, &credentials, &parts).await?;
+    let client = authenticate(cfg, &credentials, parts).await?;
 
     // PAR-11 step 2, PAR-7.
     if params.contains("request_uri") {
@@ -120,7 +130,7 @@ where
         let ctx = PushContext {
             client: &client,
             params: &params,
-            request: &parts,
+            request: parts,
         };
         validator.validate(&ctx).await?;
     }
