@@ -190,7 +190,16 @@ impl Slot {
 /// neighbouring partitions do not contend.
 #[repr(align(64))]
 #[derive(Default)]
-struct Shard(Mutex<Table>);
+struct Shard(Mutex<Part>);
+
+/// A partition: its table, and a moment before which nothing in it dies,
+/// so that a sweep step over a partition with nothing due is a comparison.
+#[derive(Default)]
+struct Part {
+    table: Table,
+    /// Unix milliseconds; no bucket's deadline is earlier (0: unknown).
+    next_deadline_ms: u64,
+}
 
 /// A counter on its own cache line: written by every push, it must not
 /// share a line with fields that are only read.
@@ -261,7 +270,7 @@ impl Default for MemoryStore {
     }
 }
 
-fn lock(shard: &Shard) -> MutexGuard<'_, Table> {
+fn lock(shard: &Shard) -> MutexGuard<'_, Part> {
     // A panic while a map was locked cannot leave it half-updated (every
     // update is one map call), so a poisoned lock is still usable.
     shard.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -343,17 +352,25 @@ impl MemoryStore {
     }
 
     fn sweep_shard(&self, i: usize, now: SystemTime) -> usize {
-        let mut map = lock(&self.inner.shards[i]);
-        let before = map.len();
+        let mut part = lock(&self.inner.shards[i]);
         let now_ms = unix_millis(now);
-        map.retain(|b| {
+        if now_ms < part.next_deadline_ms {
+            return 0;
+        }
+        let part = &mut *part;
+        let before = part.table.len();
+        let mut next = u64::MAX;
+        part.table.retain(|b| {
             let dead = b.deadline_ms <= now_ms;
             if dead {
                 self.release(&b.slot.client);
+            } else {
+                next = next.min(b.deadline_ms);
             }
             !dead
         });
-        before - map.len()
+        part.next_deadline_ms = next;
+        before - part.table.len()
     }
 
     /// One sweep step, when one is due: every `sweep_every` inserts, and
@@ -481,7 +498,7 @@ impl MemoryStore {
         client.pending.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn shard(&self, key: &Key) -> MutexGuard<'_, Table> {
+    fn shard(&self, key: &Key) -> MutexGuard<'_, Part> {
         lock(&self.inner.shards[shard_of(key)])
     }
 }
@@ -517,23 +534,32 @@ impl ParStore for MemoryStore {
             flow: None,
         });
         let hash = hash_of(&key);
-        let mut map = self.shard(&key);
+        let bucket = Bucket::new(slot);
+        let mut guard = self.shard(&key);
+        let part = &mut *guard;
+        part.next_deadline_ms = part.next_deadline_ms.min(bucket.deadline_ms);
         // One probe of the table: `entry`, not a lookup then an insert.
-        match map.entry(hash, |b| b.is(hash, &key), |b| b.hash) {
+        let replaced = match part.table.entry(hash, |b| b.is(hash, &key), |b| b.hash) {
             TableEntry::Occupied(mut e) if e.get().slot.is_dead_at(now) => {
-                let old = std::mem::replace(e.get_mut(), Bucket::new(slot));
-                drop(map);
-                self.release(&old.slot.client);
-                Ok(())
+                Ok(Some(std::mem::replace(e.get_mut(), bucket)))
             }
-            TableEntry::Occupied(_) => {
-                drop(map);
-                self.release(&slot.client);
-                Err(StoreError::Exists)
-            }
+            TableEntry::Occupied(_) => Err(bucket),
             TableEntry::Vacant(e) => {
-                e.insert(Bucket::new(slot));
+                e.insert(bucket);
+                Ok(None)
+            }
+        };
+        drop(guard);
+        match replaced {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.release(&old.slot.client);
+                }
                 Ok(())
+            }
+            Err(refused) => {
+                self.release(&refused.slot.client);
+                Err(StoreError::Exists)
             }
         }
     }
@@ -550,8 +576,9 @@ impl ParStore for MemoryStore {
         // step: of two concurrent redemptions only one sees a pushed entry
         // (RFC 9126 §4).
         let mut map = self.shard(key);
+        let part = &mut *map;
         let hash = hash_of(key);
-        let Ok(mut entry) = map.find_entry(hash, |b| b.is(hash, key)) else {
+        let Ok(mut entry) = part.table.find_entry(hash, |b| b.is(hash, key)) else {
             return Ok(RedeemOutcome::NotFound);
         };
         if entry.get().slot.is_dead_at(now) {
@@ -581,6 +608,7 @@ impl ParStore for MemoryStore {
                 let until = now + window;
                 bucket.slot.flow = Some(Box::new(InFlow { binding, until }));
                 bucket.deadline_ms = ceil_millis(until);
+                part.next_deadline_ms = part.next_deadline_ms.min(bucket.deadline_ms);
                 RedeemOutcome::Redeemed(bucket.slot.request())
             }
             (
@@ -604,7 +632,7 @@ impl ParStore for MemoryStore {
         let key = uri.as_bytes();
         let mut map = self.shard(key);
         let hash = hash_of(key);
-        let Ok(entry) = map.find_entry(hash, |b| b.is(hash, key)) else {
+        let Ok(entry) = map.table.find_entry(hash, |b| b.is(hash, key)) else {
             return Ok(Completion::NotInFlow);
         };
         let s = &entry.get().slot;
@@ -841,6 +869,29 @@ mod tests {
             store.redeem(&uri, "x", mode).await,
             Ok(RedeemOutcome::NotFound)
         );
+        assert_eq!(store.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flow_window_shorter_than_the_lifetime_is_swept_at_its_end() {
+        let store = MemoryStore::new();
+        let long = Duration::from_secs(60);
+        let uri = RequestUri::generate();
+        store.insert(&uri, req("x", long), long).await.unwrap();
+        // A sweep now learns that nothing in the partition is due for 60 s.
+        assert_eq!(store.sweep_expired(), 0);
+        let mode = RedeemMode::Bind {
+            binding: [1; 32],
+            reenter: None,
+            window: Duration::from_millis(20),
+        };
+        assert!(matches!(
+            store.redeem(&uri, "x", mode).await,
+            Ok(RedeemOutcome::Redeemed(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // The binding brought the partition's next deadline forward.
+        assert_eq!(store.sweep_expired(), 1);
         assert_eq!(store.pending(), 0);
     }
 
