@@ -495,8 +495,18 @@ fn decode_into(s: &str, out: &mut String, scratch: &mut Vec<u8>) -> Result<(), P
                         scratch.push(b);
                         i += 3;
                     }
-                    let text =
-                        std::str::from_utf8(scratch).map_err(|_| ParamsError::InvalidUtf8)?;
+                    let Ok(text) = std::str::from_utf8(scratch) else {
+                        // As if the whole value had been decoded first: a
+                        // malformed escape anywhere in it is the error.
+                        let rest = &bytes[i..];
+                        let malformed =
+                            (0..rest.len()).any(|j| rest[j] == b'%' && escape_at(rest, j).is_err());
+                        return Err(if malformed {
+                            ParamsError::MalformedEncoding
+                        } else {
+                            ParamsError::InvalidUtf8
+                        });
+                    };
                     out.push_str(text);
                 }
             }
@@ -616,6 +626,12 @@ mod tests {
         ] {
             assert_eq!(Params::parse(bad).unwrap_err(), ParamsError::InvalidUtf8);
         }
+        // A malformed escape after an invalid character is reported, as
+        // when the whole value is decoded before checking UTF-8.
+        assert_eq!(
+            Params::parse(b"a=%C3a%").unwrap_err(),
+            ParamsError::MalformedEncoding
+        );
         // A malformed escape inside a run of non-ASCII escapes.
         assert_eq!(
             Params::parse(b"a=%C3%A").unwrap_err(),

@@ -276,18 +276,22 @@ fn lock(shard: &Shard) -> MutexGuard<'_, Part> {
     shard.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Unix milliseconds, rounded down; saturating, so that a far-future
+/// deadline never wraps into the past.
 fn unix_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Unix milliseconds, rounded up (a bucket is swept only once its exact
+/// deadline has passed); saturating.
 fn ceil_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| {
-        let ms = d.as_millis() as u64;
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         if d.subsec_nanos() % 1_000_000 == 0 {
             ms
         } else {
-            ms + 1
+            ms.saturating_add(1)
         }
     })
 }
@@ -514,8 +518,9 @@ impl ParStore for MemoryStore {
         self.maybe_step(now);
         let client = self.reserve(&request.client_id, now)?;
         let key = *uri.as_bytes();
-        // One allocation for both texts: none at all when the caller left
-        // room for the redirect URI after the form (the layer does).
+        // One allocation for both texts: no new one when the caller left
+        // exactly the room for the redirect URI after the form (the layer
+        // does, unless it dropped parameters from the pushed form).
         let params_len = request.params.len();
         let mut joined = request.params;
         if let Some(r) = &request.redirect_uri {
@@ -870,6 +875,22 @@ mod tests {
             Ok(RedeemOutcome::NotFound)
         );
         assert_eq!(store.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_far_future_deadline_is_not_swept() {
+        let store = MemoryStore::new();
+        let forever = Duration::from_millis(u64::MAX);
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, req("x", forever), forever)
+            .await
+            .unwrap();
+        assert_eq!(store.sweep_expired(), 0);
+        assert!(matches!(
+            store.redeem(&uri, "x", RedeemMode::Consume).await,
+            Ok(RedeemOutcome::Redeemed(_))
+        ));
     }
 
     #[tokio::test]
