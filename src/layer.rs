@@ -186,6 +186,12 @@ where
     /// Adds the PAR members to the wrapped service's discovery documents
     /// (default: off). Needs [`issuer`](Self::issuer) or
     /// [`par_endpoint_url`](Self::par_endpoint_url).
+    ///
+    /// `GET` and `HEAD` are handled (a `HEAD` gets the augmented document's
+    /// headers, asked of the wrapped service as a `GET`). When the layer
+    /// requires PKCE ([`require_pkce`](Self::require_pkce),
+    /// [`Profile::Fapi2`]), `code_challenge_methods_supported` lists `S256`;
+    /// the rest of the document is the wrapped service's.
     pub fn metadata(mut self, enabled: bool) -> Self {
         self.config_mut().metadata = if enabled {
             MetadataMode::Augment

@@ -84,7 +84,7 @@ fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
         return Route::AuthorizeGuard;
     }
     if cfg.metadata != MetadataMode::Off
-        && method == Method::GET
+        && (method == Method::GET || method == Method::HEAD)
         && metadata::is_metadata_path(path)
     {
         return Route::Metadata;

@@ -577,3 +577,110 @@ async fn own_document_has_the_rfc8414_required_members_meta5() {
         assert!(doc.get(member).is_some(), "missing {member}: {doc}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// HEAD (META-12) and PKCE methods (META-11)
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn head_gets_the_augmented_documents_headers_without_a_body_meta12() {
+    let (inner, _) = json_upstream();
+    let (get_parts, get_body) = fetch(&metadata_layer(), inner, get(AS_METADATA)).await;
+    assert_augmented_headers(&get_parts, &get_body);
+
+    // The wrapped service is asked with GET (what a HEAD handler answers
+    // from), whatever it would have done with HEAD.
+    let methods = Arc::new(Mutex::new(Vec::new()));
+    let record = methods.clone();
+    let inner = BoxCloneService::new(service_fn(
+        move |req: Request<ParRequestBody<Full<Bytes>>>| {
+            record.lock().unwrap().push(req.method().clone());
+            let mut res = Response::new(Full::new(Bytes::from_static(DOC.as_bytes())));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            res.headers_mut()
+                .insert(header::ETAG, "\"v1\"".parse().unwrap());
+            async move { Ok::<_, Infallible>(res) }
+        },
+    ));
+    let req = Request::head(AS_METADATA).body(Full::default()).unwrap();
+    let (parts, body) = fetch(&metadata_layer(), inner, req).await;
+    assert_eq!(*methods.lock().unwrap(), [http::Method::GET]);
+    assert_eq!(parts.status, StatusCode::OK);
+    assert!(body.is_empty(), "a HEAD answer has no body");
+    assert_eq!(
+        parts.headers[header::CONTENT_LENGTH],
+        get_body.len().to_string().as_str(),
+        "HEAD and GET agree on the length of the augmented document"
+    );
+    assert!(parts.headers.get(header::ETAG).is_none());
+}
+
+#[tokio::test]
+async fn head_of_a_document_left_alone_keeps_its_headers_meta12() {
+    let (inner, _) = upstream(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &[("content-type", "text/plain"), ("content-length", "5")],
+        "down\n",
+    );
+    let req = Request::head(OIDC_METADATA).body(Full::default()).unwrap();
+    let (parts, body) = fetch(&metadata_layer(), inner, req).await;
+    assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(parts.headers[header::CONTENT_LENGTH], "5");
+    assert!(body.is_empty());
+}
+
+/// [`DOC`] with its `code_challenge_methods_supported` replaced (or removed
+/// with `None`).
+fn doc_with_pkce_methods(methods: Option<&str>) -> String {
+    let member = r#""code_challenge_methods_supported":["S256"],"#;
+    match methods {
+        Some(m) => DOC.replace(
+            member,
+            &format!(r#""code_challenge_methods_supported":{m},"#),
+        ),
+        None => DOC.replace(member, ""),
+    }
+}
+
+async fn pkce_methods_seen(layer: &ParLayer, upstream_methods: Option<&str>) -> Option<Value> {
+    let doc = doc_with_pkce_methods(upstream_methods);
+    let (inner, _) = upstream(StatusCode::OK, &[("content-type", "application/json")], doc);
+    let (parts, body) = fetch(layer, inner, get(AS_METADATA)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert!(doc.get("pushed_authorization_request_endpoint").is_some());
+    doc.get("code_challenge_methods_supported").cloned()
+}
+
+#[tokio::test]
+async fn s256_is_advertised_when_the_layer_requires_pkce_meta11() {
+    let requiring = metadata_layer().require_pkce(true);
+    assert_eq!(
+        pkce_methods_seen(&requiring, None).await,
+        Some(json!(["S256"]))
+    );
+    assert_eq!(
+        pkce_methods_seen(&requiring, Some(r#"["plain"]"#)).await,
+        Some(json!(["S256", "plain"]))
+    );
+    assert_eq!(
+        pkce_methods_seen(&requiring, Some(r#"["plain","S256"]"#)).await,
+        Some(json!(["plain", "S256"]))
+    );
+    // A member of another type is left as it is (META-14).
+    assert_eq!(
+        pkce_methods_seen(&requiring, Some(r#""S256""#)).await,
+        Some(json!("S256"))
+    );
+    // FAPI 2.0 requires PKCE.
+    let fapi = metadata_layer().profile(tower_par::Profile::Fapi2);
+    assert_eq!(pkce_methods_seen(&fapi, None).await, Some(json!(["S256"])));
+    // Without the requirement, the wrapped server's list is its own.
+    let optional = metadata_layer();
+    assert_eq!(pkce_methods_seen(&optional, None).await, None);
+    assert_eq!(
+        pkce_methods_seen(&optional, Some(r#"["plain"]"#)).await,
+        Some(json!(["plain"]))
+    );
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
@@ -28,7 +28,34 @@ pub(crate) fn is_metadata_path(path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// META-12: `GET` and `HEAD`. A `HEAD` is answered from the document a
+/// `GET` would get (asked of the wrapped service as a `GET`), without its
+/// body, so that both agree on the headers, `Content-Length` included.
 pub(crate) async fn handle<S, C, St, B, ResB>(
+    cfg: Arc<Config<C, St>>,
+    inner: S,
+    mut req: Request<B>,
+) -> Result<Response<ParResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let head = req.method() == Method::HEAD;
+    if head {
+        *req.method_mut() = Method::GET;
+    }
+    let res = document(cfg, inner, req).await?;
+    if !head {
+        return Ok(res);
+    }
+    let (parts, _body) = res.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        ParResponseBody::own(Full::new(Bytes::new())),
+    ))
+}
+
+async fn document<S, C, St, B, ResB>(
     cfg: Arc<Config<C, St>>,
     mut inner: S,
     req: Request<B>,
@@ -112,6 +139,24 @@ fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par
         "require_pushed_authorization_requests".into(),
         Value::Bool(cfg.require_par || cfg.is_fapi()),
     );
+    // META-11: when the layer requires PKCE, S256 is listed. The rest of
+    // the wrapped server's list stays (META-14): it describes its
+    // authorization endpoint for requests that do not go through PAR too.
+    if cfg.rules().pkce.required {
+        const MEMBER: &str = "code_challenge_methods_supported";
+        match doc.get_mut(MEMBER) {
+            Some(Value::Array(methods)) => {
+                if !methods.iter().any(|m| m == "S256") {
+                    methods.insert(0, Value::String("S256".into()));
+                }
+            }
+            // A member of another type is the wrapped server's to fix.
+            Some(_) => {}
+            None => {
+                doc.insert(MEMBER.into(), serde_json::json!(["S256"]));
+            }
+        }
+    }
 }
 
 fn own_document<C, St>(cfg: &Config<C, St>, par_endpoint: String) -> Response<Full<Bytes>> {
