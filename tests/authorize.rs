@@ -954,3 +954,74 @@ async fn authorize_method_routing_covers_get_and_post_only_oa2() {
         assert_eq!(seen["method"], method.as_str());
     }
 }
+
+// ---------------------------------------------------------------------------
+// PAR-41: the client's current registration at redemption
+// ---------------------------------------------------------------------------
+
+/// Two servers sharing one store (two instances, or one restarted with a
+/// new client configuration): the request is pushed through the first
+/// and redeemed through the second, whose registration of C is `c`.
+async fn redeem_after_policy_change(c: Option<tower_par::Client>) -> (StatusCode, String, usize) {
+    use tower_par::{MemoryStore, StaticClients};
+    let store = MemoryStore::new();
+    let (before, _) = service(layer().with_store(store.clone()));
+    let request_uri = push_c(&before).await;
+
+    let mut now = StaticClients::new();
+    if let Some(c) = c {
+        now = now.with_client(c, Some(C_SECRET)).unwrap();
+    }
+    let (after, calls) = service(tower_par::ParLayer::new(now).with_store(store));
+    let res = call(
+        &after,
+        with_accept(get(&authorize_uri(C_ID, &request_uri)), "application/json"),
+    )
+    .await;
+    let status = res.status();
+    let cache = res.headers().get(header::CACHE_CONTROL).cloned();
+    let body = body_string(res).await;
+    if status != StatusCode::OK {
+        assert_eq!(cache.unwrap(), "no-store");
+    }
+    (status, body, hits(&calls))
+}
+
+#[tokio::test]
+async fn redemption_checks_the_clients_current_registration_par41() {
+    use tower_par::{AuthMethod, Client};
+    // Unchanged registration: redeemed.
+    let same = Client::new(C_ID, AuthMethod::ClientSecretBasic)
+        .redirect_uri(C_REDIRECT)
+        .scopes(["openid", "profile"]);
+    let (status, _, calls) = redeem_after_policy_change(Some(same)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls, 1);
+
+    // The pushed redirect URI is no longer registered.
+    let moved = Client::new(C_ID, AuthMethod::ClientSecretBasic)
+        .redirect_uri("https://c.example/new-cb")
+        .scopes(["openid", "profile"]);
+    let (status, body, calls) = redeem_after_policy_change(Some(moved)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "invalid_request", "{body}");
+    assert_eq!(calls, 0, "nothing reaches the wrapped service");
+
+    // The pushed scope is no longer allowed.
+    let narrowed = Client::new(C_ID, AuthMethod::ClientSecretBasic)
+        .redirect_uri(C_REDIRECT)
+        .scopes(["profile"]);
+    let (status, body, calls) = redeem_after_policy_change(Some(narrowed)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "invalid_scope", "{body}");
+    assert_eq!(calls, 0);
+
+    // The client is gone.
+    let (status, body, calls) = redeem_after_policy_change(None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "unauthorized_client", "{body}");
+    assert_eq!(calls, 0);
+}

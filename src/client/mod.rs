@@ -271,7 +271,11 @@ pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
         request: &http::request::Parts,
     ) -> impl Future<Output = Result<Arc<Client>, ClientAuthError>> + Send;
 
-    /// Looks a client up without authenticating it, for the authorization
-    /// endpoint's per-client require-PAR policy.
+    /// Looks a client up without authenticating it: for the authorization
+    /// endpoint's per-client require-PAR policy, and at every redemption,
+    /// to check the stored request against the client's current
+    /// registration (RFC 9126 §7.4, PAR-41). Return `None` only for a
+    /// client that does not exist (any more): its pushed requests are then
+    /// refused.
     fn client(&self, client_id: &str) -> impl Future<Output = Option<Arc<Client>>> + Send;
 }

@@ -612,11 +612,12 @@ where
             ))
         }
     };
+    let form_post = recheck(cfg, &stored).await?;
     let flow = Flow {
         uri,
         client_id: stored.client_id.clone(),
         redirect_uri: stored.redirect_uri.clone(),
-        form_post: form_value(&stored.params, "response_mode").as_deref() == Some("form_post"),
+        form_post,
         binding: flow_binding,
         set_cookie: set_cookie_value,
         pushed_at: stored.pushed_at,
@@ -626,13 +627,29 @@ where
     Ok(Resolved::Flow(req, Box::new(flow)))
 }
 
-/// The first non-empty value of `name` in a stored form (which was
-/// validated when it was pushed: no repeats), without parsing all of it.
-fn form_value<'a>(form: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    form.split('&')
-        .filter_map(|seg| seg.split_once('='))
-        .filter(|(n, v)| !v.is_empty() && decode(n).is_ok_and(|n| n == name))
-        .find_map(|(_, v)| decode(v).ok().filter(|v| !v.is_empty()))
+/// PAR-41: client policy can change between the push and the redemption.
+/// The stored request is checked again against the client's current
+/// registration (redirect URIs, response types, scopes, PKCE, with the
+/// layer's rules); a client that is gone gets nothing. The error is shown
+/// to the browser, never sent to a redirect URI that may no longer be
+/// registered. Returns whether the response goes back by
+/// `response_mode=form_post` (read from the same parse).
+async fn recheck<C, St>(cfg: &Config<C, St>, stored: &PushedRequest) -> Result<bool, OAuthError>
+where
+    C: ClientAuthenticator,
+{
+    let Some(client) = cfg.clients.client(&stored.client_id).await else {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the client is no longer registered",
+        ));
+    };
+    // The stored form was parsed and checked when it was pushed.
+    let params = Params::parse(stored.params.as_bytes())
+        .map_err(|_| OAuthError::server_error("stored authorization request unreadable"))?;
+    crate::validate::check(&cfg.rules(), &client, &params)?;
+    Ok(params.get("response_mode") == Some("form_post"))
 }
 
 /// Every value a lenient parser could read as `client_id` (any case,
@@ -776,21 +793,5 @@ mod alias_tests {
         ] {
             assert!(!may_alias(p, "/authorize"), "{p}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_value_reads_the_first_non_empty_value() {
-        let form = "a=1&response%5Fmode=form%5Fpost&b=2";
-        assert_eq!(
-            form_value(form, "response_mode").as_deref(),
-            Some("form_post")
-        );
-        assert_eq!(form_value("response_mode=&x=1", "response_mode"), None);
-        assert_eq!(form_value("x=1", "response_mode"), None);
     }
 }
