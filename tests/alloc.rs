@@ -124,6 +124,21 @@ fn request(method: Method, uri: &str, body: &'static [u8]) -> Request<Full<Bytes
     req
 }
 
+/// A push of `form` by client `app` with Basic credentials.
+fn push_request(form: &'static [u8]) -> Request<Full<Bytes>> {
+    let mut req = request(Method::POST, "/par", form);
+    req.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        // app:app-secret
+        http::HeaderValue::from_static("Basic YXBwOmFwcC1zZWNyZXQ="),
+    );
+    req
+}
+
 /// The pass-through requests: other paths, other methods, paths that only
 /// look like the layer's own.
 fn passthrough_requests() -> Vec<(Method, &'static str, &'static [u8])> {
@@ -167,20 +182,7 @@ fn passthrough_adds_no_allocation() {
 #[test]
 fn the_counter_sees_the_layers_own_work() {
     let mut layered = layer().layer(Inner);
-    let mut push = request(
-        Method::POST,
-        "/par",
-        b"response_type=code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-    );
-    push.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    push.headers_mut().insert(
-        http::header::AUTHORIZATION,
-        // app:app-secret
-        http::HeaderValue::from_static("Basic YXBwOmFwcC1zZWNyZXQ="),
-    );
+    let push = push_request(b"response_type=code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256");
     let n = allocations_of(&mut layered, push);
     assert!(n > 0, "a push allocated nothing?");
     let direct = allocations_of(&mut Inner, request(Method::GET, "/", b""));
@@ -200,20 +202,7 @@ fn a_push_stays_within_its_allocation_budget() {
     const BUDGET: u64 = 13;
     let mut layered = layer().layer(Inner);
     let push = || {
-        let mut req = request(
-            Method::POST,
-            "/par",
-            b"response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=openid+profile&state=af0ifjsldkj&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-        );
-        req.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        req.headers_mut().insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_static("Basic YXBwOmFwcC1zZWNyZXQ="),
-        );
-        req
+        push_request(b"response_type=code&client_id=app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=openid+profile&state=af0ifjsldkj&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256")
     };
     // Warm up: thread-locals, the client's counter.
     for _ in 0..3 {
