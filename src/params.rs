@@ -487,11 +487,11 @@ fn decode_into(s: &str, out: &mut String, scratch: &mut Vec<u8>) -> Result<(), P
                     i += 3;
                 } else {
                     scratch.clear();
-                    while let Some(b) = (bytes.get(i) == Some(&b'%'))
-                        .then(|| escape_at(bytes, i))
-                        .transpose()?
-                        .filter(|b| !b.is_ascii())
-                    {
+                    while bytes.get(i) == Some(&b'%') {
+                        let b = escape_at(bytes, i)?;
+                        if b.is_ascii() {
+                            break;
+                        }
                         scratch.push(b);
                         i += 3;
                     }

@@ -649,7 +649,13 @@ where
     let params = Params::parse(stored.params.as_bytes())
         .map_err(|_| OAuthError::server_error("stored authorization request unreadable"))?;
     crate::validate::check(&cfg.rules(), &client, &params)?;
-    Ok(params.get("response_mode") == Some("form_post"))
+    Ok(is_form_post(&params))
+}
+
+/// Whether the authorization response goes back by
+/// `response_mode=form_post` (names and values decoded).
+fn is_form_post(params: &Params) -> bool {
+    params.get("response_mode") == Some("form_post")
 }
 
 /// Every value a lenient parser could read as `client_id` (any case,
@@ -793,5 +799,23 @@ mod alias_tests {
         ] {
             assert!(!may_alias(p, "/authorize"), "{p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_post_is_read_from_the_decoded_first_non_empty_value() {
+        let form = Params::parse(b"a=1&response%5Fmode=form%5Fpost&b=2").unwrap();
+        assert!(is_form_post(&form));
+        assert!(!is_form_post(
+            &Params::parse(b"response_mode=&x=1").unwrap()
+        ));
+        assert!(!is_form_post(&Params::parse(b"x=1").unwrap()));
+        assert!(!is_form_post(
+            &Params::parse(b"response_mode=query").unwrap()
+        ));
     }
 }

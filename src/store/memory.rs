@@ -5,9 +5,9 @@
 //! all requests, and a lock is held for one table operation. (256 keeps
 //! the partitions' locks and table headers, 16 KiB, in cache; 1 024 cost
 //! a cache miss per push once the store held a few hundred thousand
-//! entries.) Expired entries
-//! are swept one partition at a time, a few milliseconds apart, so removing
-//! a million expired entries is a million tiny steps, never a pause.
+//! entries.) Expired entries are swept one partition at a time, a
+//! millisecond apart, so removing a million expired entries is a million
+//! tiny steps, never a pause.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ pub struct MemoryStoreConfig {
     /// answered `429`.
     pub max_pending_per_client: usize,
     /// Inserts between two sweep steps (default 1 024); a step also runs
-    /// when a few milliseconds have passed since the last one. A step
+    /// when a millisecond has passed since the last one. A step
     /// sweeps one of the store's 256 partitions, so it is short however
     /// many entries the store holds.
     pub sweep_every: usize,
@@ -543,30 +543,24 @@ impl ParStore for MemoryStore {
         let mut guard = self.shard(&key);
         let part = &mut *guard;
         part.next_deadline_ms = part.next_deadline_ms.min(bucket.deadline_ms);
-        // One probe of the table: `entry`, not a lookup then an insert.
-        let replaced = match part.table.entry(hash, |b| b.is(hash, &key), |b| b.hash) {
+        // One probe of the table: `entry`, not a lookup then an insert. The
+        // bucket it puts aside (a dead entry replaced, or the new one
+        // refused) has its counts released once the lock is dropped.
+        let (put_aside, result) = match part.table.entry(hash, |b| b.is(hash, &key), |b| b.hash) {
             TableEntry::Occupied(mut e) if e.get().slot.is_dead_at(now) => {
-                Ok(Some(std::mem::replace(e.get_mut(), bucket)))
+                (Some(std::mem::replace(e.get_mut(), bucket)), Ok(()))
             }
-            TableEntry::Occupied(_) => Err(bucket),
+            TableEntry::Occupied(_) => (Some(bucket), Err(StoreError::Exists)),
             TableEntry::Vacant(e) => {
                 e.insert(bucket);
-                Ok(None)
+                (None, Ok(()))
             }
         };
         drop(guard);
-        match replaced {
-            Ok(old) => {
-                if let Some(old) = old {
-                    self.release(&old.slot.client);
-                }
-                Ok(())
-            }
-            Err(refused) => {
-                self.release(&refused.slot.client);
-                Err(StoreError::Exists)
-            }
+        if let Some(b) = put_aside {
+            self.release(&b.slot.client);
         }
+        result
     }
 
     async fn redeem(
