@@ -1,97 +1,17 @@
 //! The `legacy_server` demo as users start it: its command-line flags and
 //! environment variables, checked over HTTP against the built binary.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod demo;
+
+use std::process::Command;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 
-/// `target/<profile>/examples/legacy_server`, next to this test's binary.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("examples").join("legacy_server");
-    if !bin.exists() {
-        // `cargo test --test demo_cli` alone does not build examples.
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "legacy_server"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    bin
-}
-
-struct Demo {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(demo_binary());
-    cmd.args(["--addr", &addr])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for var in [
-        "PAR_ISSUER",
-        "PAR_CLIENTS",
-        "PAR_REQUIRED",
-        "PAR_TTL_SECS",
-        "PAR_METADATA",
-        "PAR_DEMO_LOGIN",
-        "PAR_REDIS_URL",
-        "ADDR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    let child = cmd.spawn().expect("start legacy_server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "legacy_server did not start");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Demo {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn http() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn call(req: Request<Full<Bytes>>) -> (StatusCode, String) {
-    let res = tokio::time::timeout(Duration::from_secs(5), http().request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
+use demo::{call, demo_binary, start};
 
 async fn push(base: &str, id: &str, secret: &str) -> (StatusCode, String) {
     let req = Request::post(format!("{base}/par"))

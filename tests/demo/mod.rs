@@ -1,0 +1,96 @@
+//! Starts the built `legacy_server` demo exactly as the README does (its
+//! flags and environment variables) and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// `target/<profile>/examples/legacy_server`, next to this test's binary.
+pub fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("examples").join("legacy_server");
+    if !bin.exists() {
+        // `cargo test --test demo_cli` alone does not build examples.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "legacy_server"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success());
+    }
+    bin
+}
+
+pub struct Demo {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(demo_binary());
+    cmd.args(["--addr", &addr])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for var in [
+        "PAR_ISSUER",
+        "PAR_CLIENTS",
+        "PAR_REQUIRED",
+        "PAR_TTL_SECS",
+        "PAR_METADATA",
+        "PAR_DEMO_LOGIN",
+        "PAR_REDIS_URL",
+        "PAR_REDEMPTION",
+        "PAR_FLOW_WINDOW_SECS",
+        "ADDR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let child = cmd.spawn().expect("start legacy_server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "legacy_server did not start");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Demo {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+pub fn http() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn call(req: Request<Full<Bytes>>) -> (StatusCode, String) {
+    let res = tokio::time::timeout(Duration::from_secs(5), http().request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
