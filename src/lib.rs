@@ -111,8 +111,8 @@ mod validate;
 
 pub use body::{ParRequestBody, ParResponseBody};
 pub use client::{
-    AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Secret,
-    StaticClients, StaticClientsError,
+    AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
+    Secret, StaticClients, StaticClientsError,
 };
 pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
 pub use endpoint::authorize::PushedAuthorization;

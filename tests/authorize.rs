@@ -14,7 +14,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tower::{Service, ServiceExt};
-use tower_par::{ParRequestBody, RequestUri, REQUEST_URI_PREFIX};
+use tower_par::{ParLayer, ParRequestBody, RequestUri, REQUEST_URI_PREFIX};
 
 use support::*;
 
@@ -381,12 +381,18 @@ async fn missing_client_id_is_refused_and_does_not_burn_the_request_uri_t74_par2
 async fn foreign_client_id_is_refused_and_does_not_burn_the_request_uri_t73_par15() {
     let (svc, calls) = service(layer());
     let request_uri = push_c(&svc).await;
-    const MISMATCH: &str = "client_id does not match the client the request_uri was issued to";
+    let unknown = tower_par::RequestUri::generate().to_string();
 
-    // A registered client, an unknown one, and one that differs only in case.
+    // A registered client, an unknown one, and one that differs only in
+    // case: answered exactly as an unknown request_uri is, so a caller
+    // cannot tell a live request_uri from a made-up one.
     for other in [P_ID, "OTHER", "c"] {
-        let res = call(&svc, get(&authorize_uri(other, &request_uri))).await;
-        assert_html_error(res, StatusCode::BAD_REQUEST, "invalid_request", MISMATCH).await;
+        let live = call(&svc, get(&authorize_uri(other, &request_uri))).await;
+        let made_up = call(&svc, get(&authorize_uri(other, &unknown))).await;
+        let (live_status, live_body) = (live.status(), body_string(live).await);
+        assert_eq!(live_status, made_up.status());
+        assert_eq!(live_body, body_string(made_up).await);
+        assert!(live_body.contains("invalid_request_uri") && live_body.contains(NOT_FOUND));
     }
     let body = format!("client_id=P&request_uri={}", form_encode(&request_uri));
     let res = call(
@@ -394,7 +400,13 @@ async fn foreign_client_id_is_refused_and_does_not_burn_the_request_uri_t73_par1
         with_accept(post_form("/authorize", body), "application/json"),
     )
     .await;
-    assert_json_error(res, StatusCode::BAD_REQUEST, "invalid_request", MISMATCH).await;
+    assert_json_error(
+        res,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_uri",
+        NOT_FOUND,
+    )
+    .await;
     assert_eq!(hits(&calls), 0);
 
     // The rightful client can still redeem it.
@@ -449,7 +461,8 @@ async fn authorize_post_form_without_request_uri_passes_through_unchanged_m1() {
 
 #[tokio::test]
 async fn authorize_post_with_other_content_type_passes_through_with_body_intact() {
-    let (svc, _) = service(layer());
+    // No client requires PAR: what the layer does not read is not its to judge.
+    let (svc, _) = service(ParLayer::new(optional_clients()));
     let body = r#"{"client_id":"C","request_uri":"urn:x"}"#;
     let req = Request::post("/authorize")
         .header(header::CONTENT_TYPE, "application/json")
@@ -476,7 +489,7 @@ async fn unparseable_authorize_query_is_left_to_the_inner_service_when_par_is_op
 
 #[tokio::test]
 async fn other_paths_and_methods_pass_through_untouched_with_their_body() {
-    let (svc, calls) = service(layer());
+    let (svc, calls) = service(ParLayer::new(optional_clients()));
     let request_uri = push_c(&svc).await;
 
     let seen = call_echo(&svc, get("/health?verbose=1")).await;
@@ -630,6 +643,7 @@ async fn pass_foreign_request_uris_never_applies_when_par_is_required_par31() {
 // ---------------------------------------------------------------------------
 
 const REQUIRED: &str = "pushed authorization request required";
+const UNREADABLE: &str = "pushed authorization request required: the request body is not an application/x-www-form-urlencoded form; use GET or POST /authorize with client_id and request_uri";
 
 #[tokio::test]
 async fn require_par_refuses_front_channel_get_t80_par31() {
@@ -668,7 +682,7 @@ async fn require_par_refuses_front_channel_post_form_t81_m4() {
         .body(Full::new(Bytes::from(body)))
         .unwrap();
     let res = call(&svc, req).await;
-    assert_html_error(res, StatusCode::BAD_REQUEST, "invalid_request", REQUIRED).await;
+    assert_html_error(res, StatusCode::BAD_REQUEST, "invalid_request", UNREADABLE).await;
     assert_eq!(hits(&calls), 0);
 }
 
@@ -1018,10 +1032,10 @@ async fn redemption_checks_the_clients_current_registration_par41() {
     assert_eq!(err["error"], "invalid_scope", "{body}");
     assert_eq!(calls, 0);
 
-    // The client is gone.
+    // The client is gone: its request_uri is as good as unknown.
     let (status, body, calls) = redeem_after_policy_change(None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(err["error"], "unauthorized_client", "{body}");
+    assert_eq!(err["error"], "invalid_request_uri", "{body}");
     assert_eq!(calls, 0);
 }

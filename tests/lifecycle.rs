@@ -115,10 +115,12 @@ impl Browser {
         for c in res.headers().get_all(header::SET_COOKIE) {
             let c = c.to_str().unwrap();
             let (name, value) = c.split(';').next().unwrap().split_once('=').unwrap();
-            self.jar
-                .lock()
-                .unwrap()
-                .insert(name.to_owned(), value.to_owned());
+            let mut jar = self.jar.lock().unwrap();
+            if c.contains("Max-Age=0") {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
         }
         let status = res.status();
         let location = res
@@ -143,6 +145,24 @@ impl Browser {
     fn cookie(&self, name: &str) -> Option<String> {
         self.jar.lock().unwrap().get(name).cloned()
     }
+
+    /// The binding cookies (`par_flow_<tag>`, one per flow) this browser holds.
+    fn flow_cookies(&self) -> Vec<(String, String)> {
+        let jar = self.jar.lock().unwrap();
+        jar.iter()
+            .filter(|(n, _)| n.starts_with("par_flow_"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The name of the binding cookie of the flow of `request_uri`, as the
+/// layer derives it: `par_flow_` and 72 bits of a SHA-256 of the URN.
+fn flow_cookie_name(request_uri: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tower-par flow cookie\0");
+    h.update(request_uri.as_bytes());
+    format!("par_flow_{}", URL_SAFE_NO_PAD.encode(&h.finalize()[..9]))
 }
 
 fn absolute(base: &str, location: &str) -> String {
@@ -288,8 +308,8 @@ async fn m3_login_bounce_carries_only_the_compact_request_and_the_flow_completes
         .unwrap()
         .iter()
         .any(|u| decoded(u).contains(&p.request_uri)));
-    // The binding cookie is HttpOnly, SameSite=Lax, scoped to /authorize.
-    assert!(b.cookie("par_flow").is_some());
+    // The binding cookie is gone with the flow it bound.
+    assert!(b.flow_cookies().is_empty(), "{:?}", b.flow_cookies());
 
     // The code works at the token endpoint (PKCE S256 verified there).
     let code = callback
@@ -363,7 +383,8 @@ async fn cookie_attributes_in_development_mode() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(cookie.starts_with("par_flow="), "{cookie}");
+    let name = flow_cookie_name(&p.request_uri);
+    assert!(cookie.starts_with(&format!("{name}=")), "{cookie}");
     for attr in ["Path=/authorize", "HttpOnly", "SameSite=Lax", "Max-Age=600"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
@@ -398,11 +419,10 @@ async fn par40_another_browser_cannot_use_a_request_in_flow_and_the_owner_still_
     assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
     assert!(stolen.body.contains("invalid_request_uri"));
     // A forged binding cookie does not help either.
-    thief
-        .jar
-        .lock()
-        .unwrap()
-        .insert("par_flow".into(), URL_SAFE_NO_PAD.encode([7u8; 32]));
+    thief.jar.lock().unwrap().insert(
+        flow_cookie_name(&p.request_uri),
+        URL_SAFE_NO_PAD.encode([7u8; 32]),
+    );
     assert_eq!(
         thief.get(&p.authorize).await.status,
         StatusCode::BAD_REQUEST
@@ -416,29 +436,97 @@ async fn a_planted_flow_cookie_cannot_claim_the_victims_flow() {
     let server = start(options(|_| {})).await;
     let p = push(&server).await;
     let planted = URL_SAFE_NO_PAD.encode([42u8; 32]);
+    let name = flow_cookie_name(&p.request_uri);
     let victim = Browser::new();
     victim
         .jar
         .lock()
         .unwrap()
-        .insert("par_flow".into(), planted.clone());
+        .insert(name.clone(), planted.clone());
     assert_eq!(victim.get(&p.authorize).await.status, StatusCode::SEE_OTHER);
-    // The layer set a fresh secret; the planted one is only kept beside it.
-    let cookie = victim.cookie("par_flow").unwrap();
-    assert!(!cookie.starts_with(&planted), "{cookie}");
+    // The layer set a fresh secret in place of the planted one.
+    let cookie = victim.cookie(&name).unwrap();
+    assert!(!cookie.contains(&planted), "{cookie}");
     // The attacker, holding only the planted secret, cannot re-enter.
     let attacker = Browser::new();
-    attacker
-        .jar
-        .lock()
-        .unwrap()
-        .insert("par_flow".into(), planted);
+    attacker.jar.lock().unwrap().insert(name, planted);
     assert_eq!(
         attacker.get(&p.authorize).await.status,
         StatusCode::BAD_REQUEST
     );
     let callback = login_and_complete(&server, &victim, &p).await;
     assert!(callback.starts_with(CB));
+}
+
+/// Cookies a sibling subdomain or a plain-HTTP page could plant: values
+/// under the configured name, and values that look like issued secrets.
+fn planted_cookie_header(real: Option<(&str, &str)>) -> String {
+    let mut pairs: Vec<String> = (0..8u8)
+        .map(|i| format!("par_flow={}", URL_SAFE_NO_PAD.encode([i; 32])))
+        .collect();
+    pairs.push(format!(
+        "par_flow={}",
+        (10..14u8)
+            .map(|i| URL_SAFE_NO_PAD.encode([i; 32]))
+            .collect::<Vec<_>>()
+            .join(".")
+    ));
+    pairs.push(format!(
+        "par_flow_AAAAAAAAAAAA={}",
+        URL_SAFE_NO_PAD.encode([20u8; 32])
+    ));
+    if let Some((n, v)) = real {
+        pairs.push(format!("{n}={v}"));
+    }
+    pairs.join("; ")
+}
+
+#[tokio::test]
+async fn planted_flow_cookies_never_cost_the_real_flow_its_reentry_nor_are_echoed() {
+    let server = start(options(|_| {})).await;
+    let p = push(&server).await;
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let get = |cookie: String| {
+        Request::get(&p.authorize)
+            .header(header::COOKIE, cookie)
+            .body(Full::default())
+            .unwrap()
+    };
+    // First redemption with the junk already in the browser.
+    let res = http
+        .request(get(planted_cookie_header(None)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set: Vec<String> = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    let (name, value) = set[0].split(';').next().unwrap().split_once('=').unwrap();
+    assert_eq!(name, flow_cookie_name(&p.request_uri));
+    // Nothing the layer did not issue is sent back.
+    for i in (0..8u8).chain(10..14).chain([20]) {
+        assert!(
+            !set[0].contains(&URL_SAFE_NO_PAD.encode([i; 32])),
+            "{set:?}"
+        );
+    }
+    // Re-entry works with the junk still there, before and after the real
+    // cookie in the header.
+    for cookie in [
+        planted_cookie_header(Some((name, value))),
+        format!("{name}={value}; {}", planted_cookie_header(None)),
+    ] {
+        let again = http.request(get(cookie)).await.unwrap();
+        assert_eq!(again.status(), StatusCode::SEE_OTHER);
+        assert!(again.headers().get(header::SET_COOKIE).is_none());
+        let location = again.headers()[header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with("/login?return_to="), "{location}");
+    }
 }
 
 #[tokio::test]
@@ -465,7 +553,7 @@ async fn strict_policy_consumes_at_first_redemption() {
     let b = Browser::new();
     let first = b.get(&p.authorize).await;
     assert_eq!(first.status, StatusCode::SEE_OTHER);
-    assert!(b.cookie("par_flow").is_none(), "strict mode sets no cookie");
+    assert!(b.flow_cookies().is_empty(), "strict mode sets no cookie");
     let second = b.get(&p.authorize).await;
     assert_eq!(second.status, StatusCode::BAD_REQUEST);
 }

@@ -9,9 +9,11 @@
 //! own implementation.
 
 mod basic;
+mod cache;
 mod registry;
 
 pub(crate) use basic::{decode_basic, is_basic};
+pub use cache::CachingClients;
 pub use registry::{StaticClients, StaticClientsError};
 
 use std::fmt;
@@ -245,18 +247,23 @@ impl std::error::Error for ClientAuthError {}
 ///         credentials: &ClientCredentials,
 ///         _request: &http::request::Parts,
 ///     ) -> Result<Arc<Client>, ClientAuthError> {
-///         let client = self.client(&credentials.client_id).await.ok_or(ClientAuthError::UnknownClient)?;
+///         let client = self.client(&credentials.client_id).await?.ok_or(ClientAuthError::UnknownClient)?;
 ///         if credentials.method != AuthMethod::None {
 ///             return Err(ClientAuthError::MethodNotAllowed);
 ///         }
 ///         Ok(client)
 ///     }
 ///
-///     async fn client(&self, client_id: &str) -> Option<Arc<Client>> {
-///         client_id.starts_with("app-").then(|| {
+///     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
+///         Ok(client_id.starts_with("app-").then(|| {
 ///             Arc::new(Client::new(client_id, AuthMethod::None)
 ///                 .redirect_uri(format!("https://{client_id}.example/cb")))
-///         })
+///         }))
+///     }
+///
+///     // No client of this registry requires PAR.
+///     fn may_require_par(&self) -> bool {
+///         false
 ///     }
 /// }
 /// ```
@@ -274,8 +281,37 @@ pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
     /// Looks a client up without authenticating it: for the authorization
     /// endpoint's per-client require-PAR policy, and at every redemption,
     /// to check the stored request against the client's current
-    /// registration (RFC 9126 §7.4, PAR-41). Return `None` only for a
-    /// client that does not exist (any more): its pushed requests are then
-    /// refused.
-    fn client(&self, client_id: &str) -> impl Future<Output = Option<Arc<Client>>> + Send;
+    /// registration (RFC 9126 §7.4, PAR-41).
+    ///
+    /// `Ok(None)` means the client does not exist (any more): its pushed
+    /// requests are then refused. `Err` means the registry could not answer
+    /// (return [`ClientAuthError::Unavailable`]): the layer then answers
+    /// `503 temporarily_unavailable`, refuses requests that PAR may be
+    /// required for rather than passing them, and leaves pushed requests
+    /// redeemable for a retry.
+    ///
+    /// Cost: at the authorization endpoint, while
+    /// [`may_require_par`](Self::may_require_par) is `true`, a request
+    /// without `request_uri` costs one call per distinct `client_id` it
+    /// names (at most four; more are refused), and a redemption costs one.
+    /// Wrap a database-backed registry in
+    /// [`CachingClients`](crate::CachingClients) to answer repeats from
+    /// memory.
+    fn client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Client>>, ClientAuthError>> + Send;
+
+    /// Whether any client may require PAR (RFC 9126 §6, PAR-31). While it
+    /// is `true`, the authorization endpoint refuses requests it cannot
+    /// fully read (a body other than an exact
+    /// `application/x-www-form-urlencoded` POST, a compressed body, a
+    /// parameter name other parsers would read as a checked one), since the
+    /// wrapped service could find in them a client that requires PAR.
+    /// Return `false` only when no client can require PAR, to let such
+    /// requests through to a legacy endpoint that reads them. The default,
+    /// `true`, is the safe answer for registries that cannot tell.
+    fn may_require_par(&self) -> bool {
+        true
+    }
 }

@@ -73,6 +73,9 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct StaticClients {
     clients: Arc<HashMap<String, Entry>>,
+    /// Whether any registered client requires PAR (kept at insert, so the
+    /// authorization endpoint does not scan the registry per request).
+    any_require_par: bool,
 }
 
 /// A registry that could not be built.
@@ -198,6 +201,7 @@ impl StaticClients {
         if map.contains_key(&client.client_id) {
             return Err(invalid("registered twice".into()));
         }
+        self.any_require_par |= client.require_par;
         map.insert(
             client.client_id.clone(),
             Entry {
@@ -330,8 +334,12 @@ impl ClientAuthenticator for StaticClients {
         self.check(credentials)
     }
 
-    async fn client(&self, client_id: &str) -> Option<Arc<Client>> {
-        self.clients.get(client_id).map(|e| e.client.clone())
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
+        Ok(self.clients.get(client_id).map(|e| e.client.clone()))
+    }
+
+    fn may_require_par(&self) -> bool {
+        self.any_require_par
     }
 }
 

@@ -20,9 +20,9 @@ use tower_service::Service;
 use super::compact::{
     compact_location, compact_refresh, compact_url, is_authorization_response, refresh_url,
 };
-use super::{is_form, own, push_decimal, read_body};
+use super::{has_body, is_encoded, is_form, own, push_decimal, read_body};
 use crate::body::{ParRequestBody, ParResponseBody};
-use crate::client::{AuthMethod, ClientAuthenticator};
+use crate::client::{AuthMethod, Client, ClientAuthenticator};
 use crate::config::{Config, Redemption};
 use crate::error::OAuthError;
 use crate::params::{decode, Params};
@@ -125,6 +125,8 @@ struct Flow {
     binding: Option<[u8; 32]>,
     /// `Set-Cookie` for a browser that had no binding cookie yet.
     set_cookie: Option<HeaderValue>,
+    /// This flow's binding cookie (flow-bound redemptions only).
+    cookie_name: String,
     pushed_at: SystemTime,
 }
 
@@ -172,14 +174,30 @@ pub(crate) async fn guard<S, C, St, B, ResB>(
 where
     S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
     C: ClientAuthenticator,
+    B: Body,
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let (parts, body) = req.into_parts();
-    match require_check(&cfg, &parts, None).await {
+    // PAR-31: another method, or another spelling of the path, is never
+    // read by the layer; a body there could name a client that requires
+    // PAR, so it gets through only when no client can.
+    let checked = if has_body(&parts.headers, &body) && par_may_be_required(&cfg) {
+        Err(unreadable(
+            &cfg,
+            "a body is not accepted with this method or path",
+        ))
+    } else {
+        require_check(&cfg, &parts, None).await
+    };
+    match checked {
         Ok(()) => Ok(inner
             .call(Request::from_parts(parts, ParRequestBody::original(body)))
             .await?
             .map(ParResponseBody::inner)),
+        Err(e) if e.status() != StatusCode::BAD_REQUEST => {
+            crate::trace::rejected("authorize", &e);
+            Ok(own(e.browser_response(accept.as_ref())))
+        }
         Err(_) => {
             // The same answer as a classic request without request_uri
             // (PAR-31), naming the one way in.
@@ -298,6 +316,9 @@ where
             match cfg.store.complete(&flow.uri, binding).await {
                 Ok(Completion::Completed) => {
                     crate::trace::completed(&flow.client_id, &flow.uri, flow.pushed_at);
+                    if let Some(clear) = clear_cookie(cfg, &flow.cookie_name) {
+                        parts.headers.append(header::SET_COOKIE, clear);
+                    }
                 }
                 Ok(_) => {
                     let e = OAuthError::invalid_request_uri(
@@ -396,11 +417,42 @@ where
     ))
 }
 
-/// Flows one browser can have open at once (one secret each in the cookie).
+/// Values of this flow's cookie read at most: a browser holds one, but a
+/// cookie planted for another path or domain comes with it.
 const MAX_FLOW_SECRETS: usize = 4;
 
-/// The browser's flow secrets, newest first, from every cookie with the
-/// flow cookie's name; malformed ones are ignored.
+/// The name of the binding cookie of the flow of `uri`: the configured name
+/// (behind `__Host-` when the cookie is `Secure`), then a tag derived from
+/// the `request_uri`. One cookie per flow: a redemption never has to repeat
+/// another flow's secret (so it never echoes what it did not issue), and
+/// values planted under other names cannot crowd out this one.
+fn flow_cookie_name<C, St>(cfg: &Config<C, St>, uri: &RequestUri) -> String {
+    let c = &cfg.flow_cookie;
+    let mut urn = String::with_capacity(RequestUri::URN_LEN);
+    uri.push_to(&mut urn);
+    let mut h = Sha256::new();
+    h.update(b"tower-par flow cookie\0");
+    h.update(urn.as_bytes());
+    let tag = h.finalize();
+    let mut name = String::with_capacity(7 + c.name.len() + 13);
+    if c.secure {
+        name.push_str(HOST_PREFIX);
+    }
+    name.push_str(&c.name);
+    name.push('_');
+    let mut b64 = [0u8; 12];
+    if let Ok(n) = URL_SAFE_NO_PAD.encode_slice(&tag[..9], &mut b64) {
+        name.extend(b64[..n].iter().map(|&b| char::from(b)));
+    }
+    name
+}
+
+/// RFC 6265bis §4.1.3.2: a `__Host-` cookie is `Secure`, has `Path=/` and no
+/// `Domain`, so neither a sibling subdomain nor plain HTTP can set it.
+const HOST_PREFIX: &str = "__Host-";
+
+/// The secrets the browser presents in the cookie named `name`; malformed
+/// values are ignored.
 fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
     let mut secrets = Vec::new();
     let values = headers
@@ -410,50 +462,63 @@ fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .filter(|(n, _)| *n == name)
-        .flat_map(|(_, v)| v.trim_matches('"').split('.'));
+        .map(|(_, v)| v.trim_matches('"'));
     for value in values {
         let mut secret = [0u8; 32];
         if let Ok(32) = URL_SAFE_NO_PAD.decode_slice(value, &mut secret) {
-            if !secrets.contains(&secret) && secrets.len() < MAX_FLOW_SECRETS {
+            if !secrets.contains(&secret) {
                 secrets.push(secret);
+                if secrets.len() == MAX_FLOW_SECRETS {
+                    break;
+                }
             }
         }
     }
     secrets
 }
 
-/// The cookie after a first redemption: the fresh secret, then the
-/// browser's other open flows (so several tabs can each have one).
-fn set_cookie<C, St>(
-    cfg: &Config<C, St>,
-    fresh: &[u8; 32],
-    others: &[[u8; 32]],
-) -> Option<HeaderValue> {
-    let c = &cfg.flow_cookie;
-    let mut v =
-        String::with_capacity(c.name.len() + cfg.authorize_path.len() + 110 + 44 * others.len());
-    v.push_str(&c.name);
+/// The path the binding cookie is scoped to: `/` for a `__Host-` cookie,
+/// else the authorization endpoint only.
+fn cookie_path<C, St>(cfg: &Config<C, St>) -> &str {
+    if cfg.flow_cookie.secure {
+        "/"
+    } else {
+        &cfg.authorize_path
+    }
+}
+
+/// The cookie after a first redemption: this flow's fresh secret, alone.
+fn set_cookie<C, St>(cfg: &Config<C, St>, name: &str, fresh: &[u8; 32]) -> Option<HeaderValue> {
+    let path = cookie_path(cfg);
+    let mut v = String::with_capacity(name.len() + path.len() + 110);
+    v.push_str(name);
     v.push('=');
     let mut b64 = [0u8; 43];
-    for (i, s) in std::iter::once(fresh)
-        .chain(others.iter().take(MAX_FLOW_SECRETS - 1))
-        .enumerate()
-    {
-        if i > 0 {
-            v.push('.');
-        }
-        let n = URL_SAFE_NO_PAD.encode_slice(s, &mut b64).ok()?;
-        v.extend(b64[..n].iter().map(|&b| char::from(b)));
-    }
+    let n = URL_SAFE_NO_PAD.encode_slice(fresh, &mut b64).ok()?;
+    v.extend(b64[..n].iter().map(|&b| char::from(b)));
     v.push_str("; Path=");
-    v.push_str(&cfg.authorize_path);
+    v.push_str(path);
     v.push_str("; Max-Age=");
     push_decimal(&mut v, cfg.flow_window.as_secs());
     v.push_str("; HttpOnly; SameSite=Lax");
-    if c.secure {
+    if cfg.flow_cookie.secure {
         v.push_str("; Secure");
     }
     HeaderValue::try_from(v).ok()
+}
+
+/// Removes a completed flow's cookie from the browser.
+fn clear_cookie<C, St>(cfg: &Config<C, St>, name: &str) -> Option<HeaderValue> {
+    let path = cookie_path(cfg);
+    let secure = if cfg.flow_cookie.secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::try_from(format!(
+        "{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .ok()
 }
 
 const NOT_FOUND: &str = "request_uri is unknown, expired or already used";
@@ -466,29 +531,39 @@ where
     B: Body<Data = Bytes>,
 {
     let (parts, body) = req.into_parts();
-    // A compressed form could hide its client_id from the checks below
-    // while the wrapped service decompresses it; browsers never send one.
-    let encoded = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if parts.method == Method::POST && encoded {
-        return Err(OAuthError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
+    // OA-2: GET carries the query; POST a form body. A compressed form
+    // could hide its client_id from the checks below while the wrapped
+    // service decompresses it; browsers never send one.
+    if parts.method == Method::POST && is_encoded(&parts.headers) {
+        return Err(OAuthError::invalid_request(
             "compressed request bodies are not accepted at the authorization endpoint",
         ));
     }
-    // OA-2: GET carries the query; POST a form body.
-    let (form, body) = if parts.method == Method::POST && is_form(&parts.headers) {
+    let readable_form = parts.method == Method::POST && is_form(&parts.headers);
+    let (form, body, unread) = if readable_form {
         let bytes = read_body(&parts.headers, body, cfg.max_body)
             .await
             .map_err(|e| e.into_oauth(cfg.max_body))?;
-        (Some(bytes.clone()), ParRequestBody::rewritten(bytes))
+        (Some(bytes.clone()), ParRequestBody::rewritten(bytes), false)
     } else {
-        (None, ParRequestBody::original(body))
+        let unread = has_body(&parts.headers, &body);
+        (None, ParRequestBody::original(body), unread)
     };
     let query = parts.uri.query().unwrap_or_default();
+    // PAR-31: a body the layer does not read (another media type, a
+    // compressed or multipart form, a body on GET) could name a client that
+    // requires PAR to a framework that reads it. Only a redeemable
+    // request_uri in the query (whose redemption replaces the body) gets
+    // such a request in while PAR may be required for anyone.
+    if unread
+        && par_may_be_required(cfg)
+        && !Params::parse(query.as_bytes()).is_ok_and(|q| q.contains("request_uri"))
+    {
+        return Err(unreadable(
+            cfg,
+            "the request body is not an application/x-www-form-urlencoded form",
+        ));
+    }
     let params = match Params::parse(form.as_deref().unwrap_or(query.as_bytes())) {
         Ok(p) => p,
         Err(e) => {
@@ -496,7 +571,10 @@ where
             // request names (a repeated parameter must not hide client_id).
             require_check(cfg, &parts, form.as_deref())
                 .await
-                .map_err(|_| OAuthError::invalid_request(e.to_string()))?;
+                .map_err(|r| match r.status() {
+                    StatusCode::BAD_REQUEST => OAuthError::invalid_request(e.to_string()),
+                    _ => r,
+                })?;
             return Ok(Resolved::Pass(Request::from_parts(parts, body)));
         }
     };
@@ -529,10 +607,12 @@ where
 
     let Some(uri) = RequestUri::parse(raw_uri) else {
         // M-1: a request_uri this layer did not issue.
-        if cfg.pass_foreign_request_uris
-            && require_check(cfg, &parts, form.as_deref()).await.is_ok()
-        {
-            return Ok(Resolved::Pass(Request::from_parts(parts, body)));
+        if cfg.pass_foreign_request_uris && !(unread && par_may_be_required(cfg)) {
+            match require_check(cfg, &parts, form.as_deref()).await {
+                Ok(()) => return Ok(Resolved::Pass(Request::from_parts(parts, body))),
+                Err(e) if e.status() != StatusCode::BAD_REQUEST => return Err(e),
+                Err(_) => {}
+            }
         }
         return Err(OAuthError::invalid_request_uri(NOT_FOUND));
     };
@@ -540,7 +620,17 @@ where
     let client_id = source
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_request("client_id is required with request_uri"))?;
+    // PAR-41: the client is looked up before the store is touched, so that
+    // a registry outage leaves the request_uri redeemable for a retry.
+    // PAR-15, PAR-29: an unknown client, like a client the request_uri was
+    // not issued to, gets the answer an unknown request_uri gets.
+    let client = match cfg.clients.client(client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(OAuthError::invalid_request_uri(NOT_FOUND)),
+        Err(_) => return Err(registry_unavailable()),
+    };
     // PAR-28: strict one-time use, or a flow bound to this browser.
+    let cookie_name = flow_cookie_name(cfg, &uri);
     let (outcome, fresh) = match cfg.redemption {
         Redemption::Strict => (
             cfg.store.redeem(&uri, client_id, RedeemMode::Consume).await,
@@ -554,7 +644,9 @@ where
             // OS-seeded ChaCha12: a CSPRNG without a system call.
             rand::thread_rng().fill_bytes(&mut fresh);
             let binding: [u8; 32] = Sha256::digest(fresh).into();
-            let presented = flow_secrets(&parts.headers, &cfg.flow_cookie.name);
+            // Only the cookie named for this request_uri is read: values
+            // planted under other names never crowd it out.
+            let presented = flow_secrets(&parts.headers, &cookie_name);
             let mut outcome = Ok(RedeemOutcome::NotFound);
             let mut matched = None;
             for reenter in presented
@@ -577,15 +669,15 @@ where
                     break;
                 }
             }
-            (outcome, Some((fresh, binding, presented, matched)))
+            (outcome, Some((fresh, binding, matched)))
         }
     };
     let (stored, reentry, flow_binding, set_cookie_value) = match outcome {
         Ok(RedeemOutcome::Redeemed(stored)) => {
             crate::trace::redeemed(&stored.client_id, &uri);
             let (binding, cookie) = match &fresh {
-                Some((secret, binding, presented, _)) => {
-                    (Some(*binding), set_cookie(cfg, secret, presented))
+                Some((secret, binding, _)) => {
+                    (Some(*binding), set_cookie(cfg, &cookie_name, secret))
                 }
                 None => (None, None),
             };
@@ -594,16 +686,14 @@ where
         Ok(RedeemOutcome::Reentered(stored)) => {
             crate::trace::reentered(&stored.client_id, &uri);
             // The binding of this flow is the presented secret that matched.
-            let binding = fresh.as_ref().and_then(|(_, _, _, matched)| *matched);
+            let binding = fresh.as_ref().and_then(|(_, _, matched)| *matched);
             (stored, true, binding, None)
         }
         // PAR-29, PAR-28: unknown, expired, used, or another browser's.
-        Ok(RedeemOutcome::NotFound) => return Err(OAuthError::invalid_request_uri(NOT_FOUND)),
-        // PAR-15: bound to another client; the entry stays usable.
-        Ok(RedeemOutcome::WrongClient) => {
-            return Err(OAuthError::invalid_request(
-                "client_id does not match the client the request_uri was issued to",
-            ))
+        // PAR-15: bound to another client (the entry stays usable), told
+        // apart from an unknown one by nothing the caller sees.
+        Ok(RedeemOutcome::NotFound) | Ok(RedeemOutcome::WrongClient) => {
+            return Err(OAuthError::invalid_request_uri(NOT_FOUND))
         }
         Err(_) => {
             return Err(OAuthError::temporarily_unavailable(
@@ -612,7 +702,7 @@ where
             ))
         }
     };
-    let form_post = recheck(cfg, &stored).await?;
+    let form_post = recheck(cfg, &client, &stored)?;
     let flow = Flow {
         uri,
         client_id: stored.client_id.clone(),
@@ -620,6 +710,7 @@ where
         form_post,
         binding: flow_binding,
         set_cookie: set_cookie_value,
+        cookie_name,
         pushed_at: stored.pushed_at,
     };
     let compact_url = compact_url(&cfg.authorize_path, &stored.client_id, &uri);
@@ -630,25 +721,20 @@ where
 /// PAR-41: client policy can change between the push and the redemption.
 /// The stored request is checked again against the client's current
 /// registration (redirect URIs, response types, scopes, PKCE, with the
-/// layer's rules); a client that is gone gets nothing. The error is shown
+/// layer's rules), looked up before the redemption; a client that is gone
+/// gets nothing. The error is shown
 /// to the browser, never sent to a redirect URI that may no longer be
 /// registered. Returns whether the response goes back by
 /// `response_mode=form_post` (read from the same parse).
-async fn recheck<C, St>(cfg: &Config<C, St>, stored: &PushedRequest) -> Result<bool, OAuthError>
-where
-    C: ClientAuthenticator,
-{
-    let Some(client) = cfg.clients.client(&stored.client_id).await else {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "the client is no longer registered",
-        ));
-    };
+fn recheck<C, St>(
+    cfg: &Config<C, St>,
+    client: &Client,
+    stored: &PushedRequest,
+) -> Result<bool, OAuthError> {
     // The stored form was parsed and checked when it was pushed.
     let params = Params::parse(stored.params.as_bytes())
         .map_err(|_| OAuthError::server_error("stored authorization request unreadable"))?;
-    crate::validate::check(&cfg.rules(), &client, &params)?;
+    crate::validate::check(&cfg.rules(), client, &params)?;
     Ok(is_form_post(&params))
 }
 
@@ -658,21 +744,58 @@ fn is_form_post(params: &Params) -> bool {
     params.get("response_mode") == Some("form_post")
 }
 
-/// Every value a lenient parser could read as `client_id` (any case,
-/// repeated, next to malformed pairs).
-fn lenient_client_ids(raw: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(raw)
+/// Distinct `client_id` values one front-channel request may name before
+/// it is refused: each costs a registry lookup while PAR may be required.
+const MAX_CLIENT_IDS: usize = 4;
+
+/// Every distinct value a lenient parser could read as `client_id` (any
+/// case, repeated, next to malformed pairs), added to `ids`. `false` once
+/// more than [`MAX_CLIENT_IDS`] are found.
+fn lenient_client_ids(raw: &[u8], ids: &mut Vec<String>) -> bool {
+    let raw = String::from_utf8_lossy(raw);
+    let values = raw
         .split(['&', ';'])
         .filter_map(|seg| seg.split_once('='))
         .filter(|(n, _)| decode(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("client_id")))
-        .filter_map(|(_, v)| decode(v).ok().map(|v| v.into_owned()))
-        .filter(|v| !v.is_empty())
-        .collect()
+        .filter_map(|(_, v)| decode(v).ok())
+        .filter(|v| !v.is_empty());
+    for v in values {
+        if !ids.iter().any(|id| *id == *v) {
+            if ids.len() == MAX_CLIENT_IDS {
+                return false;
+            }
+            ids.push(v.into_owned());
+        }
+    }
+    true
+}
+
+/// Whether PAR may be required for some request: globally, under FAPI,
+/// for a named client, or by the registry.
+fn par_may_be_required<C: ClientAuthenticator, St>(cfg: &Config<C, St>) -> bool {
+    cfg.require_par
+        || cfg.is_fapi()
+        || !cfg.require_par_clients.is_empty()
+        || cfg.clients.may_require_par()
+}
+
+/// PAR-31: refused before the wrapped service sees it, since PAR may be
+/// required for a client it names.
+fn unreadable<C, St>(cfg: &Config<C, St>, why: &str) -> OAuthError {
+    OAuthError::invalid_request(format!(
+        "pushed authorization request required: {why}; use GET or POST {} with client_id and request_uri",
+        cfg.authorize_path
+    ))
+}
+
+fn registry_unavailable() -> OAuthError {
+    OAuthError::temporarily_unavailable("the client registry is unavailable, please retry", 5)
 }
 
 /// PAR-31: a request that redeems nothing gets through only when PAR is
 /// required neither globally nor for any client it names, in its query or
-/// its form body.
+/// its form body. When the registry cannot answer, it does not get through
+/// (503).
 async fn require_check<C, St>(
     cfg: &Config<C, St>,
     parts: &Parts,
@@ -681,32 +804,36 @@ async fn require_check<C, St>(
 where
     C: ClientAuthenticator,
 {
+    if !par_may_be_required(cfg) {
+        return Ok(());
+    }
     let required = || OAuthError::invalid_request("pushed authorization request required");
-    if par_required(cfg, None).await {
+    if cfg.require_par || cfg.is_fapi() {
         return Err(required());
     }
-    let mut ids = lenient_client_ids(parts.uri.query().unwrap_or_default().as_bytes());
-    ids.extend(form.map(lenient_client_ids).unwrap_or_default());
+    let mut ids = Vec::new();
+    let bounded = lenient_client_ids(parts.uri.query().unwrap_or_default().as_bytes(), &mut ids)
+        && form.is_none_or(|f| lenient_client_ids(f, &mut ids));
+    if !bounded {
+        return Err(OAuthError::invalid_request(format!(
+            "more than {MAX_CLIENT_IDS} different client_id values"
+        )));
+    }
     for id in &ids {
-        if par_required(cfg, Some(id)).await {
+        if cfg.require_par_clients.contains(id.as_str()) {
             return Err(required());
+        }
+        if !cfg.clients.may_require_par() {
+            continue;
+        }
+        match cfg.clients.client(id).await {
+            Ok(Some(c)) if c.require_par => return Err(required()),
+            Ok(_) => {}
+            // Fail closed: PAR may be required for this client.
+            Err(_) => return Err(registry_unavailable()),
         }
     }
     Ok(())
-}
-
-async fn par_required<C, St>(cfg: &Config<C, St>, client_id: Option<&str>) -> bool
-where
-    C: ClientAuthenticator,
-{
-    if cfg.require_par || cfg.is_fapi() {
-        return true;
-    }
-    let Some(id) = client_id else { return false };
-    if cfg.require_par_clients.contains(id) {
-        return true;
-    }
-    cfg.clients.client(id).await.is_some_and(|c| c.require_par)
 }
 
 /// PAR-32: the wrapped service receives only the stored parameters; every

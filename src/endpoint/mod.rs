@@ -75,16 +75,124 @@ where
     Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
-/// Whether the request declares a form body (OA-9).
+/// Whether the request declares a form body (OA-9), read as RFC 9110
+/// §8.3.1 says: exactly one `Content-Type`, type and subtype compared
+/// case-insensitively, then only well-formed `;` parameters. A value that
+/// merely starts with the form type
+/// (`application/x-www-form-urlencoded-x`,
+/// `application/x-www-form-urlencoded, text/plain`) is not a form, and
+/// neither is one in a charset other than UTF-8 (or its subset US-ASCII),
+/// since the layer reads the body as UTF-8.
 pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .is_ok_and(|v| is_media_type(v, "application", "x-www-form-urlencoded")),
+        _ => false,
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §8.3.1: `type "/" subtype *( OWS ";" OWS [ parameter ] )`,
+/// `parameter = token "=" ( token / quoted-string )`.
+fn is_media_type(value: &str, ty: &str, subtype: &str) -> bool {
+    let b = value.as_bytes();
+    let mut i = 0;
+    let ows = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| -> &[u8] {
+        let start = *i;
+        while *i < b.len() && is_tchar(b[*i]) {
+            *i += 1;
+        }
+        &b[start..*i]
+    };
+    ows(&mut i);
+    if !token(&mut i).eq_ignore_ascii_case(ty.as_bytes()) || b.get(i) != Some(&b'/') {
+        return false;
+    }
+    i += 1;
+    if !token(&mut i).eq_ignore_ascii_case(subtype.as_bytes()) {
+        return false;
+    }
+    loop {
+        ows(&mut i);
+        if i == b.len() {
+            return true;
+        }
+        if b[i] != b';' {
+            return false;
+        }
+        i += 1;
+        ows(&mut i);
+        if i == b.len() || b[i] == b';' {
+            continue;
+        }
+        let name = token(&mut i);
+        if name.is_empty() || b.get(i) != Some(&b'=') {
+            return false;
+        }
+        i += 1;
+        let mut val = Vec::new();
+        if b.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return false,
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        let Some(&c) = b.get(i + 1) else { return false };
+                        val.push(c);
+                        i += 2;
+                    }
+                    Some(&c) => {
+                        val.push(c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            let t = token(&mut i);
+            if t.is_empty() {
+                return false;
+            }
+            val.extend_from_slice(t);
+        }
+        if name.eq_ignore_ascii_case(b"charset")
+            && !val.eq_ignore_ascii_case(b"utf-8")
+            && !val.eq_ignore_ascii_case(b"us-ascii")
+        {
+            return false;
+        }
+    }
+}
+
+/// Whether the request carries a body (declared, or still to come).
+pub(crate) fn has_body<B: Body>(headers: &HeaderMap, body: &B) -> bool {
+    let declared_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || (!declared_empty && headers.contains_key(header::CONTENT_LENGTH))
+        || !(body.is_end_stream() || body.size_hint().exact() == Some(0))
+}
+
+/// Whether the body is sent with a content coding (RFC 9110 §8.4).
+pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
     headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 pub(crate) fn own<ResB>(res: Response<Full<Bytes>>) -> Response<ParResponseBody<ResB>> {
@@ -104,4 +212,50 @@ pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
         }
     }
     out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(ct: &[&str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in ct {
+            h.append(header::CONTENT_TYPE, v.parse().unwrap());
+        }
+        is_form(&h)
+    }
+
+    #[test]
+    fn oa9_form_media_type_is_matched_exactly() {
+        for ok in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded",
+            "application/x-www-form-urlencoded;charset=UTF-8",
+            "application/x-www-form-urlencoded ; charset=\"utf-8\"",
+            "application/x-www-form-urlencoded; foo=bar; ;",
+        ] {
+            assert!(form(&[ok]), "{ok}");
+        }
+        for bad in [
+            "application/x-www-form-urlencoded-anything",
+            "application/x-www-form-urlencoded, text/plain",
+            "application/x-www-form-urlencoded text/plain",
+            "application/x-www-form-urlencodedx",
+            "application/x-www-form-urlencoded; charset=utf-16",
+            "application/x-www-form-urlencoded; charset",
+            "application/x-www-form-urlencoded; charset=\"utf-8",
+            "application/json",
+            "multipart/form-data; boundary=x",
+            "application /x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!form(&[bad]), "{bad}");
+        }
+        assert!(!form(&[]));
+        assert!(!form(&[
+            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded"
+        ]));
+    }
 }

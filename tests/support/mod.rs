@@ -77,6 +77,24 @@ pub fn clients() -> StaticClients {
         .unwrap()
 }
 
+/// [`clients`] without R: no client requires PAR, so the layer lets
+/// requests it does not read through to the wrapped service.
+pub fn optional_clients() -> StaticClients {
+    StaticClients::new()
+        .with_client(
+            Client::new(C_ID, AuthMethod::ClientSecretBasic)
+                .redirect_uri(C_REDIRECT)
+                .scopes(["openid", "profile"]),
+            Some(C_SECRET),
+        )
+        .unwrap()
+        .with_client(
+            Client::new(P_ID, AuthMethod::None).redirect_uri(P_REDIRECT),
+            None,
+        )
+        .unwrap()
+}
+
 /// A layer with default settings over [`clients`].
 pub fn layer() -> ParLayer {
     ParLayer::new(clients())
