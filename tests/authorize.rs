@@ -18,19 +18,6 @@ use tower_par::{ParLayer, ParRequestBody, RequestUri, REQUEST_URI_PREFIX};
 
 use support::*;
 
-fn with_accept(mut req: Request<Full<Bytes>>, accept: &str) -> Request<Full<Bytes>> {
-    req.headers_mut()
-        .insert(header::ACCEPT, accept.parse().unwrap());
-    req
-}
-
-fn front_channel_request(client_id: &str, redirect: &str) -> String {
-    format!(
-        "/authorize?response_type=code&client_id={client_id}&redirect_uri={}&state=xyz",
-        form_encode(redirect)
-    )
-}
-
 // ---------------------------------------------------------------------------
 // Redemption by GET and POST
 // ---------------------------------------------------------------------------

@@ -95,6 +95,21 @@ pub fn optional_clients() -> StaticClients {
         .unwrap()
 }
 
+/// The request with an `Accept` header.
+pub fn with_accept(mut req: Request<Full<Bytes>>, accept: &str) -> Request<Full<Bytes>> {
+    req.headers_mut()
+        .insert(header::ACCEPT, accept.parse().unwrap());
+    req
+}
+
+/// A classic front-channel authorization request (no `request_uri`).
+pub fn front_channel_request(client_id: &str, redirect: &str) -> String {
+    format!(
+        "/authorize?response_type=code&client_id={client_id}&redirect_uri={}&state=xyz",
+        form_encode(redirect)
+    )
+}
+
 /// A layer with default settings over [`clients`].
 pub fn layer() -> ParLayer {
     ParLayer::new(clients())
