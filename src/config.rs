@@ -42,8 +42,8 @@ pub struct PkcePolicy {
 pub enum Redemption {
     /// The default. The first redemption (within `expires_in`) moves the
     /// request to "in flow" and binds it to that browser with a random
-    /// `HttpOnly` cookie. While the flow lasts (the flow window, 10 minutes
-    /// by default) the same browser may come back to
+    /// `HttpOnly` cookie of its own (`__Host-par_flow_<tag>` by default).
+    /// While the flow lasts (the flow window, 10 minutes by default) the same browser may come back to
     /// `/authorize?client_id=..&request_uri=..` any number of times (reload,
     /// back button, login bounce) and gets the same request; any other
     /// browser gets `invalid_request_uri`. The request is consumed when the

@@ -237,7 +237,10 @@ where
         Ok(self)
     }
 
-    /// Name of the browser-binding cookie (default `par_flow`).
+    /// Base name of the browser-binding cookies (default `par_flow`). Each
+    /// flow has its own cookie, `<name>_<tag>` with a tag derived from its
+    /// `request_uri`, behind the `__Host-` prefix (and `Path=/`) while the
+    /// cookie is `Secure`.
     pub fn flow_cookie_name(mut self, name: impl Into<String>) -> Result<Self, ConfigError> {
         let name = name.into();
         // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
@@ -249,8 +252,11 @@ where
         Ok(self)
     }
 
-    /// Whether the binding cookie is `Secure` (default `true`). Set `false`
-    /// only for plain-HTTP development on a loopback address.
+    /// Whether the binding cookie is `Secure` (default `true`), and so a
+    /// `__Host-` cookie with `Path=/` that neither a sibling subdomain nor a
+    /// plain-HTTP page can set. Set `false` only for plain-HTTP development
+    /// on a loopback address: the cookie is then `<name>_<tag>`, scoped to
+    /// the authorization path.
     pub fn flow_cookie_secure(mut self, secure: bool) -> Self {
         self.config_mut().flow_cookie.secure = secure;
         self
