@@ -58,7 +58,7 @@ pub(crate) fn compact_url(authorize_path: &str, client_id: &str, uri: &RequestUr
 /// path, a query (`?redirect_uri=https://..`) or a fragment.
 fn scheme_len(url: &str) -> Option<usize> {
     let end = url.find([':', '/', '?', '#'])?;
-    let scheme = url[..end].as_bytes();
+    let scheme = &url.as_bytes()[..end];
     let valid = url.as_bytes()[end] == b':'
         && scheme.first().is_some_and(u8::is_ascii_alphabetic)
         && scheme
