@@ -126,25 +126,8 @@ pub(crate) fn compact_location(
         .split_once('#')
         .map_or((location, None), |(a, f)| (a, Some(f)));
     let (base, query) = head.split_once('?')?;
-    let mut changed = false;
-    let mut segments: Vec<Cow<'_, str>> = Vec::new();
-    for segment in query.split('&') {
-        let Some((name, value)) = segment.split_once('=') else {
-            segments.push(Cow::Borrowed(segment));
-            continue;
-        };
-        match compact_value(value, authorize_path, client_id, compact) {
-            Some(new_value) => {
-                changed = true;
-                segments.push(Cow::Owned(format!("{name}={new_value}")));
-            }
-            None => segments.push(Cow::Borrowed(segment)),
-        }
-    }
-    if !changed {
-        return None;
-    }
-    let mut out = format!("{base}?{}", segments.join("&"));
+    let new_query = compact_query(query, authorize_path, client_id, compact, NESTING)?;
+    let mut out = format!("{base}?{new_query}");
     if let Some(f) = fragment {
         out.push('#');
         out.push_str(f);
@@ -152,16 +135,72 @@ pub(crate) fn compact_location(
     Some(out)
 }
 
-/// A query value holding the expanded request, encoded once or twice.
+/// How many levels a query value may nest another query that holds the
+/// request (`return=next%3Dhttps%253A..`): a bound on the work per header.
+const NESTING: u8 = 2;
+
+/// Rewrites the values of `query` that hold the expanded request.
+fn compact_query(
+    query: &str,
+    authorize_path: &str,
+    client_id: &str,
+    compact: &str,
+    depth: u8,
+) -> Option<String> {
+    let mut out = String::with_capacity(query.len());
+    let mut changed = false;
+    let mut start = 0;
+    for segment in query.split('&') {
+        let segment_start = start;
+        start += segment.len() + 1;
+        if segment_start > 0 {
+            out.push('&');
+        }
+        let Some((name, value)) = segment.split_once('=') else {
+            out.push_str(segment);
+            continue;
+        };
+        if value.contains('?') {
+            // Put in without encoding, the URL runs to the end of the
+            // query, its `&`s and all.
+            let raw = &query[segment_start + name.len() + 1..];
+            if let Some(url) = compact_if_expanded(raw, authorize_path, client_id, compact) {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(&url);
+                return Some(out);
+            }
+        }
+        match compact_value(value, authorize_path, client_id, compact, depth) {
+            Some(new_value) => {
+                changed = true;
+                out.push_str(name);
+                out.push('=');
+                out.push_str(&new_value);
+            }
+            None => out.push_str(segment),
+        }
+    }
+    changed.then_some(out)
+}
+
+/// A query value holding the expanded request, encoded once or twice, or
+/// a query that holds it (up to `depth` levels).
 fn compact_value(
     value: &str,
     authorize_path: &str,
     client_id: &str,
     compact: &str,
+    depth: u8,
 ) -> Option<String> {
     let once = decode(value).ok()?;
     if let Some(url) = compact_if_expanded(&once, authorize_path, client_id, compact) {
         return Some(encode_component(&url));
+    }
+    if depth > 0 && once.contains('=') {
+        if let Some(q) = compact_query(&once, authorize_path, client_id, compact, depth - 1) {
+            return Some(encode_component(&q));
+        }
     }
     let twice = decode(&once).ok()?;
     let url = compact_if_expanded(&twice, authorize_path, client_id, compact)?;
@@ -651,5 +690,42 @@ mod tests {
             "http://c.example:8080/cb?code=1",
             "http://c.example/cb"
         ));
+    }
+
+    #[test]
+    fn m3_a_query_nested_in_a_value_and_unencoded_return_urls_are_compacted() {
+        for expanded in [EXPANDED, UNENCODED[0]] {
+            let full = format!("https://as.example{expanded}");
+            let want = format!("https://as.example/authorize?{C}");
+            // `return` holds a query whose `next` holds the request.
+            let nested = format!(
+                "https://idp.example/sso?return={}",
+                encode_component(&format!("next={}&lang=en", encode_component(&full)))
+            );
+            let out = compact_location(&nested, "/authorize", "demo", C).unwrap();
+            let inner = decode(out.split_once("return=").unwrap().1).unwrap();
+            assert_eq!(
+                inner,
+                format!("next={}&lang=en", encode_component(&want)),
+                "{out}"
+            );
+            // The same, with the request put in the inner query unencoded.
+            let raw = format!(
+                "https://idp.example/sso?return={}",
+                encode_component(&format!("next={full}"))
+            );
+            let out = compact_location(&raw, "/authorize", "demo", C).unwrap();
+            let inner = decode(out.split_once("return=").unwrap().1).unwrap();
+            assert_eq!(inner, format!("next={want}"), "{out}");
+            // And unencoded in the Location itself.
+            let out = compact_location(
+                &format!("/login?x=1&return_to={full}"),
+                "/authorize",
+                "demo",
+                C,
+            )
+            .unwrap();
+            assert_eq!(out, format!("/login?x=1&return_to={want}"));
+        }
     }
 }
