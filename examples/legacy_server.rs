@@ -19,10 +19,17 @@
 //! `--redis URL`: keep pushed requests in Redis, shared by instances).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
-//! a session redirects to `/login?return_to=<the full authorize URL it
+//! a session redirects to `/login?return_to=<the authorize path and query it
 //! received>`; the login form (`demo` / `demo`) sets a session cookie and
 //! sends the browser back to `return_to`. With the layer in front, that
 //! bounce carries only the compact `request_uri` form.
+//!
+//! With `PAR_REDEMPTION=strict` the compact form cannot be re-entered (the
+//! `request_uri` is consumed at its first use), so the login step does what
+//! a strict deployment must: `/authorize` keeps the authorization request
+//! server-side under a random id, bound to the browser by a cookie, and
+//! sends it to `/login?pending=<id>`; a successful login continues from the
+//! kept request and answers with the authorization response itself.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -179,6 +186,14 @@ struct Grant {
     issued: Instant,
 }
 
+/// An authorization request kept server-side across the login step.
+struct Pending {
+    params: HashMap<String, String>,
+    /// The value of the browser's `legacy_pending_<id>` cookie.
+    secret: String,
+    created: Instant,
+}
+
 #[derive(Clone)]
 struct Legacy {
     issuer: String,
@@ -186,9 +201,17 @@ struct Legacy {
     codes: Arc<Mutex<HashMap<String, Grant>>>,
     /// `Some` in login mode: the session ids of logged-in browsers.
     sessions: Option<Arc<Mutex<HashSet<String>>>>,
+    /// `Some` in login mode with strict redemption: requests waiting for
+    /// their login, by id.
+    pending: Option<Arc<Mutex<HashMap<String, Pending>>>>,
 }
 
 const SESSION_COOKIE: &str = "legacy_session";
+const PENDING_COOKIE: &str = "legacy_pending_";
+/// How long a kept request waits for its login, as the flow window.
+const PENDING_LIFETIME: Duration = Duration::from_secs(600);
+/// Requests kept at once; more get `503` rather than unbounded memory.
+const MAX_PENDING: usize = 10_000;
 
 impl Legacy {
     fn logged_in(&self, headers: &HeaderMap) -> bool {
@@ -196,14 +219,71 @@ impl Legacy {
             return true;
         };
         let sessions = sessions.lock().unwrap();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .any(|(n, v)| n == SESSION_COOKIE && sessions.contains(v))
+        cookies(headers).any(|(n, v)| n == SESSION_COOKIE && sessions.contains(v))
     }
+
+    /// Strict redemption: the request cannot come back through
+    /// `/authorize`, so it waits here for the login (M-3, M-5).
+    fn keep_for_login(
+        &self,
+        pending: &Mutex<HashMap<String, Pending>>,
+        params: HashMap<String, String>,
+    ) -> Response {
+        let (id, secret) = (random_token(), random_token());
+        {
+            let mut pending = pending.lock().unwrap();
+            pending.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
+            if pending.len() >= MAX_PENDING {
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many sign-ins in progress, please retry",
+                );
+            }
+            pending.insert(
+                id.clone(),
+                Pending {
+                    params,
+                    secret: secret.clone(),
+                    created: Instant::now(),
+                },
+            );
+        }
+        let mut res = Redirect::to(&format!("/login?pending={id}")).into_response();
+        let cookie = format!(
+            "{PENDING_COOKIE}{id}={secret}; Path=/login; Max-Age={}; HttpOnly; SameSite=Lax",
+            PENDING_LIFETIME.as_secs()
+        );
+        if let Ok(v) = cookie.parse() {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+        res
+    }
+
+    /// Whether the kept request `id` exists, is fresh, and belongs to the
+    /// browser that sent `headers`.
+    fn owns_pending(&self, headers: &HeaderMap, id: &str) -> bool {
+        let Some(pending) = &self.pending else {
+            return false;
+        };
+        let pending = pending.lock().unwrap();
+        let Some(p) = pending
+            .get(id)
+            .filter(|p| p.created.elapsed() < PENDING_LIFETIME)
+        else {
+            return false;
+        };
+        let name = format!("{PENDING_COOKIE}{id}");
+        cookies(headers).any(|(n, v)| n == name && v == p.secret)
+    }
+}
+
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
 }
 
 fn random_token() -> String {
@@ -234,15 +314,23 @@ async fn authorize(
     params: HashMap<String, String>,
 ) -> Response {
     if !app.logged_in(&headers) {
+        if let Some(pending) = &app.pending {
+            return app.keep_for_login(pending, params);
+        }
         // What legacy servers do: send the browser to log in, carrying the
         // whole authorization request along in `return_to`.
-        let return_to = format!("{}{received}", app.issuer);
         let target = format!(
             "/login?{}",
-            serde_urlencoded::to_string([("return_to", return_to)]).unwrap()
+            serde_urlencoded::to_string([("return_to", received)]).unwrap()
         );
         return Redirect::to(&target).into_response();
     }
+    issue(&app, &params)
+}
+
+/// The authorization response for a logged-in user: a code (auto-approved)
+/// or an error, at the client's redirect URI.
+fn issue(app: &Legacy, params: &HashMap<String, String>) -> Response {
     let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     let Some(client_id) = get("client_id") else {
         return error_page(StatusCode::BAD_REQUEST, "client_id is required");
@@ -315,16 +403,35 @@ async fn authorize_post(
     authorize(state, headers, received, params.into_iter().collect()).await
 }
 
-fn login_page(return_to: &str, failed: bool) -> Response {
+/// Where a successful login continues.
+enum Continue {
+    /// Back to a URL of this server (the flow-bound demo).
+    ReturnTo(String),
+    /// From the request kept under this id (strict redemption).
+    Pending(String),
+}
+
+impl Continue {
+    fn query(&self) -> String {
+        let pair = match self {
+            Continue::ReturnTo(r) => ("return_to", r),
+            Continue::Pending(id) => ("pending", id),
+        };
+        serde_urlencoded::to_string([pair]).unwrap()
+    }
+}
+
+fn login_page(next: &Continue, failed: bool) -> Response {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('"', "&quot;")
             .replace('<', "&lt;")
     };
-    let action = format!(
-        "/login?{}",
-        serde_urlencoded::to_string([("return_to", return_to)]).unwrap()
-    );
+    let action = format!("/login?{}", next.query());
+    let (name, value) = match next {
+        Continue::ReturnTo(r) => ("return_to", r),
+        Continue::Pending(id) => ("pending", id),
+    };
     let status = if failed {
         StatusCode::UNAUTHORIZED
     } else {
@@ -340,63 +447,100 @@ fn login_page(return_to: &str, failed: bool) -> Response {
          <h1>Sign in</h1>{note}<form method=\"post\" action=\"{}\">\
          <label>Username <input name=\"username\" id=\"username\"></label>\
          <label>Password <input name=\"password\" id=\"password\" type=\"password\"></label>\
-         <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+         <input type=\"hidden\" name=\"{name}\" value=\"{}\">\
          <button type=\"submit\" id=\"submit\">Sign in</button></form>\
          <p>Demo account: demo / demo</p></body></html>\n",
         esc(&action),
-        esc(return_to)
+        esc(value)
     );
     (status, Html(page)).into_response()
 }
 
-/// Only same-site return URLs: the login step must not be an open redirect.
-fn safe_return_to(app: &Legacy, return_to: Option<&String>) -> Option<String> {
+/// Only a path of this server: the login step must not be an open
+/// redirect. A single leading `/` not followed by `/` or `\` (browsers read
+/// `/\evil.example` as `//evil.example`), and nothing but visible ASCII
+/// without `\` (browsers drop tabs and newlines, `/\t/evil.example` is
+/// `//evil.example` too).
+fn safe_return_to(return_to: Option<&String>) -> Option<String> {
     let r = return_to?;
-    let local = r.starts_with('/') && !r.starts_with("//");
-    let same_origin = r
-        .strip_prefix(&app.issuer)
-        .is_some_and(|rest| rest.starts_with('/'));
-    (local || same_origin).then(|| r.clone())
+    let b = r.as_bytes();
+    let local = b.first() == Some(&b'/') && !matches!(b.get(1), Some(b'/' | b'\\'));
+    let plain = b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\');
+    (local && plain).then(|| r.clone())
+}
+
+/// The login step's continuation from the query or the form: a kept
+/// request this browser owns, or a safe `return_to`.
+fn continuation(
+    app: &Legacy,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    form: Option<&HashMap<String, String>>,
+) -> Result<Continue, &'static str> {
+    let field = |k: &str| q.get(k).or_else(|| form.and_then(|f| f.get(k)));
+    if let Some(id) = field("pending") {
+        return if app.owns_pending(headers, id) {
+            Ok(Continue::Pending(id.clone()))
+        } else {
+            Err("this sign-in expired or was started in another browser: start again from the application")
+        };
+    }
+    safe_return_to(field("return_to"))
+        .map(Continue::ReturnTo)
+        .ok_or("return_to must be a path of this server")
 }
 
 async fn login_form(
     State(app): State<Legacy>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match safe_return_to(&app, q.get("return_to")) {
-        Some(r) => login_page(&r, false),
-        None => error_page(
-            StatusCode::BAD_REQUEST,
-            "return_to must be a URL of this server",
-        ),
+    match continuation(&app, &headers, &q, None) {
+        Ok(next) => login_page(&next, false),
+        Err(msg) => error_page(StatusCode::BAD_REQUEST, msg),
     }
 }
 
 async fn login_submit(
     State(app): State<Legacy>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some(return_to) = safe_return_to(&app, q.get("return_to").or(form.get("return_to"))) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "return_to must be a URL of this server",
-        );
+    let next = match continuation(&app, &headers, &q, Some(&form)) {
+        Ok(next) => next,
+        Err(msg) => return error_page(StatusCode::BAD_REQUEST, msg),
     };
     let ok = form.get("username").map(String::as_str) == Some("demo")
         && form.get("password").map(String::as_str) == Some("demo");
     let Some(sessions) = app.sessions.as_ref().filter(|_| ok) else {
-        return login_page(&return_to, true);
+        return login_page(&next, true);
+    };
+    let mut res = match &next {
+        Continue::ReturnTo(r) => Redirect::to(r).into_response(),
+        Continue::Pending(id) => {
+            let kept = app
+                .pending
+                .as_ref()
+                .and_then(|p| p.lock().unwrap().remove(id));
+            let Some(kept) = kept else {
+                // Taken by a concurrent login of the same browser.
+                return error_page(StatusCode::BAD_REQUEST, "this sign-in was already used");
+            };
+            let mut res = issue(&app, &kept.params);
+            let clear =
+                format!("{PENDING_COOKIE}{id}=; Path=/login; Max-Age=0; HttpOnly; SameSite=Lax");
+            if let Ok(v) = clear.parse() {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            res
+        }
     };
     let session = random_token();
     sessions.lock().unwrap().insert(session.clone());
-    let mut res = Redirect::to(&return_to).into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax")
-            .parse()
-            .unwrap(),
-    );
+    if let Ok(v) = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax").parse() {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
     res
 }
 
@@ -574,6 +718,7 @@ pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
         clients: opts.clients.clone(),
         codes: Arc::default(),
         sessions: opts.login.then(Arc::default),
+        pending: (opts.login && opts.strict).then(Arc::default),
     };
     let mut par = ParLayer::new(opts.clients.clone())
         .issuer(opts.issuer.clone())

@@ -63,6 +63,16 @@ pub enum Redemption {
     /// Defends against: any second use at all, including by the same
     /// browser, and needs no cookie. Suits deployments whose authorization
     /// endpoint completes in one request, or where a cookie is not wanted.
+    ///
+    /// A login or consent step must therefore keep the authorization
+    /// request server-side and continue from it, rather than bounce the
+    /// browser back through the authorization endpoint: keep what the
+    /// wrapped service received (in its session, or under a random id bound
+    /// to the browser), log the user in, then answer from the kept request.
+    /// The layer still rewrites a login bounce in `Location` or `Refresh`
+    /// to the compact `authorize_path?client_id=..&request_uri=..` (M-3: the
+    /// pushed values stay out of the browser), but in strict mode that URL
+    /// cannot be re-entered.
     Strict,
 }
 

@@ -152,15 +152,138 @@ async fn rfc8414_document_gets_par_members_and_keeps_the_rest_t83_meta7_meta14()
 
 #[tokio::test]
 async fn openid_configuration_gets_the_same_members_t85_meta2() {
-    for path in [OIDC_METADATA, "/t1/.well-known/openid-configuration"] {
+    let tenant = layer()
+        .issuer("https://as.example/t1")
+        .unwrap()
+        .metadata(true);
+    for (layer, path) in [
+        (metadata_layer(), OIDC_METADATA),
+        (tenant, "/t1/.well-known/openid-configuration"),
+    ] {
         let (inner, _) = json_upstream();
-        let (parts, body) = fetch(&metadata_layer(), inner, get(path)).await;
+        let (parts, body) = fetch(&layer, inner, get(path)).await;
         assert_augmented_headers(&parts, &body);
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             augmented("https://as.example/par", false),
             "{path}"
         );
+    }
+}
+
+/// The documents of issuers other than the configured one, on the same host.
+const OTHER_TENANTS: [&str; 6] = [
+    "/.well-known/oauth-authorization-server/t2",
+    "/t2/.well-known/openid-configuration",
+    "/t1/t2/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server/t1/t2",
+    "/.well-known/oauth-authorization-server/",
+    "//.well-known/openid-configuration",
+];
+
+#[tokio::test]
+async fn meta1_meta2_another_tenants_documents_pass_through_untouched() {
+    for issuer in ["https://as.example", "https://as.example/t1"] {
+        let layer = layer().issuer(issuer).unwrap().metadata(true);
+        let mut others = OTHER_TENANTS.to_vec();
+        if issuer.ends_with("/t1") {
+            // A path issuer owns its own documents, not the root ones.
+            others.extend([AS_METADATA, OIDC_METADATA]);
+        } else {
+            others.extend([
+                "/.well-known/oauth-authorization-server/t1",
+                "/t1/.well-known/openid-configuration",
+            ]);
+        }
+        for path in others {
+            let (inner, seen) = json_upstream();
+            let (parts, body) = fetch(&layer, inner, get(path)).await;
+            assert_untouched(&parts, &body, StatusCode::OK, DOC.as_bytes());
+            assert_eq!(*seen.lock().unwrap(), [path], "{issuer} {path}");
+            let req = Request::head(path).body(Full::default()).unwrap();
+            let (inner, _) = json_upstream();
+            let (parts, _) = fetch(&layer, inner, req).await;
+            assert_eq!(
+                parts.headers[header::CONTENT_LENGTH],
+                DOC.len().to_string().as_str(),
+                "HEAD {issuer} {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn meta1_meta2_the_issuers_exact_documents_are_augmented() {
+    let cases = [
+        ("https://as.example", AS_METADATA),
+        ("https://as.example", OIDC_METADATA),
+        ("https://as.example/", AS_METADATA),
+        (
+            "https://as.example/t1",
+            "/.well-known/oauth-authorization-server/t1",
+        ),
+        (
+            "https://as.example/t1/",
+            "/t1/.well-known/openid-configuration",
+        ),
+        (
+            "https://as.example/a/b",
+            "/.well-known/oauth-authorization-server/a/b",
+        ),
+        (
+            "https://as.example/a/b",
+            "/a/b/.well-known/openid-configuration",
+        ),
+    ];
+    for (issuer, path) in cases {
+        let layer = layer().issuer(issuer).unwrap().metadata(true);
+        let (inner, _) = json_upstream();
+        let (parts, body) = fetch(&layer, inner, get(path)).await;
+        assert_augmented_headers(&parts, &body);
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            doc["pushed_authorization_request_endpoint"], "https://as.example/par",
+            "{issuer} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_document_is_not_served_for_another_tenant() {
+    for issuer in ["https://as.example", "https://as.example/t1"] {
+        let layer = layer().issuer(issuer).unwrap().metadata_document(true);
+        for path in OTHER_TENANTS {
+            let (inner, seen) = upstream(
+                StatusCode::NOT_FOUND,
+                &[("content-type", "text/plain")],
+                "nope",
+            );
+            let (parts, body) = fetch(&layer, inner, get(path)).await;
+            assert_eq!(parts.status, StatusCode::NOT_FOUND, "{issuer} {path}");
+            assert_eq!(&body[..], b"nope");
+            assert_eq!(*seen.lock().unwrap(), [path]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_an_issuer_only_the_root_documents_are_augmented() {
+    let layer = layer()
+        .par_endpoint_url("https://as.example/par")
+        .unwrap()
+        .metadata(true);
+    for path in [AS_METADATA, OIDC_METADATA] {
+        let (inner, _) = json_upstream();
+        let (parts, body) = fetch(&layer, inner, get(path)).await;
+        assert_augmented_headers(&parts, &body);
+    }
+    for path in [
+        "/.well-known/oauth-authorization-server/t1",
+        "/t1/.well-known/openid-configuration",
+    ] {
+        let (inner, _) = json_upstream();
+        let (parts, body) = fetch(&layer, inner, get(path)).await;
+        assert_untouched(&parts, &body, StatusCode::OK, DOC.as_bytes());
     }
 }
 

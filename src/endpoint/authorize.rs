@@ -338,7 +338,9 @@ where
                 }
             }
         }
-    } else if flow.binding.is_some() {
+    } else {
+        // M-3, in strict flows too: the compact URL cannot be re-entered
+        // there, but the pushed values still stay out of the browser.
         compact_headers(&mut parts.headers, &cfg.authorize_path, &flow);
     }
     if let Some(cookie) = flow.set_cookie {

@@ -1,5 +1,9 @@
 //! Discovery documents (RFC 8414, OIDC Discovery): add the PAR members to
 //! what the wrapped service publishes (RFC 9126 §5, META-12..17).
+//!
+//! Only the configured issuer's documents (META-1, META-2): one layer
+//! advertises one PAR endpoint for one issuer, so on a multi-tenant host
+//! another tenant's document is passed through as it is.
 
 use std::sync::Arc;
 
@@ -18,14 +22,32 @@ use crate::error::no_store_response;
 /// Documents larger than this are passed through untouched.
 const MAX_DOCUMENT: u64 = 1024 * 1024;
 
-/// Whether `path` is one of the discovery documents: the RFC 8414 inserted
-/// form (with or without an issuer path) or the OIDC appended form.
+const AS_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
+const OIDC_WELL_KNOWN: &str = "/.well-known/openid-configuration";
+
+/// Whether `path` may be a discovery document: the RFC 8414 inserted form
+/// or the OIDC appended form, for some issuer. A cheap first filter for
+/// routing; [`is_issuer_metadata_path`] decides.
 pub(crate) fn is_metadata_path(path: &str) -> bool {
-    const AS: &str = "/.well-known/oauth-authorization-server";
-    path.ends_with("/.well-known/openid-configuration")
+    path.ends_with(OIDC_WELL_KNOWN)
         || path
-            .strip_prefix(AS)
+            .strip_prefix(AS_WELL_KNOWN)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Whether `path` is exactly one of the configured issuer's discovery
+/// documents: META-1 (RFC 8414 §3.1) inserts the well-known segment before
+/// the issuer's path, META-2 (OIDC Discovery §4) appends it. Another
+/// tenant's document on the same host (`/t2/.well-known/..`) is not ours
+/// to change: its issuer is not the one the layer advertises for. Without
+/// an issuer, only the root documents.
+fn is_issuer_metadata_path(issuer: Option<&str>, path: &str) -> bool {
+    let issuer_path = issuer
+        .and_then(|i| i.parse::<http::Uri>().ok())
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    path.strip_prefix(AS_WELL_KNOWN) == Some(issuer_path.as_str())
+        || path.strip_suffix(OIDC_WELL_KNOWN) == Some(issuer_path.as_str())
 }
 
 /// META-12: `GET` and `HEAD`. A `HEAD` is answered from the document a
@@ -33,13 +55,19 @@ pub(crate) fn is_metadata_path(path: &str) -> bool {
 /// body, so that both agree on the headers, `Content-Length` included.
 pub(crate) async fn handle<S, C, St, B, ResB>(
     cfg: Arc<Config<C, St>>,
-    inner: S,
+    mut inner: S,
     mut req: Request<B>,
 ) -> Result<Response<ParResponseBody<ResB>>, S::Error>
 where
     S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
     ResB: Body<Data = Bytes>,
 {
+    if !is_issuer_metadata_path(cfg.issuer.as_deref(), req.uri().path()) {
+        return Ok(inner
+            .call(req.map(ParRequestBody::original))
+            .await?
+            .map(ParResponseBody::inner));
+    }
     let head = req.method() == Method::HEAD;
     if head {
         *req.method_mut() = Method::GET;
@@ -208,5 +236,51 @@ mod tests {
             "/.well-known/oauth-authorization-serverX"
         ));
         assert!(!is_metadata_path("/.well-known/jwks.json"));
+    }
+
+    #[test]
+    fn meta1_meta2_only_the_issuers_own_documents() {
+        let root = [AS_WELL_KNOWN, OIDC_WELL_KNOWN];
+        for issuer in [
+            None,
+            Some("https://as.example"),
+            Some("https://as.example/"),
+        ] {
+            for p in root {
+                assert!(is_issuer_metadata_path(issuer, p), "{issuer:?} {p}");
+            }
+            for p in [
+                "/.well-known/oauth-authorization-server/t1",
+                "/t1/.well-known/openid-configuration",
+                "/.well-known/oauth-authorization-server/",
+                "//.well-known/openid-configuration",
+            ] {
+                assert!(!is_issuer_metadata_path(issuer, p), "{issuer:?} {p}");
+            }
+        }
+        for issuer in [
+            Some("https://as.example/t1"),
+            Some("https://as.example/t1/"),
+        ] {
+            assert!(is_issuer_metadata_path(
+                issuer,
+                "/.well-known/oauth-authorization-server/t1"
+            ));
+            assert!(is_issuer_metadata_path(
+                issuer,
+                "/t1/.well-known/openid-configuration"
+            ));
+            for p in [
+                AS_WELL_KNOWN,
+                OIDC_WELL_KNOWN,
+                "/.well-known/oauth-authorization-server/t2",
+                "/t2/.well-known/openid-configuration",
+                "/.well-known/oauth-authorization-server/t1/x",
+                "/x/t1/.well-known/openid-configuration",
+                "/.well-known/oauth-authorization-server/T1",
+            ] {
+                assert!(!is_issuer_metadata_path(issuer, p), "{issuer:?} {p}");
+            }
+        }
     }
 }
