@@ -142,6 +142,54 @@ where
         self
     }
 
+    /// How long the PAR endpoint waits for a request body once the headers
+    /// are in: 1 ms to 300 s (default 10 s). A body that has not fully
+    /// arrived by then (a client sending `Content-Length: 100` and a byte a
+    /// second) is answered `408 invalid_request` with `Connection: close`,
+    /// so it cannot hold its connection indefinitely.
+    ///
+    /// The deadline needs the `tokio` feature (on by default) and a tokio
+    /// runtime with timers enabled. Without the feature, or on another
+    /// executor, there is no body deadline: use the server's own timeouts.
+    /// The headers are read before the layer is involved; bound them in the
+    /// server, e.g. with hyper:
+    ///
+    /// ```no_run
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use hyper::body::Incoming;
+    /// use hyper_util::rt::{TokioIo, TokioTimer};
+    /// use hyper_util::service::TowerToHyperService;
+    /// use tower_par::{ParLayer, ParRequestBody, StaticClients};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ParLayer::new(StaticClients::new()).par_body_timeout(Duration::from_secs(5))?;
+    /// let app = tower::service_fn(|_req: Request<ParRequestBody<Incoming>>| async {
+    ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"legacy"))))
+    /// });
+    /// let svc = TowerToHyperService::new(tower::Layer::layer(&layer, app));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// let (stream, _) = listener.accept().await?;
+    /// hyper::server::conn::http1::Builder::new()
+    ///     .timer(TokioTimer::new())
+    ///     .header_read_timeout(Duration::from_secs(5))
+    ///     .serve_connection(TokioIo::new(stream), svc)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn par_body_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(300) {
+            return Err(ConfigError(
+                "PAR body timeout must be 1 millisecond to 300 seconds".into(),
+            ));
+        }
+        self.config_mut().par_body_timeout = timeout;
+        Ok(self)
+    }
+
     /// Requires PAR for every client (PAR-31): authorization requests
     /// without a `request_uri` are refused with `invalid_request`, and the
     /// metadata says `require_pushed_authorization_requests: true`.
@@ -304,6 +352,7 @@ where
             .field("issuer", &c.issuer)
             .field("lifetime", &c.lifetime)
             .field("max_body", &c.max_body)
+            .field("par_body_timeout", &c.par_body_timeout)
             .field("require_par", &c.require_par)
             .field("profile", &c.profile)
             .field("pkce", &c.pkce)

@@ -102,6 +102,7 @@ mod endpoint;
 mod error;
 mod future;
 mod layer;
+mod names;
 mod params;
 mod request_uri;
 mod service;

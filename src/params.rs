@@ -38,7 +38,10 @@ impl fmt::Display for ParamsError {
         match self {
             Self::MalformedEncoding => f.write_str("malformed percent-encoding"),
             Self::InvalidUtf8 => f.write_str("parameters must be UTF-8"),
-            Self::Repeated(name) => write!(f, "parameter '{name}' is repeated"),
+            // The name is the client's: shown bounded and printable, since
+            // the message reaches JSON errors and the authorization
+            // endpoint's HTML page.
+            Self::Repeated(name) => write!(f, "parameter '{}' is repeated", sanitized_name(name)),
             Self::EmptyName => f.write_str("parameter without a name"),
             Self::TooMany => write!(f, "more than {} parameters", Params::MAX_PARAMS),
         }
@@ -46,6 +49,28 @@ impl fmt::Display for ParamsError {
 }
 
 impl std::error::Error for ParamsError {}
+
+/// The longest part of a client-chosen name put in an error message.
+const SHOWN: usize = 40;
+
+/// A client-chosen name as it may appear in an error message: printable
+/// ASCII (others, and the `"` and `\` that OA-7 excludes, shown as `?`),
+/// at most 40 characters, then `...`.
+pub(crate) fn sanitized_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(SHOWN)
+        .map(|c| match c {
+            '"' | '\\' => '?',
+            c if c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect();
+    if name.chars().nth(SHOWN).is_some() {
+        out.push_str("...");
+    }
+    out
+}
 
 /// Names the layer looks up on every request, indexed at parse time so a
 /// lookup (and the duplicate check) costs one `match` instead of a scan.
@@ -701,6 +726,15 @@ mod tests {
         append_pair(&mut s, "client_id", "a b&c");
         append_pair(&mut s, "x", "=");
         assert_eq!(s, "client_id=a+b%26c&x=%3D");
+    }
+
+    #[test]
+    fn repeated_name_is_shown_bounded_and_sanitised() {
+        let name = format!("<script>\u{131}\x01{}", "n".repeat(5000));
+        let e = ParamsError::Repeated(name).to_string();
+        assert!(e.len() < 80, "{e}");
+        assert!(e.starts_with("parameter '<script>??nnn"), "{e}");
+        assert!(e.is_ascii() && !e.contains('\x01'));
     }
 
     #[test]

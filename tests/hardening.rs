@@ -253,3 +253,22 @@ async fn m4_spellings_pass_through_when_par_is_not_required() {
     assert_eq!(send(&svc, request("PUT", "/authorize")).await.status(), 200);
     assert_eq!(calls.count(), 2);
 }
+
+/// OA-1, OA-5: the authorization endpoint's error page for a repeated
+/// parameter shows at most a bounded, printable-ASCII prefix of the
+/// client-chosen name (here a 5 000-character one with markup, non-ASCII
+/// and control characters).
+#[tokio::test]
+async fn oa1_repeated_name_on_the_error_page_is_bounded() {
+    let (svc, calls) = layered(&default_layer().require_par(true));
+    let name = format!("<script>\u{131}\u{1}{}", "n".repeat(5000));
+    let pair = format!("{}=1", form_encode(&name));
+    let res = send(&svc, get(&format!("/authorize?{pair}&{pair}"))).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = body_string(res).await;
+    assert!(page.contains("is repeated"), "{page}");
+    assert!(!page.contains(&"n".repeat(41)), "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.len() < 1000, "{} bytes", page.len());
+    assert_eq!(calls.count(), 0);
+}

@@ -1380,3 +1380,165 @@ async fn inner_service_is_never_called_for_par() {
     assert_eq!(echo["body"], base_body());
     assert_eq!(calls.count(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Parameter names other parsers read differently (PAR-8, PAR-11)
+// ---------------------------------------------------------------------------
+
+/// PAR-8, PAR-11: a name that Java's `equalsIgnoreCase` (Unicode case:
+/// U+0131, U+017F), PHP's name mangling (`.`, space, `[]`), a
+/// NUL-truncating parser or a case-insensitive one reads as a parameter the
+/// layer checks or drops is refused with `invalid_request` naming it
+/// (sanitised), instead of being stored and forwarded unchecked.
+#[tokio::test]
+async fn par11_names_other_parsers_fold_onto_checked_ones_are_refused() {
+    let (svc, calls) = layered(&default_layer());
+    let evil = form_encode("https://evil.example/cb");
+    for (name, shown) in [
+        ("red\u{131}rect_uri", "red?rect_uri"),
+        ("\u{17f}cope", "?cope"),
+        ("\u{212a}ey", "?ey"),
+        ("redirect.uri", "redirect.uri"),
+        ("redirect uri", "redirect?uri"),
+        ("redirect_uri[]", "redirect_uri[]"),
+        ("redirect_uri\0", "redirect_uri?"),
+        ("Client_Secret", "Client_Secret"),
+        ("GRANT_TYPE", "GRANT_TYPE"),
+        ("Response_Mode", "Response_Mode"),
+    ] {
+        let body = format!("{}&{}={evil}", base_body(), form_encode(name));
+        let res = send(&svc, push_as_c(body)).await;
+        let description = assert_oauth_error(res, 400, "invalid_request").await;
+        assert!(
+            description.contains(&format!("'{shown}'")),
+            "{name:?}: {description}"
+        );
+    }
+    assert_eq!(calls.count(), 0);
+}
+
+/// OA-1: extension parameters with ordinary names are still accepted and
+/// forwarded as sent.
+#[tokio::test]
+async fn oa1_ordinary_extension_names_pass_the_names_check() {
+    let (svc, _) = layered(&default_layer());
+    let body = format!(
+        "{}&claims=%7B%7D&authorization_details=%5B%5D&ui_locales=de&x-custom=1\
+         &acr_values=urn%3Aa&login_hint=alice",
+        base_body()
+    );
+    let uri = assert_created(send(&svc, push_as_c(body.clone())).await, 60).await;
+    assert_eq!(redeem(&svc, C, &uri).await["query"], body);
+}
+
+/// OA-1, OA-7: a repeated parameter's name is client-chosen; the error
+/// shows at most a bounded, printable-ASCII prefix of it.
+#[tokio::test]
+async fn oa1_repeated_name_is_not_echoed_beyond_a_bound() {
+    let (svc, _) = layered(&default_layer());
+    let name = format!("<script>\u{131}\u{1}{}", "n".repeat(5000));
+    let pair = format!("{}=1", form_encode(&name));
+    let body = format!("{}&{pair}&{pair}", base_body());
+    let res = send(&svc, push_as_c(body)).await;
+    let description = assert_oauth_error(res, 400, "invalid_request").await;
+    assert!(description.len() < 100, "{description}");
+    assert!(!description.contains(&"n".repeat(41)), "{description}");
+    assert!(
+        description.bytes().all(|b| (0x20..0x7f).contains(&b)),
+        "{description}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What the authorization endpoint could not rebuild (PAR-20, PAR-41)
+// ---------------------------------------------------------------------------
+
+/// `http::Uri`'s limit (the http crate's `uri::MAX_LEN`).
+const MAX_URI_LEN: usize = 65_534;
+
+/// `base_body()` (or `base` as given) padded with `&pad=..` to `len` bytes.
+fn padded(base: &str, len: usize) -> String {
+    let head = format!("{base}&pad=");
+    format!("{head}{}", "a".repeat(len - head.len()))
+}
+
+/// PAR-20: the longest form that fits `GET /authorize/?{form}` is pushed
+/// and redeems (with and without the trailing slash); one byte more is
+/// refused at push with `413`, instead of a `201` followed by a `500` at
+/// every redemption.
+#[tokio::test]
+async fn par20_push_that_could_not_be_redeemed_by_get_is_413() {
+    let (svc, calls) = layered(&default_layer());
+    let longest = MAX_URI_LEN - "/authorize/?".len();
+    let body = padded(&base_body(), longest);
+    for path in ["/authorize", "/authorize/"] {
+        let uri = assert_created(send(&svc, push_as_c(body.clone())).await, 60).await;
+        let q = form(&[("client_id", C), ("request_uri", &uri)]);
+        let res = send(&svc, get(&format!("{path}?{q}"))).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(body_json(res).await["query"], body.as_str());
+    }
+    assert_eq!(calls.count(), 2);
+
+    let res = send(&svc, push_as_c(padded(&base_body(), longest + 1))).await;
+    let description = assert_oauth_error(res, 413, "invalid_request").await;
+    assert!(description.contains(&longest.to_string()), "{description}");
+    assert_eq!(calls.count(), 2);
+}
+
+/// PAR-9, PAR-20: the `client_id` added for a Basic client counts towards
+/// the stored length.
+#[tokio::test]
+async fn par20_client_id_added_for_basic_counts_towards_the_limit() {
+    let (svc, _) = layered(&default_layer());
+    let longest = MAX_URI_LEN - "/authorize/?".len();
+    let added = format!("client_id={C}&").len();
+    let base = base_without("client_id");
+    let uri = assert_created(
+        send(&svc, push_as_c(padded(&base, longest - added))).await,
+        60,
+    )
+    .await;
+    let seen = redeem(&svc, C, &uri).await;
+    assert_eq!(seen["query"].as_str().unwrap().len(), longest);
+    let res = send(&svc, push_as_c(padded(&base, longest - added + 1))).await;
+    assert_oauth_error(res, 413, "invalid_request").await;
+}
+
+/// PAR-41: the stored form is parsed again at redemption; a Basic client
+/// that pushes the most parameters without `client_id` would get one more
+/// once it is added, so the push is refused rather than failing with a
+/// `500` at every redemption.
+#[tokio::test]
+async fn par41_push_whose_stored_form_has_too_many_parameters_is_refused() {
+    let (svc, calls) = layered(&default_layer());
+    let base = base_without("client_id");
+    let have = base.split('&').count();
+    let fill = |n: usize| (0..n).map(|i| format!("&p{i}=1")).collect::<String>();
+    let full = format!("{base}{}", fill(tower_par::Params::MAX_PARAMS - have));
+    let res = send(&svc, push_as_c(full)).await;
+    let description = assert_oauth_error(res, 400, "invalid_request").await;
+    assert!(description.contains("256"), "{description}");
+    // One fewer fits, client_id included, and redeems.
+    let fits = format!("{base}{}", fill(tower_par::Params::MAX_PARAMS - have - 1));
+    let uri = assert_created(send(&svc, push_as_c(fits)).await, 60).await;
+    redeem(&svc, C, &uri).await;
+    assert_eq!(calls.count(), 1);
+}
+
+/// The PAR body deadline is a fallible setting: 1 ms to 300 s.
+#[test]
+fn par_body_timeout_range() {
+    for ok in [1, 300_000] {
+        assert!(default_layer()
+            .par_body_timeout(Duration::from_millis(ok))
+            .is_ok());
+    }
+    for bad in [
+        Duration::ZERO,
+        Duration::from_micros(999),
+        Duration::from_millis(300_001),
+    ] {
+        assert!(default_layer().par_body_timeout(bad).is_err(), "{bad:?}");
+    }
+}

@@ -325,3 +325,82 @@ async fn chunked_push_and_chunked_post_redemption_over_a_raw_socket() {
         Some(len.as_str())
     );
 }
+
+/// Reads one HTTP/1.1 response (head, then `Content-Length` bytes of body)
+/// or whatever arrives before the server closes.
+#[cfg(feature = "tokio")]
+async fn read_response(reader: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let complete = std::str::from_utf8(&out).ok().and_then(|text| {
+            let (_, body) = text.split_once("\r\n\r\n")?;
+            let len: usize = header_value(text, "content-length")?.parse().ok()?;
+            Some(body.len() >= len)
+        });
+        if complete == Some(true) {
+            break;
+        }
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// PAR-20: a PAR body that trickles in (`Content-Length: 100`, a byte every
+/// 100 ms, so 10 s in all) is answered `408 invalid_request` with
+/// `Connection: close` once the configured 300 ms deadline passes, instead
+/// of holding the connection until the client is done. The deadline needs
+/// the `tokio` feature.
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn par20_stalled_push_body_gets_408_and_the_connection_is_closed() {
+    let layer = layer()
+        .par_body_timeout(std::time::Duration::from_millis(300))
+        .unwrap();
+    let (addr, codes) = serve(layer).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /par HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
+         Content-Type: {FORM}\r\nContent-Length: 100\r\n\r\n",
+        c_basic()
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in b"response_type=code&".iter().cycle().take(100) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if writer.write_all(&[*b]).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Well before the 10 s the body would take.
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        read_response(&mut reader),
+    )
+    .await
+    .expect("no answer while the body was still arriving");
+    trickle.abort();
+    assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
+    assert_eq!(header_value(&response, "connection"), Some("close"));
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    let error: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+    assert_eq!(
+        error["error_description"],
+        "request body not received in time"
+    );
+    // The server closes its side: nothing more arrives on this connection.
+    let rest = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reader.read(&mut [0u8; 64]),
+    )
+    .await
+    .expect("connection left open");
+    assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+    assert_eq!(codes.load(Ordering::SeqCst), 0);
+}

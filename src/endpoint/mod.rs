@@ -6,6 +6,8 @@ pub(crate) mod compact;
 pub(crate) mod metadata;
 pub(crate) mod push;
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, Response};
 use http_body::Body;
@@ -18,6 +20,9 @@ use crate::error::OAuthError;
 pub(crate) enum ReadError {
     TooLarge,
     Failed,
+    /// Not complete within the deadline (feature `tokio`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    TimedOut,
 }
 
 impl ReadError {
@@ -30,6 +35,13 @@ impl ReadError {
                 format!("request body is larger than {limit} bytes"),
             ),
             Self::Failed => OAuthError::invalid_request("request body could not be read"),
+            // A stalled body would hold its connection (and a task) for as
+            // long as the client likes.
+            Self::TimedOut => OAuthError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "request body not received in time",
+            ),
         }
     }
 }
@@ -73,6 +85,31 @@ where
         }
     }
     Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// Like [`read_body`], giving up after `deadline` with
+/// [`ReadError::TimedOut`]. The deadline needs the `tokio` feature and a
+/// tokio runtime with timers; elsewhere the body is read without one (the
+/// layer is runtime-agnostic: on another executor, or when polled by hand,
+/// the server's own timeouts apply).
+pub(crate) async fn read_body_within<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ReadError>
+where
+    B: Body<Data = Bytes>,
+{
+    #[cfg(feature = "tokio")]
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return tokio::time::timeout(deadline, read_body(headers, body, limit))
+            .await
+            .unwrap_or(Err(ReadError::TimedOut));
+    }
+    #[cfg(not(feature = "tokio"))]
+    let _ = deadline;
+    read_body(headers, body, limit).await
 }
 
 /// Whether the request declares a form body (OA-9), read as RFC 9110

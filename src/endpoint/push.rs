@@ -7,12 +7,12 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, Method, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
 use super::compact::push_component;
-use super::{is_form, own, push_decimal, read_body};
+use super::{is_form, own, push_decimal, read_body_within};
 use crate::body::ParResponseBody;
 use crate::client::{
     decode_basic, is_basic, AuthMethod, Client, ClientAuthError, ClientAuthenticator,
@@ -20,7 +20,8 @@ use crate::client::{
 };
 use crate::config::Config;
 use crate::error::{no_store_response, OAuthError};
-use crate::params::{decode, Params};
+use crate::names;
+use crate::params::{decode, Params, ParamsError};
 use crate::store::{ParStore, PushedRequest, StoreError};
 use crate::validate::{self, PushContext};
 use crate::RequestUri;
@@ -50,7 +51,14 @@ where
         Ok(res) => res,
         Err(e) => {
             crate::trace::rejected("push", &e);
-            e.json_response()
+            let mut res = e.json_response();
+            if e.status() == StatusCode::REQUEST_TIMEOUT {
+                // The rest of the body may still arrive: the connection
+                // cannot carry another request (RFC 9110 §15.5.9).
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            res
         }
     }))
 }
@@ -82,7 +90,7 @@ where
     }
     // AUTH-8, OA-13: credentials never travel in the URL.
     reject_query_credentials(parts.uri.query())?;
-    let bytes = read_body(&parts.headers, body, cfg.max_body)
+    let bytes = read_body_within(&parts.headers, body, cfg.max_body, cfg.par_body_timeout)
         .await
         .map_err(|e| e.into_oauth(cfg.max_body))?;
     let params = Params::parse(&bytes).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
@@ -116,12 +124,15 @@ where
             "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
         ));
     }
-    // Names that case-fold to a parameter the layer checks would reach
-    // case-insensitive services as that parameter, unchecked.
-    if let Some((name, _)) = params.iter().find(|(n, _)| shadows_checked_name(n)) {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter '{name}' differs from a registered parameter name only in case"
-        )));
+    // A name another parser folds onto one the layer checks or drops would
+    // reach that parser as the checked parameter, unchecked (PAR-8, PAR-11).
+    if let Some((name, _)) = params.iter().find(|(n, _)| names::confusable(n)) {
+        let shown = names::sanitized(name);
+        return Err(OAuthError::invalid_request(if names::printable(name) {
+            format!("parameter name '{shown}' could be read as a checked parameter")
+        } else {
+            format!("parameter name '{shown}' is not printable ASCII")
+        }));
     }
 
     // PAR-11 step 3: built-in rules, then the user's.
@@ -142,11 +153,13 @@ where
     // Room for the redirect URI after the form: a store that keeps both in
     // one buffer (`MemoryStore`) then does not reallocate.
     let room = redirect_uri.as_ref().map_or(0, String::len);
+    let form = stored_form(&params, &client.client_id, room);
+    redeemable(cfg, &params, &form)?;
     // The authenticated client_id (equal to `client.client_id`), moved.
     let stored = PushedRequest::new(
         credentials.client_id,
         credentials.method,
-        stored_form(&params, &client.client_id, room),
+        form,
         SystemTime::now(),
         lifetime,
     )
@@ -159,28 +172,39 @@ where
     Ok(created(&uri, lifetime.as_secs()))
 }
 
-/// Whether `name` is a case variant of a parameter the layer validates.
-fn shadows_checked_name(name: &str) -> bool {
-    // The checked names are lower case: a variant has an upper-case letter.
-    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return false;
+/// `http::Uri`'s limit on a URI (`u16::MAX - 1` bytes: the http crate's
+/// private `uri::MAX_LEN`), which the rebuilt `GET` redemption must fit.
+const MAX_URI_LEN: usize = u16::MAX as usize - 1;
+
+/// Refuses at push what the authorization endpoint could not rebuild
+/// later, so a `201` is never followed by a `500` at every redemption.
+fn redeemable<C, St>(cfg: &Config<C, St>, params: &Params, form: &str) -> Result<(), OAuthError> {
+    // The stored form is parsed again at redemption (PAR-41): with a
+    // `client_id` added for a Basic client it must still be within the
+    // parameter count.
+    let pairs = params.iter().filter(|(n, _)| is_stored(n)).count()
+        + usize::from(!params.contains("client_id"));
+    if pairs > Params::MAX_PARAMS {
+        return Err(OAuthError::invalid_request(
+            ParamsError::TooMany.to_string(),
+        ));
     }
-    const CHECKED: &[&str] = &[
-        "client_id",
-        "redirect_uri",
-        "request_uri",
-        "request",
-        "response_type",
-        "scope",
-        "code_challenge",
-        "code_challenge_method",
-        "prompt",
-        "nonce",
-        "response_mode",
-    ];
-    CHECKED
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(name) && *c != name)
+    // A `GET` redemption becomes `{authorize_path}?{form}`, or
+    // `{authorize_path}/?{form}` when redeemed with the trailing slash
+    // (routed the same, M-4).
+    let limit = MAX_URI_LEN - (cfg.authorize_path.len() + 2);
+    if form.len() > limit {
+        return Err(OAuthError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!(
+                "the stored authorization request would be longer than {limit} bytes, \
+                 the most a GET {} can carry",
+                cfg.authorize_path
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {
@@ -323,7 +347,7 @@ fn effective_redirect_uri(client: &Client, params: &Params) -> Option<String> {
 /// client sent it only in the Basic header, since the authorization
 /// endpoint needs it. `room` more bytes are reserved after the form.
 fn stored_form(params: &Params, client_id: &str, room: usize) -> String {
-    let keep = |n: &str| !CLIENT_AUTH_PARAMS.contains(&n) && !TOKEN_ENDPOINT_PARAMS.contains(&n);
+    let keep = is_stored;
     if params.contains("client_id") {
         let mut form = String::with_capacity(params.raw_len() + room);
         params.encode_filtered_into(&mut form, keep);
@@ -335,6 +359,11 @@ fn stored_form(params: &Params, client_id: &str, room: usize) -> String {
     push_component(&mut form, client_id);
     params.encode_filtered_into(&mut form, keep);
     form
+}
+
+/// Whether a pushed parameter is part of the stored request (PAR-8).
+fn is_stored(name: &str) -> bool {
+    !CLIENT_AUTH_PARAMS.contains(&name) && !TOKEN_ENDPOINT_PARAMS.contains(&name)
 }
 
 fn store_error(e: StoreError) -> OAuthError {
