@@ -196,6 +196,18 @@ async fn par31_requests_the_layer_cannot_read_are_refused_for_a_par_only_client(
             ),
         ),
         (
+            "a media-type parameter other parsers read a charset from",
+            request(
+                Method::POST,
+                &url,
+                &[(
+                    "content-type",
+                    "application/x-www-form-urlencoded; x-charset=utf-16be",
+                )],
+                &form,
+            ),
+        ),
+        (
             "JSON body",
             request(
                 Method::POST,
@@ -276,4 +288,73 @@ async fn par31_a_redeemable_request_uri_gets_an_unreadable_body_in() {
         "{location} {}",
         redeemed.body
     );
+}
+
+#[tokio::test]
+async fn par31_names_and_paths_other_parsers_read_as_the_authorization_request_are_refused() {
+    let demo = demo();
+    let base = &demo.base;
+    let rest = "response_type=code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb";
+    // Names PHP, Rails, Express, Java or C parsers read as client_id.
+    for name in [
+        "client.id",
+        "client+id",
+        "client%20id",
+        "client_id%5B%5D",
+        "client_id%5B0%5D",
+        "client_id%00x",
+        "Client_Id",
+        "cl%C4%B1ent_id",
+        "CL%C4%B0ENT_ID",
+    ] {
+        let uri = format!("{base}/authorize?{name}=par-only&{rest}");
+        let a = send(request(Method::GET, &uri, &[], "")).await;
+        assert_refused(&a, name);
+        assert!(
+            a.body.contains("could be read as a checked parameter"),
+            "{name}: {}",
+            a.body
+        );
+        let a = send(request(
+            Method::POST,
+            &format!("{base}/authorize"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("{name}=par-only&{rest}"),
+        ))
+        .await;
+        assert_refused(&a, name);
+        assert!(
+            a.body.contains("could be read as a checked parameter"),
+            "{name}: {}",
+            a.body
+        );
+    }
+    // A client_id in another charset, or that a service would trim.
+    for value in ["par%E9only", "par-only%20"] {
+        let uri = format!("{base}/authorize?client_id={value}&{rest}");
+        let a = send(request(Method::GET, &uri, &[], "")).await;
+        assert_refused(&a, value);
+        assert!(
+            a.body.contains("error: <code>invalid_request</code>"),
+            "{value}: {}",
+            a.body
+        );
+    }
+    // Paths that format routes, suffix matching or IIS map onto /authorize.
+    for path in [
+        "/authorize.json",
+        "/authorize.",
+        "/authorize%20",
+        "/%2Fauthorize",
+        "/authorize%5C",
+    ] {
+        let uri = format!("{base}{path}?client_id=par-only&{rest}");
+        let a = send(request(Method::GET, &uri, &[], "")).await;
+        assert_refused(&a, path);
+        assert!(
+            a.body.contains("pushed authorization request required"),
+            "{path}: {}",
+            a.body
+        );
+    }
 }

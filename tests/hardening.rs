@@ -93,6 +93,26 @@ async fn compressed_authorize_post_is_refused() {
 }
 
 #[tokio::test]
+async fn par31_a_transfer_coding_left_in_place_hides_nothing() {
+    // `Transfer-Encoding: gzip, chunked`: the server removes the chunking,
+    // the gzip stays for the wrapped service to undo.
+    let (svc, calls) = layered(&default_layer().require_par_for(C));
+    for te in ["gzip, chunked", "chunked, gzip", "x-custom"] {
+        let req = form_post("/authorize", "\u{1f}binary", &[("transfer-encoding", te)]);
+        assert_eq!(
+            send(&svc, req).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{te}"
+        );
+    }
+    assert_eq!(calls.count(), 0);
+    // Chunked alone is read like any form.
+    let q = form(&[("client_id", P), ("response_type", "code")]);
+    let req = form_post("/authorize", q, &[("transfer-encoding", "chunked")]);
+    assert_eq!(send(&svc, req).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn par26_request_objects_are_refused_not_forwarded_unchecked() {
     let (svc, _) = layered(&default_layer());
     let body = format!(

@@ -211,3 +211,115 @@ async fn a_secure_binding_cookie_is_a_host_cookie_and_reenters() {
     assert_eq!(seen["par"]["client_id"], C_ID);
     assert_eq!(hits(&calls), 2);
 }
+
+/// The memory store, counting redemption attempts.
+#[derive(Clone, Default)]
+struct CountingStore {
+    inner: tower_par::MemoryStore,
+    redeems: Arc<AtomicUsize>,
+}
+
+impl tower_par::ParStore for CountingStore {
+    async fn insert(
+        &self,
+        uri: &tower_par::RequestUri,
+        request: tower_par::PushedRequest,
+        ttl: std::time::Duration,
+    ) -> Result<(), tower_par::StoreError> {
+        self.inner.insert(uri, request, ttl).await
+    }
+    async fn redeem(
+        &self,
+        uri: &tower_par::RequestUri,
+        client_id: &str,
+        mode: tower_par::RedeemMode,
+    ) -> Result<tower_par::RedeemOutcome, tower_par::StoreError> {
+        self.redeems.fetch_add(1, Ordering::SeqCst);
+        self.inner.redeem(uri, client_id, mode).await
+    }
+    async fn complete(
+        &self,
+        uri: &tower_par::RequestUri,
+        binding: &[u8; 32],
+    ) -> Result<tower_par::Completion, tower_par::StoreError> {
+        self.inner.complete(uri, binding).await
+    }
+    async fn mark_once(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, tower_par::StoreError> {
+        self.inner.mark_once(key, ttl).await
+    }
+}
+
+fn host_cookie_name(request_uri: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"tower-par flow cookie\0");
+    h.update(request_uri.as_bytes());
+    format!(
+        "__Host-par_flow_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize()[..9])
+    )
+}
+
+#[tokio::test]
+async fn par15_a_live_request_uri_of_another_client_costs_what_an_unknown_one_costs() {
+    let store = CountingStore::default();
+    let layer = ParLayer::new(clients()).with_store(store.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer.layer(echo::<Full<Bytes>>(calls.clone()));
+    let live = push_c(&svc).await;
+    let unknown = tower_par::RequestUri::generate().to_string();
+    let mut costs = Vec::new();
+    let mut answers = Vec::new();
+    for uri in [&live, &unknown] {
+        let name = host_cookie_name(uri);
+        let cookie: Vec<String> = (1..=4u8)
+            .map(|i| {
+                use base64::Engine;
+                let v = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([i; 32]);
+                format!("{name}={v}")
+            })
+            .collect();
+        let mut req = get(&authorize_uri(P_ID, uri));
+        req.headers_mut()
+            .insert(header::COOKIE, cookie.join("; ").parse().unwrap());
+        let before = store.redeems.load(Ordering::SeqCst);
+        let res = svc.clone().oneshot(req).await.unwrap();
+        costs.push(store.redeems.load(Ordering::SeqCst) - before);
+        answers.push((res.status(), body_string(res).await));
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "store calls: live {} vs unknown {}",
+        costs[0], costs[1]
+    );
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(hits(&calls), 0);
+}
+
+#[tokio::test]
+async fn ids_no_registry_issues_are_never_looked_up() {
+    let clients = Flaky::new();
+    let (svc, _) = flaky_service(ParLayer::new(clients.clone()));
+    let long = "x".repeat(300);
+    let res = send(
+        &svc,
+        json_get(&format!("/authorize?response_type=code&client_id={long}")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // A NUL or line break could end the id early for another parser.
+    for id in ["R%00x", "R%0Ax"] {
+        let res = send(
+            &svc,
+            json_get(&format!("/authorize?response_type=code&client_id={id}")),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{id}");
+    }
+    assert_eq!(clients.lookups.load(Ordering::SeqCst), 0);
+}

@@ -17,9 +17,11 @@ use super::{Client, ClientAuthError, ClientAuthenticator, ClientCredentials};
 /// registry answers again. Authentication at the PAR endpoint always goes to
 /// the wrapped registry.
 ///
-/// At most `capacity` lookups are remembered. When the cache is full, the
-/// expired ones are dropped; if none has expired the new answer is simply
-/// not kept, so a flood of made-up `client_id`s cannot grow it.
+/// At most `capacity` lookups are remembered, of ids up to 255 bytes
+/// without control characters (longer ones are passed on, never kept).
+/// When the cache is full, the expired lookups are dropped, at most once per
+/// `ttl`; until then new answers are simply not kept, so a flood of made-up
+/// `client_id`s can neither grow it nor make each lookup scan it.
 ///
 /// A change to a client's registration (for example turning on
 /// `require_pushed_authorization_requests`) takes effect after at most
@@ -37,7 +39,13 @@ pub struct CachingClients<C> {
     inner: C,
     ttl: Duration,
     capacity: usize,
-    cache: Arc<Mutex<HashMap<String, Cached>>>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, Cached>,
+    pruned_at: Option<Instant>,
 }
 
 struct Cached {
@@ -64,30 +72,36 @@ impl<C> CachingClients<C> {
     /// Forgets every remembered lookup (for example after a registration
     /// changed).
     pub fn clear(&self) {
-        self.lock().clear();
+        self.lock().map.clear();
     }
 
     /// Forgets the lookup of one client.
     pub fn invalidate(&self, client_id: &str) {
-        self.lock().remove(client_id);
+        self.lock().map.remove(client_id);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
+    fn lock(&self) -> MutexGuard<'_, Cache> {
         // A panic elsewhere while holding the lock leaves a usable map.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remember(&self, client_id: &str, client: Option<Arc<Client>>) {
         let now = Instant::now();
+        let ttl = self.ttl;
         let mut cache = self.lock();
-        if cache.len() >= self.capacity && !cache.contains_key(client_id) {
-            let ttl = self.ttl;
-            cache.retain(|_, c| now.duration_since(c.at) < ttl);
-            if cache.len() >= self.capacity {
+        if cache.map.len() >= self.capacity && !cache.map.contains_key(client_id) {
+            if cache.pruned_at.is_some_and(|t| now.duration_since(t) < ttl) {
+                return;
+            }
+            cache.pruned_at = Some(now);
+            cache.map.retain(|_, c| now.duration_since(c.at) < ttl);
+            if cache.map.len() >= self.capacity {
                 return;
             }
         }
-        cache.insert(client_id.to_owned(), Cached { at: now, client });
+        cache
+            .map
+            .insert(client_id.to_owned(), Cached { at: now, client });
     }
 }
 
@@ -108,7 +122,7 @@ impl<C: fmt::Debug> fmt::Debug for CachingClients<C> {
             .field("inner", &self.inner)
             .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
-            .field("cached", &self.lock().len())
+            .field("cached", &self.lock().map.len())
             .finish()
     }
 }
@@ -123,9 +137,12 @@ impl<C: ClientAuthenticator> ClientAuthenticator for CachingClients<C> {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
+        if client_id.len() > 255 || client_id.chars().any(char::is_control) {
+            return self.inner.client(client_id).await;
+        }
         {
             let cache = self.lock();
-            if let Some(c) = cache.get(client_id) {
+            if let Some(c) = cache.map.get(client_id) {
                 if c.at.elapsed() < self.ttl {
                     return Ok(c.client.clone());
                 }
@@ -194,8 +211,15 @@ mod tests {
             cache.client("other").await.unwrap();
             cache.client("other").await.unwrap();
             assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
-            assert_eq!(cache.lock().len(), 2);
+            assert_eq!(cache.lock().map.len(), 2);
+            // Ids no registry would issue are never kept.
+            cache.clear();
+            let long = "x".repeat(256);
+            cache.client(&long).await.unwrap();
+            cache.client("a\u{0}b").await.unwrap();
+            assert_eq!(cache.lock().map.len(), 0);
             // An outage is not remembered.
+            cache.client("known").await.unwrap();
             cache.invalidate("known");
             inner.down.store(true, Ordering::SeqCst);
             assert!(cache.client("known").await.is_err());

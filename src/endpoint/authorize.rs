@@ -213,28 +213,42 @@ where
 
 /// Whether `path` could reach the authorization endpoint on a server that
 /// normalises paths (case, percent-encoding, `;` parameters, empty and dot
-/// segments) although it is not literally `authorize_path`. Cheap and
-/// allocation-free for ordinary paths.
+/// segments, `\` read as `/`, format suffixes such as `.json`, trailing
+/// dots and spaces) although it is not literally `authorize_path`. Cheap
+/// and allocation-free for ordinary paths.
 pub(crate) fn may_alias(path: &str, authorize_path: &str) -> bool {
-    let special = path.bytes().any(|b| b == b'%' || b == b';')
+    let special = path.bytes().any(|b| matches!(b, b'%' | b';' | b'\\'))
         || path.contains("//")
         || path.split('/').any(|s| s == "." || s == "..");
     if !special {
-        let trimmed = path.strip_suffix('/').unwrap_or(path);
-        return trimmed.eq_ignore_ascii_case(authorize_path);
+        return loosely_is(path, authorize_path);
     }
-    let normalized = normalize_path(path);
-    let normalized = normalized.strip_suffix('/').unwrap_or(&normalized);
-    normalized.eq_ignore_ascii_case(authorize_path)
+    loosely_is(&normalize_path(path), authorize_path)
+}
+
+/// `authorize_path` in any case, then nothing, `/`, or a last-segment
+/// suffix that Rails-style format routes (`.json`), Spring suffix matching
+/// or IIS (trailing `.` and spaces) would ignore.
+fn loosely_is(path: &str, authorize_path: &str) -> bool {
+    let Some(head) = path.get(..authorize_path.len()) else {
+        return false;
+    };
+    if !head.eq_ignore_ascii_case(authorize_path) {
+        return false;
+    }
+    let rest = &path[authorize_path.len()..];
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.is_empty() || (rest.starts_with(['.', ' ']) && !rest.contains('/'))
 }
 
 fn normalize_path(path: &str) -> String {
-    let mut segments: Vec<String> = Vec::new();
-    for raw in path.split('/') {
+    // Decoded first, so that `%2F` and `%5C` separate segments as well.
+    let decoded = percent_decode_lossy(path).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for raw in decoded.split('/') {
         // `;` starts path parameters (servlet containers drop them).
-        let raw = raw.split(';').next().unwrap_or_default();
-        let seg = percent_decode_lossy(raw);
-        match seg.as_str() {
+        let seg = raw.split(';').next().unwrap_or_default();
+        match seg {
             "" | "." => {}
             ".." => {
                 segments.pop();
@@ -626,7 +640,11 @@ where
     // a registry outage leaves the request_uri redeemable for a retry.
     // PAR-15, PAR-29: an unknown client, like a client the request_uri was
     // not issued to, gets the answer an unknown request_uri gets.
-    let client = match cfg.clients.client(client_id).await {
+    let lookup = match plausible_client_id(client_id) {
+        true => cfg.clients.client(client_id).await,
+        false => Ok(None),
+    };
+    let client = match lookup {
         Ok(Some(client)) => client,
         Ok(None) => return Err(OAuthError::invalid_request_uri(NOT_FOUND)),
         Err(_) => return Err(registry_unavailable()),
@@ -665,10 +683,21 @@ where
                     reenter,
                     window: cfg.flow_window,
                 };
-                outcome = cfg.store.redeem(&uri, client_id, mode).await;
-                if !matches!(outcome, Ok(RedeemOutcome::NotFound)) {
+                let attempt = cfg.store.redeem(&uri, client_id, mode).await;
+                // PAR-15: an entry bound to another client answers every
+                // attempt alike; trying the rest too keeps the number of
+                // store calls the same as for an unknown request_uri.
+                if matches!(attempt, Ok(RedeemOutcome::WrongClient)) {
+                    outcome = attempt;
+                    continue;
+                }
+                if !matches!(attempt, Ok(RedeemOutcome::NotFound)) {
+                    outcome = attempt;
                     matched = reenter;
                     break;
+                }
+                if !matches!(outcome, Ok(RedeemOutcome::WrongClient)) {
+                    outcome = attempt;
                 }
             }
             (outcome, Some((fresh, binding, matched)))
@@ -750,26 +779,65 @@ fn is_form_post(params: &Params) -> bool {
 /// it is refused: each costs a registry lookup while PAR may be required.
 const MAX_CLIENT_IDS: usize = 4;
 
-/// Every distinct value a lenient parser could read as `client_id` (any
-/// case, repeated, next to malformed pairs), added to `ids`. `false` once
-/// more than [`MAX_CLIENT_IDS`] are found.
-fn lenient_client_ids(raw: &[u8], ids: &mut Vec<String>) -> bool {
+/// Reads a front-channel query or form as lenient parsers would (pairs
+/// split on `&` and `;`, names in any case, repeats, malformed pairs) and
+/// adds every distinct value they could read as `client_id` to `ids`.
+///
+/// Refuses (400) what could name a client without the layer seeing it: a
+/// parameter name other parsers fold onto a checked one (`Client_Id`,
+/// `client.id`, `client_id[]`, `client_id%00x`, `clıent_id`: the rule of the
+/// PAR endpoint, [`crate::names`]), a `client_id` value that does not decode
+/// as UTF-8 or holds a control character (another charset, or a parser that
+/// stops at a NUL, could read it as a client's id), and more than
+/// [`MAX_CLIENT_IDS`] distinct values.
+fn front_channel_client_ids(raw: &[u8], ids: &mut Vec<String>) -> Result<(), OAuthError> {
     let raw = String::from_utf8_lossy(raw);
-    let values = raw
-        .split(['&', ';'])
-        .filter_map(|seg| seg.split_once('='))
-        .filter(|(n, _)| decode(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("client_id")))
-        .filter_map(|(_, v)| decode(v).ok())
-        .filter(|v| !v.is_empty());
-    for v in values {
-        if !ids.iter().any(|id| *id == *v) {
-            if ids.len() == MAX_CLIENT_IDS {
-                return false;
-            }
-            ids.push(v.into_owned());
+    for seg in raw.split(['&', ';']) {
+        let (name, value) = seg.split_once('=').unwrap_or((seg, ""));
+        let Ok(name) = decode(name) else {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter name '{}' is not well-formed",
+                crate::names::sanitized(name)
+            )));
+        };
+        if name.is_empty() {
+            continue;
         }
+        if name != "client_id" {
+            if crate::names::confusable(&name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter name '{}' could be read as a checked parameter",
+                    crate::names::sanitized(&name)
+                )));
+            }
+            continue;
+        }
+        // A value that does not decode as UTF-8, or holds a control
+        // character (C parsers stop at a NUL), could be read as another id.
+        let value = match decode(value) {
+            Ok(v) if !v.chars().any(char::is_control) => v,
+            _ => return Err(OAuthError::invalid_request("client_id is not well-formed")),
+        };
+        // Services that trim values would find the trimmed client.
+        let value = value.trim();
+        if value.is_empty() || ids.iter().any(|id| id == value) {
+            continue;
+        }
+        if ids.len() == MAX_CLIENT_IDS {
+            return Err(OAuthError::invalid_request(format!(
+                "more than {MAX_CLIENT_IDS} different client_id values"
+            )));
+        }
+        ids.push(value.to_owned());
     }
-    true
+    Ok(())
+}
+
+/// Whether a registry could know a client by this id: an RFC 7591
+/// `client_id` is a short string. Longer ones, or ones with control
+/// characters, are never looked up (nor cached): unknown.
+fn plausible_client_id(id: &str) -> bool {
+    id.len() <= 255 && !id.chars().any(char::is_control)
 }
 
 /// Whether PAR may be required for some request: globally, under FAPI,
@@ -814,18 +882,15 @@ where
         return Err(required());
     }
     let mut ids = Vec::new();
-    let bounded = lenient_client_ids(parts.uri.query().unwrap_or_default().as_bytes(), &mut ids)
-        && form.is_none_or(|f| lenient_client_ids(f, &mut ids));
-    if !bounded {
-        return Err(OAuthError::invalid_request(format!(
-            "more than {MAX_CLIENT_IDS} different client_id values"
-        )));
+    front_channel_client_ids(parts.uri.query().unwrap_or_default().as_bytes(), &mut ids)?;
+    if let Some(form) = form {
+        front_channel_client_ids(form, &mut ids)?;
     }
     for id in &ids {
         if cfg.require_par_clients.contains(id.as_str()) {
             return Err(required());
         }
-        if !cfg.clients.may_require_par() {
+        if !cfg.clients.may_require_par() || !plausible_client_id(id) {
             continue;
         }
         match cfg.clients.client(id).await {
@@ -915,6 +980,15 @@ mod alias_tests {
             "/x/../authorize",
             "/authorize;jsessionid=1",
             "/%2e/authorize",
+            "/authorize.json",
+            "/authorize.",
+            "/authorize%20",
+            "/authorize ",
+            "/authorize\\",
+            "/\\authorize",
+            "/%2Fauthorize",
+            "/%5Cauthorize",
+            "/x/%2e%2e/authorize",
         ] {
             assert!(may_alias(p, "/authorize"), "{p}");
         }
@@ -923,6 +997,9 @@ mod alias_tests {
             "/health",
             "/",
             "/x/authorize",
+            "/authorize-legacy",
+            "/authorizex.json",
+            "/authorize.json/x",
             "/static/app.js",
             "/.well-known/openid-configuration",
         ] {

@@ -114,7 +114,7 @@ where
 
 /// Whether the request declares a form body (OA-9), read as RFC 9110
 /// §8.3.1 says: exactly one `Content-Type`, type and subtype compared
-/// case-insensitively, then only well-formed `;` parameters. A value that
+/// case-insensitively, then at most a well-formed `charset` parameter. A value that
 /// merely starts with the form type
 /// (`application/x-www-form-urlencoded-x`,
 /// `application/x-www-form-urlencoded, text/plain`) is not a form, and
@@ -159,6 +159,7 @@ fn is_media_type(value: &str, ty: &str, subtype: &str) -> bool {
     if !token(&mut i).eq_ignore_ascii_case(subtype.as_bytes()) {
         return false;
     }
+    let mut seen_charset = false;
     loop {
         ows(&mut i);
         if i == b.len() {
@@ -205,12 +206,15 @@ fn is_media_type(value: &str, ty: &str, subtype: &str) -> bool {
             }
             val.extend_from_slice(t);
         }
-        if name.eq_ignore_ascii_case(b"charset")
-            && !val.eq_ignore_ascii_case(b"utf-8")
-            && !val.eq_ignore_ascii_case(b"us-ascii")
-        {
+        // The form type defines no parameters; some parsers find a charset
+        // anywhere in the value (`x-charset=utf-16be`), so only one
+        // `charset`, UTF-8 or its subset US-ASCII, is read as the layer
+        // reads the body.
+        let utf8 = val.eq_ignore_ascii_case(b"utf-8") || val.eq_ignore_ascii_case(b"us-ascii");
+        if !name.eq_ignore_ascii_case(b"charset") || !utf8 || seen_charset {
             return false;
         }
+        seen_charset = true;
     }
 }
 
@@ -224,12 +228,21 @@ pub(crate) fn has_body<B: Body>(headers: &HeaderMap, body: &B) -> bool {
         || !(body.is_end_stream() || body.size_hint().exact() == Some(0))
 }
 
-/// Whether the body is sent with a content coding (RFC 9110 §8.4).
+/// Whether the body is sent with a content coding (RFC 9110 §8.4), or a
+/// transfer coding other than `chunked` that the server leaves in place
+/// (`Transfer-Encoding: gzip, chunked`, RFC 9112 §6.1).
 pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
-    headers
+    let content = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
-        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let transfer = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"));
+    content || transfer
 }
 
 pub(crate) fn own<ResB>(res: Response<Full<Bytes>>) -> Response<ParResponseBody<ResB>> {
@@ -270,7 +283,7 @@ mod tests {
             "Application/X-WWW-Form-URLEncoded",
             "application/x-www-form-urlencoded;charset=UTF-8",
             "application/x-www-form-urlencoded ; charset=\"utf-8\"",
-            "application/x-www-form-urlencoded; foo=bar; ;",
+            "application/x-www-form-urlencoded; ;",
         ] {
             assert!(form(&[ok]), "{ok}");
         }
@@ -281,6 +294,10 @@ mod tests {
             "application/x-www-form-urlencodedx",
             "application/x-www-form-urlencoded; charset=utf-16",
             "application/x-www-form-urlencoded; charset",
+            "application/x-www-form-urlencoded; foo=bar",
+            "application/x-www-form-urlencoded; x-charset=utf-16be",
+            "application/x-www-form-urlencoded; x=\"charset=ibm037;\"",
+            "application/x-www-form-urlencoded; charset=utf-8; charset=utf-16",
             "application/x-www-form-urlencoded; charset=\"utf-8",
             "application/json",
             "multipart/form-data; boundary=x",
