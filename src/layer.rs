@@ -146,7 +146,8 @@ where
     /// are in: 1 ms to 300 s (default 10 s). A body that has not fully
     /// arrived by then (a client sending `Content-Length: 100` and a byte a
     /// second) is answered `408 invalid_request` with `Connection: close`,
-    /// so it cannot hold its connection indefinitely.
+    /// so it cannot hold its connection indefinitely. The same deadline
+    /// applies to form POSTs the authorization endpoint reads.
     ///
     /// The deadline needs the `tokio` feature (on by default) and a tokio
     /// runtime with timers enabled. Without the feature, or on another

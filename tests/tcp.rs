@@ -357,17 +357,46 @@ async fn read_response(reader: &mut (impl AsyncReadExt + Unpin)) -> String {
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn par20_stalled_push_body_gets_408_and_the_connection_is_closed() {
+    let head = format!(
+        "POST /par HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
+         Content-Type: {FORM}\r\nContent-Length: 100\r\n\r\n",
+        c_basic()
+    );
+    let response = stalled_body_answer(&head).await;
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    let error: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+    assert_eq!(
+        error["error_description"],
+        "request body not received in time"
+    );
+}
+
+#[cfg(feature = "tokio")]
+#[tokio::test]
+async fn a_stalled_authorization_form_gets_408_and_the_connection_is_closed() {
+    let head = format!(
+        "POST /authorize HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
+         Content-Type: {FORM}\r\nContent-Length: 100\r\n\r\n"
+    );
+    let response = stalled_body_answer(&head).await;
+    assert!(
+        response.contains("request body not received in time"),
+        "{response}"
+    );
+}
+
+/// Sends `head`, then its 100-byte body one byte every 100 ms, to a layer
+/// with a 300 ms body deadline; returns the answer after checking it is a
+/// 408 that closes the connection, without the wrapped service.
+#[cfg(feature = "tokio")]
+async fn stalled_body_answer(head: &str) -> String {
     let layer = layer()
         .par_body_timeout(std::time::Duration::from_millis(300))
         .unwrap();
     let (addr, codes) = serve(layer).await;
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let head = format!(
-        "POST /par HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
-         Content-Type: {FORM}\r\nContent-Length: 100\r\n\r\n",
-        c_basic()
-    );
     writer.write_all(head.as_bytes()).await.unwrap();
     let trickle = tokio::spawn(async move {
         for b in b"response_type=code&".iter().cycle().take(100) {
@@ -387,13 +416,6 @@ async fn par20_stalled_push_body_gets_408_and_the_connection_is_closed() {
     trickle.abort();
     assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
     assert_eq!(header_value(&response, "connection"), Some("close"));
-    let body = response.split_once("\r\n\r\n").unwrap().1;
-    let error: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(error["error"], "invalid_request");
-    assert_eq!(
-        error["error_description"],
-        "request body not received in time"
-    );
     // The server closes its side: nothing more arrives on this connection.
     let rest = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -403,4 +425,5 @@ async fn par20_stalled_push_body_gets_408_and_the_connection_is_closed() {
     .expect("connection left open");
     assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
     assert_eq!(codes.load(Ordering::SeqCst), 0);
+    response
 }

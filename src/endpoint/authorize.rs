@@ -20,7 +20,7 @@ use tower_service::Service;
 use super::compact::{
     compact_location, compact_refresh, compact_url, is_authorization_response, refresh_url,
 };
-use super::{has_body, is_encoded, is_form, own, push_decimal, read_body};
+use super::{has_body, is_encoded, is_form, own, push_decimal, read_body_within};
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, Client, ClientAuthenticator};
 use crate::config::{Config, Redemption};
@@ -157,7 +157,13 @@ where
         Err(e) => {
             crate::trace::rejected("authorize", &e);
             // OA-5: answered to the browser, never redirected.
-            Ok(own(e.browser_response(accept.as_ref())))
+            let mut res = e.browser_response(accept.as_ref());
+            if e.status() == StatusCode::REQUEST_TIMEOUT {
+                // The rest of the body may still arrive (RFC 9110 §15.5.9).
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(own(res))
         }
     }
 }
@@ -557,7 +563,9 @@ where
     }
     let readable_form = parts.method == Method::POST && is_form(&parts.headers);
     let (form, body, unread) = if readable_form {
-        let bytes = read_body(&parts.headers, body, cfg.max_body)
+        // The same deadline as the PAR endpoint's: a stalled form must not
+        // hold the connection.
+        let bytes = read_body_within(&parts.headers, body, cfg.max_body, cfg.par_body_timeout)
             .await
             .map_err(|e| e.into_oauth(cfg.max_body))?;
         (Some(bytes.clone()), ParRequestBody::rewritten(bytes), false)
