@@ -86,7 +86,9 @@
 //! # Feature flags
 //!
 //! - `toml` (default): [`StaticClients::from_toml`] and `.toml` files.
-//! - `tokio`: [`MemoryStore::spawn_sweeper`], a background expiry task.
+//! - `tokio` (default): the body-read deadline
+//!   ([`ParLayer::par_body_timeout`], on a tokio runtime with timers) and
+//!   [`MemoryStore::spawn_sweeper`], a background expiry task.
 //! - `tracing`: events for pushes, redemptions and rejections (never with
 //!   parameter values, secrets or a full `request_uri`).
 
