@@ -50,19 +50,7 @@ pub const NOT_FOUND: &str = "request_uri is unknown, expired or already used";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
 pub fn clients() -> StaticClients {
-    StaticClients::new()
-        .with_client(
-            Client::new(C_ID, AuthMethod::ClientSecretBasic)
-                .redirect_uri(C_REDIRECT)
-                .scopes(["openid", "profile"]),
-            Some(C_SECRET),
-        )
-        .unwrap()
-        .with_client(
-            Client::new(P_ID, AuthMethod::None).redirect_uri(P_REDIRECT),
-            None,
-        )
-        .unwrap()
+    optional_clients()
         .with_client(
             Client::new(R_ID, AuthMethod::None)
                 .redirect_uri(R_REDIRECT)
@@ -77,7 +65,7 @@ pub fn clients() -> StaticClients {
         .unwrap()
 }
 
-/// [`clients`] without R: no client requires PAR, so the layer lets
+/// C and P only: no client requires PAR, so the layer lets
 /// requests it does not read through to the wrapped service.
 pub fn optional_clients() -> StaticClients {
     StaticClients::new()
