@@ -530,7 +530,6 @@ async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
 /// The per-client allowances a store under [`allowance_conformance`] is
 /// made with.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // Not yet run against `RedisStore`.
 pub struct Allowance {
     /// Requests a client may have pushed and not yet redeemed (a store
     /// without such a bound ignores it).
@@ -541,13 +540,12 @@ pub struct Allowance {
 
 /// Checks of the per-client allowances, against stores made by `make` with
 /// the allowances it is given.
-#[allow(dead_code)] // Not yet run against `RedisStore`.
 pub async fn allowance_conformance<S: ParStore>(make: impl Fn(Allowance) -> S) {
     let small = Allowance {
         pushed_per_client: 3,
         in_flow_per_client: 3,
     };
-    redeemed_requests_do_not_hold_the_push_allowance(make(small)).await;
+    redeemed_requests_do_not_hold_the_push_allowance(make(small), small.pushed_per_client).await;
     the_in_flow_allowance_evicts_the_oldest_flow(make(Allowance {
         pushed_per_client: 10,
         in_flow_per_client: 2,
@@ -560,10 +558,10 @@ pub async fn allowance_conformance<S: ParStore>(make: impl Fn(Allowance) -> S) {
 /// not keep the client's push allowance full for the flow window, only
 /// requests still waiting for their first redemption count (PAR-20: 429 is
 /// for a client over its rate, not for a client someone else flooded).
-async fn redeemed_requests_do_not_hold_the_push_allowance<S: ParStore>(store: S) {
+async fn redeemed_requests_do_not_hold_the_push_allowance<S: ParStore>(store: S, allowance: usize) {
     // Three times the push allowance of push + first redemption, none
     // completed: every push is accepted.
-    for i in 0..9u8 {
+    for i in 0..u8::try_from(3 * allowance).unwrap() {
         let uri = RequestUri::generate();
         store
             .insert(&uri, request("PUBLIC", "a=1"), MINUTE)
@@ -575,7 +573,7 @@ async fn redeemed_requests_do_not_hold_the_push_allowance<S: ParStore>(store: S)
         ));
     }
     // Strict redemptions free their slot too.
-    for i in 0..9 {
+    for i in 0..3 * allowance {
         let uri = RequestUri::generate();
         store
             .insert(&uri, request("PUBLIC", "a=1"), MINUTE)

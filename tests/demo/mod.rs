@@ -93,3 +93,4 @@ pub async fn call(req: Request<Full<Bytes>>) -> (StatusCode, String) {
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
