@@ -335,6 +335,85 @@ async fn headers_swapped_between_entries_in_redis_are_refused() {
     );
 }
 
+/// PAR-29: a request whose TTL someone removed in Redis still expires at
+/// its (authenticated) `expires_at`.
+#[tokio::test]
+async fn a_request_whose_ttl_was_removed_in_redis_still_expires_par29() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = redis.store(&unique_prefix()).await;
+    let mut raw = redis.raw().await;
+    let uri = RequestUri::generate();
+    let short = Duration::from_millis(100);
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        short,
+    );
+    store.insert(&uri, req, short).await.unwrap();
+    let persisted: i64 = redis::cmd("PERSIST")
+        .arg(store.key_for(&uri))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(persisted, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for mode in [browser(1), RedeemMode::Consume] {
+        let outcome = store.redeem(&uri, "c", mode).await;
+        assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+    }
+}
+
+/// With a secret, the keys that seal and authenticate an entry are not
+/// derived from the `request_uri` alone: a store with another secret (or
+/// none), like a Redis writer without it, cannot read or act on it.
+#[tokio::test]
+async fn entries_sealed_under_a_secret_are_refused_without_it() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let connect = |secret: Option<&'static str>| {
+        let mut config = RedisStoreConfig::new(&redis.url).prefix(&prefix);
+        if let Some(secret) = secret {
+            config = config.secret(secret);
+        }
+        RedisStore::connect(config)
+    };
+    let ours = connect(Some("a secret shared by every instance"))
+        .await
+        .unwrap();
+    let others = [
+        connect(None).await.unwrap(),
+        connect(Some("another secret")).await.unwrap(),
+    ];
+    let uri = RequestUri::generate();
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        Duration::from_secs(60),
+    );
+    ours.insert(&uri, req, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for other in &others {
+        for mode in [browser(1), RedeemMode::Consume] {
+            let outcome = other.redeem(&uri, "c", mode).await;
+            assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+        }
+    }
+    assert!(matches!(
+        ours.redeem(&uri, "c", RedeemMode::Consume).await,
+        Ok(RedeemOutcome::Redeemed(_))
+    ));
+    assert!(!format!("{ours:?}").contains("a secret shared"));
+}
+
 /// The per-client sets of flows leave nothing behind: completed flows
 /// leave their set, and a set expires with its newest flow's window.
 #[tokio::test]

@@ -597,7 +597,7 @@ impl ParStore for RedisStore {
                 reenter,
                 window,
             } => {
-                let until = unix_ns(now) / 1_000_000 + millis(window);
+                let until = (unix_ns(now) / 1_000_000).saturating_add(millis(window));
                 let fields = HeaderFields {
                     state: b'f',
                     tag: &Self::client_tag(uri, client_id),
