@@ -42,7 +42,8 @@ use crate::RequestUri;
 pub struct MemoryStoreConfig {
     /// Entries the store may hold, pushed or in flow (default 100 000).
     /// When full, a push is answered `503 temporarily_unavailable` with
-    /// `Retry-After`.
+    /// `Retry-After`. The replay cache ([`ParStore::mark_once`]) holds at
+    /// most as many keys.
     pub max_pending: usize,
     /// Bytes the store's entries may hold (default 256 MiB): each entry
     /// counts its parameters, its redirect URI and its client id, plus
@@ -271,6 +272,10 @@ struct Part {
 #[repr(align(64))]
 struct Padded(AtomicUsize);
 
+/// Least time between two scans of a full replay cache for expired keys,
+/// so that a cache full of live keys is not rescanned by every call.
+const MARKS_SCAN_MS: u64 = 100;
+
 /// Stores are told apart by a number, never by an address that a later
 /// store could reuse.
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -306,6 +311,10 @@ struct Inner {
     cursor: AtomicUsize,
     /// Unix seconds of the last sweep forced by a full store.
     last_full_sweep: AtomicU64,
+    /// Unix milliseconds before which no recorded key expires, and of the
+    /// last scan of the replay cache (at most every `MARKS_SCAN_MS`).
+    marks_next_expiry: AtomicU64,
+    marks_last_scan: AtomicU64,
     config: MemoryStoreConfig,
 }
 
@@ -395,6 +404,8 @@ impl MemoryStore {
                 next_step: AtomicU64::new(0),
                 cursor: AtomicUsize::new(0),
                 last_full_sweep: AtomicU64::new(0),
+                marks_next_expiry: AtomicU64::new(0),
+                marks_last_scan: AtomicU64::new(0),
                 config,
             }),
         }
@@ -674,6 +685,33 @@ impl MemoryStore {
         self.release(&bucket.slot);
     }
 
+    /// Removes expired keys from a full replay cache, if any can have
+    /// expired and the last scan is `MARKS_SCAN_MS` old; whether there is
+    /// room now.
+    fn forget_expired_marks(&self, now: SystemTime) -> bool {
+        let inner = &self.inner;
+        let ms = unix_millis(now);
+        let last = inner.marks_last_scan.load(Ordering::Relaxed);
+        let due = ms >= inner.marks_next_expiry.load(Ordering::Relaxed)
+            && ms >= last.saturating_add(MARKS_SCAN_MS)
+            && inner
+                .marks_last_scan
+                .compare_exchange(last, ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            let mut next = u64::MAX;
+            inner.marks.retain(|_, expires| {
+                let live = *expires > now;
+                if live {
+                    next = next.min(unix_millis(*expires));
+                }
+                live
+            });
+            inner.marks_next_expiry.store(next, Ordering::Relaxed);
+        }
+        inner.marks.len() < inner.config.max_pending
+    }
+
     fn shard(&self, key: &Key) -> MutexGuard<'_, Part> {
         lock(&self.inner.shards[shard_of(key)])
     }
@@ -851,8 +889,31 @@ impl ParStore for MemoryStore {
                 }
             }
             Entry::Vacant(e) => {
-                e.insert(later(now, ttl));
-                Ok(true)
+                drop(e);
+                // The keys may be chosen by whoever signs them (DPoP proof
+                // `jti`s): the cache holds at most `max_pending`, also
+                // without a sweeper.
+                if self.inner.marks.len() >= self.inner.config.max_pending
+                    && !self.forget_expired_marks(now)
+                {
+                    return Err(StoreError::Full { retry_after: 5 });
+                }
+                let expires = later(now, ttl);
+                let recorded = match self.inner.marks.entry(digest) {
+                    Entry::Occupied(e) if *e.get() > now => false,
+                    Entry::Occupied(mut e) => {
+                        *e.get_mut() = expires;
+                        true
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(expires);
+                        true
+                    }
+                };
+                self.inner
+                    .marks_next_expiry
+                    .fetch_min(unix_millis(expires), Ordering::Relaxed);
+                Ok(recorded)
             }
         }
     }
@@ -1291,6 +1352,31 @@ mod tests {
         assert!(queued <= 16, "{queued}");
         assert_eq!(counts(&store), (0, 0));
         assert_eq!((store.pending(), store.pending_bytes()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_replay_cache_is_bounded_without_a_sweeper() {
+        // Keys such as DPoP proof `jti`s are chosen by whoever signs them:
+        // the cache holds at most `max_pending` of them.
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_pending: 3,
+            ..MemoryStoreConfig::default()
+        });
+        let short = Duration::from_millis(20);
+        for i in 0..3 {
+            assert_eq!(store.mark_once(&format!("jti-{i}"), short).await, Ok(true));
+        }
+        assert_eq!(
+            store.mark_once("jti-3", Duration::from_secs(60)).await,
+            Err(StoreError::Full { retry_after: 5 })
+        );
+        // A recorded key is still recognised when the cache is full.
+        assert_eq!(store.mark_once("jti-0", short).await, Ok(false));
+        // Expired keys make room (without waiting for a sweep; a full cache
+        // is scanned at most every 100 ms).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(store.mark_once("jti-3", short).await, Ok(true));
+        assert!(store.inner.marks.len() <= 3);
     }
 
     #[cfg(feature = "tokio")]
