@@ -156,7 +156,7 @@ async fn redis_store_allowances_conform() {
     let url = redis.url.clone();
     let stores: Vec<RedisStore> = {
         let mut v = Vec::new();
-        for in_flow in [3, 2, 3] {
+        for in_flow in [3, 2, 3, 3] {
             v.push(
                 RedisStore::connect(
                     RedisStoreConfig::new(&url)
@@ -169,7 +169,7 @@ async fn redis_store_allowances_conform() {
         }
         v
     };
-    // The suite asks for allowances in this order: 3, 2, 3 flows.
+    // The suite asks for allowances in this order: 3, 2, 3, 3 flows.
     let next = AtomicUsize::new(0);
     conformance::allowance_conformance(|a| {
         let store = stores[next.fetch_add(1, Ordering::Relaxed)].clone();

@@ -552,6 +552,53 @@ pub async fn allowance_conformance<S: ParStore>(make: impl Fn(Allowance) -> S) {
     }))
     .await;
     completed_and_evicted_flows_free_the_in_flow_allowance(make(small)).await;
+    // Room for every push: the flows are what is bounded here.
+    let many_pushes = Allowance {
+        pushed_per_client: 100,
+        in_flow_per_client: 3,
+    };
+    concurrent_first_redemptions_stay_within_the_in_flow_allowance(make(many_pushes), 3).await;
+}
+
+async fn concurrent_first_redemptions_stay_within_the_in_flow_allowance<S: ParStore>(
+    store: S,
+    allowance: usize,
+) {
+    const TASKS: u8 = 32;
+    let barrier = Arc::new(tokio::sync::Barrier::new(usize::from(TASKS)));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let uri = RequestUri::generate();
+                store
+                    .insert(&uri, request("C", "a=1"), MINUTE)
+                    .await
+                    .unwrap();
+                barrier.wait().await;
+                let outcome = store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap();
+                // A new user is never refused.
+                assert!(matches!(outcome, RedeemOutcome::Redeemed(_)), "{outcome:?}");
+                (uri, i)
+            })
+        })
+        .collect();
+    let mut flows = Vec::new();
+    for t in tasks {
+        flows.push(t.await.unwrap());
+    }
+    let mut live = 0;
+    for (uri, i) in &flows {
+        if let RedeemOutcome::Reentered(_) = store.redeem(uri, "C", bind(*i, MINUTE)).await.unwrap()
+        {
+            live += 1;
+            assert_eq!(
+                store.complete(uri, &[*i; 32]).await.unwrap(),
+                Completion::Completed
+            );
+        }
+    }
+    assert!((1..=allowance).contains(&live), "{live} flows left");
 }
 
 /// Anyone can push and redeem for a public client: flows in progress must
