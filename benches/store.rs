@@ -21,6 +21,9 @@ fn store() -> MemoryStore {
     MemoryStore::with_config(MemoryStoreConfig {
         max_pending: 10_000_000,
         max_pending_per_client: 10_000_000,
+        // The store that holds a million entries is past the default
+        // byte budget.
+        max_pending_bytes: usize::MAX,
         ..MemoryStoreConfig::default()
     })
 }

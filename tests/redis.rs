@@ -26,8 +26,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tower::Layer;
 use tower_par::{
-    AuthMethod, Client, ParLayer, ParRequestBody, ParStore, PushedRequest, RedeemMode, RedisStore,
-    RedisStoreConfig, RequestUri, StaticClients,
+    AuthMethod, Client, Completion, ParLayer, ParRequestBody, ParStore, PushedRequest, RedeemMode,
+    RedeemOutcome, RedisStore, RedisStoreConfig, RequestUri, StaticClients,
 };
 
 /// A Redis for one test: our own child process, or the one named by
@@ -146,6 +146,328 @@ async fn redis_store_conforms() {
     };
     let base = redis.store("base:").await;
     conformance::conformance(|| base.with_prefix(unique_prefix())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_allowances_conform() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let url = redis.url.clone();
+    let stores: Vec<RedisStore> = {
+        let mut v = Vec::new();
+        for in_flow in [3, 2, 3, 3] {
+            v.push(
+                RedisStore::connect(
+                    RedisStoreConfig::new(&url)
+                        .prefix(unique_prefix())
+                        .max_in_flow_per_client(in_flow),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        v
+    };
+    // The suite asks for allowances in this order: 3, 2, 3, 3 flows.
+    let next = AtomicUsize::new(0);
+    conformance::allowance_conformance(|a| {
+        let store = stores[next.fetch_add(1, Ordering::Relaxed)].clone();
+        // RedisStore has no per-client bound on pushed requests: only the
+        // in-flow allowance is configured.
+        let wanted = format!("max_in_flow_per_client: {}", a.in_flow_per_client);
+        assert!(format!("{store:?}").contains(&wanted), "{a:?}");
+        store
+    })
+    .await;
+}
+
+/// Offsets in a stored value (see `src/store/redis.rs`): the state byte,
+/// the binding, and the end of the header.
+const STATE_AT: usize = 0;
+const BINDING_AT: std::ops::Range<usize> = 129..193;
+const HEADER_LEN: usize = 273;
+
+async fn raw_get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<u8> {
+    redis::cmd("GET").arg(key).query_async(raw).await.unwrap()
+}
+
+/// Overwrites a value, keeping its TTL.
+async fn raw_set(raw: &mut redis::aio::MultiplexedConnection, key: &str, value: &[u8]) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("KEEPTTL")
+        .query_async(raw)
+        .await
+        .unwrap();
+}
+
+fn browser(b: u8) -> RedeemMode {
+    RedeemMode::Bind {
+        binding: [b; 32],
+        reenter: Some([b; 32]),
+        window: Duration::from_secs(60),
+    }
+}
+
+/// A tampered entry must never be redeemed, re-entered or completed: an
+/// error, "not found", or (a header moved from another entry) "wrong
+/// client".
+fn refused(outcome: &Result<RedeemOutcome, tower_par::StoreError>) -> bool {
+    matches!(
+        outcome,
+        Err(_) | Ok(RedeemOutcome::NotFound | RedeemOutcome::WrongClient)
+    )
+}
+
+async fn pushed_and_bound(store: &RedisStore, b: u8) -> (RequestUri, String) {
+    let uri = RequestUri::generate();
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        Duration::from_secs(60),
+    );
+    store
+        .insert(&uri, req, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.redeem(&uri, "c", browser(b)).await,
+        Ok(RedeemOutcome::Redeemed(_))
+    ));
+    let key = store.key_for(&uri);
+    (uri, key)
+}
+
+/// PAR-28, M-2: someone who can write to Redis resets a flow to "pushed"
+/// by flipping its state byte; the flow is not redeemable again.
+#[tokio::test]
+async fn a_flow_reset_to_pushed_in_redis_is_refused_par28() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = redis.store(&unique_prefix()).await;
+    let mut raw = redis.raw().await;
+    let (uri, key) = pushed_and_bound(&store, 1).await;
+    let mut value = raw_get(&mut raw, &key).await;
+    assert_eq!(value[STATE_AT], b'f');
+    value[STATE_AT] = b'p';
+    raw_set(&mut raw, &key, &value).await;
+    for mode in [browser(2), RedeemMode::Consume, browser(1)] {
+        let outcome = store.redeem(&uri, "c", mode).await;
+        assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+    }
+}
+
+/// Rebinding a flow to another browser in Redis gives that browser
+/// nothing: no re-entry, no completion (so no authorization response).
+#[tokio::test]
+async fn a_flow_rebound_to_another_browser_in_redis_is_refused() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = redis.store(&unique_prefix()).await;
+    let mut raw = redis.raw().await;
+    let (uri, key) = pushed_and_bound(&store, 1).await;
+    let mut value = raw_get(&mut raw, &key).await;
+    let attacker = "02".repeat(32);
+    value[BINDING_AT].copy_from_slice(attacker.as_bytes());
+    raw_set(&mut raw, &key, &value).await;
+    let outcome = store.redeem(&uri, "c", browser(2)).await;
+    assert!(refused(&outcome), "{outcome:?}");
+    let completion = store.complete(&uri, &[2; 32]).await;
+    assert!(
+        !matches!(completion, Ok(Completion::Completed)),
+        "{completion:?}"
+    );
+}
+
+/// Headers moved between two entries are refused in both directions: an
+/// in-flow header over a pushed entry gives no re-entry, a pushed header
+/// over an entry in flow gives no second first redemption.
+#[tokio::test]
+async fn headers_swapped_between_entries_in_redis_are_refused() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = redis.store(&unique_prefix()).await;
+    let mut raw = redis.raw().await;
+    let (a, a_key) = pushed_and_bound(&store, 1).await;
+    let b = RequestUri::generate();
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "b=1",
+        std::time::SystemTime::now(),
+        Duration::from_secs(60),
+    );
+    store
+        .insert(&b, req, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let b_key = store.key_for(&b);
+    let a_value = raw_get(&mut raw, &a_key).await;
+    let b_value = raw_get(&mut raw, &b_key).await;
+    let swapped = |header: &[u8], body: &[u8]| {
+        let mut v = header[..HEADER_LEN].to_vec();
+        v.extend_from_slice(&body[HEADER_LEN..]);
+        v
+    };
+    raw_set(&mut raw, &b_key, &swapped(&a_value, &b_value)).await;
+    raw_set(&mut raw, &a_key, &swapped(&b_value, &a_value)).await;
+    for (uri, mode) in [
+        (&b, browser(1)),
+        (&b, browser(3)),
+        (&a, browser(2)),
+        (&a, RedeemMode::Consume),
+        (&a, browser(1)),
+    ] {
+        let outcome = store.redeem(uri, "c", mode).await;
+        assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+    }
+    let completion = store.complete(&b, &[1; 32]).await;
+    assert!(
+        !matches!(completion, Ok(Completion::Completed)),
+        "{completion:?}"
+    );
+}
+
+/// PAR-29: a request whose TTL someone removed in Redis still expires at
+/// its (authenticated) `expires_at`.
+#[tokio::test]
+async fn a_request_whose_ttl_was_removed_in_redis_still_expires_par29() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let store = redis.store(&unique_prefix()).await;
+    let mut raw = redis.raw().await;
+    let uri = RequestUri::generate();
+    let short = Duration::from_millis(100);
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        short,
+    );
+    store.insert(&uri, req, short).await.unwrap();
+    let persisted: i64 = redis::cmd("PERSIST")
+        .arg(store.key_for(&uri))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(persisted, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for mode in [browser(1), RedeemMode::Consume] {
+        let outcome = store.redeem(&uri, "c", mode).await;
+        assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+    }
+}
+
+/// With a secret, the keys that seal and authenticate an entry are not
+/// derived from the `request_uri` alone: a store with another secret (or
+/// none), like a Redis writer without it, cannot read or act on it.
+#[tokio::test]
+async fn entries_sealed_under_a_secret_are_refused_without_it() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let connect = |secret: Option<&'static str>| {
+        let mut config = RedisStoreConfig::new(&redis.url).prefix(&prefix);
+        if let Some(secret) = secret {
+            config = config.secret(secret);
+        }
+        RedisStore::connect(config)
+    };
+    let ours = connect(Some("a secret shared by every instance"))
+        .await
+        .unwrap();
+    let others = [
+        connect(None).await.unwrap(),
+        connect(Some("another secret")).await.unwrap(),
+    ];
+    let uri = RequestUri::generate();
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        Duration::from_secs(60),
+    );
+    ours.insert(&uri, req, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for other in &others {
+        for mode in [browser(1), RedeemMode::Consume] {
+            let outcome = other.redeem(&uri, "c", mode).await;
+            assert!(refused(&outcome), "{mode:?}: {outcome:?}");
+        }
+    }
+    assert!(matches!(
+        ours.redeem(&uri, "c", RedeemMode::Consume).await,
+        Ok(RedeemOutcome::Redeemed(_))
+    ));
+    assert!(!format!("{ours:?}").contains("a secret shared"));
+}
+
+/// The per-client sets of flows leave nothing behind: completed flows
+/// leave their set, and a set expires with its newest flow's window.
+#[tokio::test]
+async fn flow_sets_leave_nothing_behind() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let store = redis.store(&prefix).await;
+    let mut raw = redis.raw().await;
+    let keys = |raw: &mut redis::aio::MultiplexedConnection| {
+        let pattern = format!("{prefix}*");
+        let raw = raw.clone();
+        async move {
+            let mut raw = raw;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            keys
+        }
+    };
+    let mut flows = Vec::new();
+    for b in 0..3 {
+        flows.push((pushed_and_bound(&store, b).await.0, b));
+    }
+    assert_eq!(keys(&mut raw).await.len(), 4, "three entries and one set");
+    for (uri, b) in &flows {
+        assert_eq!(
+            store.complete(uri, &[*b; 32]).await.unwrap(),
+            Completion::Completed
+        );
+    }
+    assert_eq!(keys(&mut raw).await, Vec::<String>::new());
+    let uri = RequestUri::generate();
+    let short = Duration::from_millis(100);
+    let req = PushedRequest::new(
+        "c",
+        AuthMethod::None,
+        "a=1",
+        std::time::SystemTime::now(),
+        short,
+    );
+    store.insert(&uri, req, short).await.unwrap();
+    let mode = RedeemMode::Bind {
+        binding: [9; 32],
+        reenter: None,
+        window: short,
+    };
+    store.redeem(&uri, "c", mode).await.unwrap();
+    assert_eq!(keys(&mut raw).await.len(), 2);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(keys(&mut raw).await, Vec::<String>::new());
 }
 
 #[tokio::test]

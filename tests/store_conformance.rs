@@ -21,3 +21,17 @@ async fn memory_store_with_eager_sweeping_conforms() {
     })
     .await;
 }
+
+/// PAR-20 (429 only for a client over its own rate): the per-client
+/// allowances, generic part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_allowances_conform() {
+    conformance::allowance_conformance(|a| {
+        MemoryStore::with_config(MemoryStoreConfig {
+            max_pending_per_client: a.pushed_per_client,
+            max_in_flow_per_client: a.in_flow_per_client,
+            ..MemoryStoreConfig::default()
+        })
+    })
+    .await;
+}

@@ -8,11 +8,23 @@
 //! entries.) Expired entries are swept one partition at a time, a
 //! millisecond apart, so removing a million expired entries is a million
 //! tiny steps, never a pause.
+//!
+//! What one client can hold (the defaults in brackets): at most
+//! `max_pending_per_client` requests waiting for their first redemption
+//! [1 000], each for at most its `expires_in`; and at most
+//! `max_in_flow_per_client` flows in progress [1 000], each for at most the
+//! flow window. Anyone can push and redeem for a public client, so the flows
+//! are never a reason to refuse: a first redemption over the in-flow
+//! allowance ends the client's oldest flow instead. An attacker can thus
+//! keep a public client's push allowance full only by pushing faster than
+//! the requests expire, and can end (not hold) other users' flows only by
+//! starting `max_in_flow_per_client` flows of their own. The whole store
+//! holds at most `max_pending` entries and `max_pending_bytes` bytes.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,12 +40,28 @@ use crate::RequestUri;
 /// Bounds of a [`MemoryStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryStoreConfig {
-    /// Pending requests the store may hold (default 100 000). When full, a
-    /// push is answered `503 temporarily_unavailable` with `Retry-After`.
+    /// Entries the store may hold, pushed or in flow (default 100 000).
+    /// When full, a push is answered `503 temporarily_unavailable` with
+    /// `Retry-After`. The replay cache ([`ParStore::mark_once`]) holds at
+    /// most as many keys.
     pub max_pending: usize,
-    /// Outstanding requests per client (default 1 000). Over it, a push is
-    /// answered `429`.
+    /// Bytes the store's entries may hold (default 256 MiB): each entry
+    /// counts its parameters, its redirect URI and its client id, plus
+    /// [`MemoryStore::ENTRY_OVERHEAD`]. When full, a push is answered like
+    /// a store that holds `max_pending` entries. (100 000 entries at the
+    /// 64 KiB body limit would be 6.4 GiB; typical requests of about 1 KiB
+    /// fit 200 000 times.)
+    pub max_pending_bytes: usize,
+    /// Requests per client waiting for their first redemption (default
+    /// 1 000). Over it, a push is answered `429`. A redeemed request no
+    /// longer counts here, so that whoever redeems a public client's
+    /// requests cannot keep its allowance full for the flow window.
     pub max_pending_per_client: usize,
+    /// Flows per client in progress (first redemption made, flow not yet
+    /// completed; default 1 000). A first redemption over it ends the
+    /// client's oldest flow (its browser then gets "not found"), so a new
+    /// user is never refused and the store stays bounded.
+    pub max_in_flow_per_client: usize,
     /// Inserts between two sweep steps (default 1 024); a step also runs
     /// when a millisecond has passed since the last one. A step
     /// sweeps one of the store's 256 partitions, so it is short however
@@ -45,7 +73,9 @@ impl Default for MemoryStoreConfig {
     fn default() -> Self {
         Self {
             max_pending: 100_000,
+            max_pending_bytes: 256 << 20,
             max_pending_per_client: 1_000,
+            max_in_flow_per_client: 1_000,
             sweep_every: 1_024,
         }
     }
@@ -109,13 +139,35 @@ fn shard_of(key: &Key) -> usize {
 /// entry needs no map lookup.
 struct ClientCount {
     client_id: Box<str>,
+    /// Entries waiting for their first redemption.
     pending: AtomicUsize,
+    /// Entries in flow.
+    in_flow: AtomicUsize,
+    /// The client's flows, oldest first: the ones to end when it goes over
+    /// its in-flow allowance. Ended flows leave lazily (they are marked), so
+    /// the queue is compacted when it holds twice as many as are live.
+    flows: Mutex<VecDeque<Arc<InFlow>>>,
+}
+
+impl ClientCount {
+    fn new(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.into(),
+            pending: AtomicUsize::new(0),
+            in_flow: AtomicUsize::new(0),
+            flows: Mutex::new(VecDeque::new()),
+        }
+    }
 }
 
 /// A browser-bound flow (the entry is "in flow").
 struct InFlow {
+    /// The entry's key, to find it when the flow is ended early.
+    key: Key,
     binding: [u8; 32],
     until: SystemTime,
+    /// Cleared when the entry leaves the store.
+    live: AtomicBool,
 }
 
 /// One pending request, stored compactly: the client is shared, the
@@ -132,10 +184,15 @@ struct Slot {
     pushed_at: SystemTime,
     expires_at: SystemTime,
     auth_method: AuthMethod,
-    flow: Option<Box<InFlow>>,
+    flow: Option<Arc<InFlow>>,
 }
 
 impl Slot {
+    /// What the entry counts against `max_pending_bytes`.
+    fn cost(&self) -> usize {
+        entry_cost(self.text.len(), self.client.client_id.len())
+    }
+
     /// The moment the entry stops being usable.
     fn deadline(&self) -> SystemTime {
         match &self.flow {
@@ -186,6 +243,15 @@ impl Slot {
     }
 }
 
+/// What an entry with `text_len` bytes of parameters and redirect URI, for
+/// a client id of `client_id_len` bytes, counts against
+/// `max_pending_bytes`.
+fn entry_cost(text_len: usize, client_id_len: usize) -> usize {
+    text_len
+        .saturating_add(client_id_len)
+        .saturating_add(MemoryStore::ENTRY_OVERHEAD)
+}
+
 /// A partition, on its own cache line so that two cores working on
 /// neighbouring partitions do not contend.
 #[repr(align(64))]
@@ -205,6 +271,10 @@ struct Part {
 /// share a line with fields that are only read.
 #[repr(align(64))]
 struct Padded(AtomicUsize);
+
+/// Least time between two scans of a full replay cache for expired keys,
+/// so that a cache full of live keys is not rescanned by every call.
+const MARKS_SCAN_MS: u64 = 100;
 
 /// Stores are told apart by a number, never by an address that a later
 /// store could reuse.
@@ -234,11 +304,17 @@ struct Inner {
     clients: RwLock<HashMap<Box<str>, Arc<ClientCount>>>,
     marks: DashMap<[u8; 32], SystemTime>,
     pending: Padded,
+    /// Bytes held by the entries, as counted by [`entry_cost`].
+    bytes: Padded,
     /// Unix milliseconds at which the next sweep step is due.
     next_step: AtomicU64,
     cursor: AtomicUsize,
     /// Unix seconds of the last sweep forced by a full store.
     last_full_sweep: AtomicU64,
+    /// Unix milliseconds before which no recorded key expires, and of the
+    /// last scan of the replay cache (at most every `MARKS_SCAN_MS`).
+    marks_next_expiry: AtomicU64,
+    marks_last_scan: AtomicU64,
     config: MemoryStoreConfig,
 }
 
@@ -276,6 +352,14 @@ fn lock(shard: &Shard) -> MutexGuard<'_, Part> {
     shard.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `t + d`, or a moment some 35 000 years after `t` when that does not
+/// fit in a `SystemTime`: adding a long TTL or window never panics.
+fn later(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 40)))
+        .unwrap_or(t)
+}
+
 /// Unix milliseconds, rounded down; saturating, so that a far-future
 /// deadline never wraps into the past.
 fn unix_millis(t: SystemTime) -> u64 {
@@ -297,6 +381,11 @@ fn ceil_millis(t: SystemTime) -> u64 {
 }
 
 impl MemoryStore {
+    /// The fixed bytes an entry counts against
+    /// [`MemoryStoreConfig::max_pending_bytes`] on top of its texts: about
+    /// what the store's own records of an entry in flow take.
+    pub const ENTRY_OVERHEAD: usize = 256;
+
     /// A store with the default bounds.
     pub fn new() -> Self {
         Self::default()
@@ -311,17 +400,26 @@ impl MemoryStore {
                 clients: RwLock::new(HashMap::new()),
                 marks: DashMap::new(),
                 pending: Padded(AtomicUsize::new(0)),
+                bytes: Padded(AtomicUsize::new(0)),
                 next_step: AtomicU64::new(0),
                 cursor: AtomicUsize::new(0),
                 last_full_sweep: AtomicU64::new(0),
+                marks_next_expiry: AtomicU64::new(0),
+                marks_last_scan: AtomicU64::new(0),
                 config,
             }),
         }
     }
 
-    /// Pending (pushed, not yet redeemed or swept) requests.
+    /// Entries held (pushed or in flow, not yet consumed or swept).
     pub fn pending(&self) -> usize {
         self.inner.pending.0.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the entries, as counted against
+    /// [`MemoryStoreConfig::max_pending_bytes`].
+    pub fn pending_bytes(&self) -> usize {
+        self.inner.bytes.0.load(Ordering::Relaxed)
     }
 
     /// Removes every expired entry now, one partition at a time; returns
@@ -367,7 +465,7 @@ impl MemoryStore {
         part.table.retain(|b| {
             let dead = b.deadline_ms <= now_ms;
             if dead {
-                self.release(&b.slot.client);
+                self.release(&b.slot);
             } else {
                 next = next.min(b.deadline_ms);
             }
@@ -415,7 +513,11 @@ impl MemoryStore {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         // A count held elsewhere (by an entry or a push in progress) stays.
-        clients.retain(|_, c| Arc::strong_count(c) > 1 || c.pending.load(Ordering::Acquire) > 0);
+        clients.retain(|_, c| {
+            Arc::strong_count(c) > 1
+                || c.pending.load(Ordering::Acquire) > 0
+                || c.in_flow.load(Ordering::Acquire) > 0
+        });
     }
 
     fn client_count(&self, client_id: &str) -> Arc<ClientCount> {
@@ -453,20 +555,36 @@ impl MemoryStore {
         }
         let mut map = clients.write().unwrap_or_else(|e| e.into_inner());
         map.entry(client_id.into())
-            .or_insert_with(|| {
-                Arc::new(ClientCount {
-                    client_id: client_id.into(),
-                    pending: AtomicUsize::new(0),
-                })
-            })
+            .or_insert_with(|| Arc::new(ClientCount::new(client_id)))
             .clone()
     }
 
-    fn reserve(&self, client_id: &str, now: SystemTime) -> Result<Arc<ClientCount>, StoreError> {
+    /// Takes room for one entry of `cost` bytes in the store's bounds.
+    fn reserve_room(&self, cost: usize) -> bool {
         let inner = &self.inner;
         let cfg = &inner.config;
         if inner.pending.0.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
             inner.pending.0.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let before = inner.bytes.0.fetch_add(cost, Ordering::AcqRel);
+        if before.saturating_add(cost) > cfg.max_pending_bytes {
+            inner.bytes.0.fetch_sub(cost, Ordering::AcqRel);
+            inner.pending.0.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn reserve(
+        &self,
+        client_id: &str,
+        cost: usize,
+        now: SystemTime,
+    ) -> Result<Arc<ClientCount>, StoreError> {
+        let inner = &self.inner;
+        let cfg = &inner.config;
+        if !self.reserve_room(cost) {
             // Full: expired entries may be what fills it. At most once a
             // second, so that a store full of live entries is not rescanned
             // by every push; one partition at a time, so that only this
@@ -483,23 +601,115 @@ impl MemoryStore {
                     self.sweep_shard(i, now);
                 }
             }
-            if inner.pending.0.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending {
-                inner.pending.0.fetch_sub(1, Ordering::AcqRel);
+            if !self.reserve_room(cost) {
                 return Err(StoreError::Full { retry_after: 5 });
             }
         }
         let client = self.client_count(client_id);
         if client.pending.fetch_add(1, Ordering::AcqRel) >= cfg.max_pending_per_client {
             client.pending.fetch_sub(1, Ordering::AcqRel);
+            inner.bytes.0.fetch_sub(cost, Ordering::AcqRel);
             inner.pending.0.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::ClientLimit { retry_after: 5 });
         }
         Ok(client)
     }
 
-    fn release(&self, client: &ClientCount) {
-        self.inner.pending.0.fetch_sub(1, Ordering::AcqRel);
-        client.pending.fetch_sub(1, Ordering::AcqRel);
+    /// Gives back what an entry that left the store held: every removal
+    /// path (redemption, completion, sweep, replacement, refused insert,
+    /// eviction) ends here.
+    fn release(&self, slot: &Slot) {
+        let inner = &self.inner;
+        inner.pending.0.fetch_sub(1, Ordering::AcqRel);
+        inner.bytes.0.fetch_sub(slot.cost(), Ordering::AcqRel);
+        match &slot.flow {
+            None => slot.client.pending.fetch_sub(1, Ordering::AcqRel),
+            Some(flow) => {
+                flow.live.store(false, Ordering::Release);
+                slot.client.in_flow.fetch_sub(1, Ordering::AcqRel)
+            }
+        };
+    }
+
+    /// Records a new flow of `client` and, over its in-flow allowance, ends
+    /// its oldest flows. Called with no partition locked: ending a flow
+    /// locks that flow's partition, and a partition lock is never held
+    /// while the queue is locked.
+    fn track_flow(&self, client: &ClientCount, flow: Arc<InFlow>) {
+        let max = self.inner.config.max_in_flow_per_client.max(1);
+        let victims: Vec<Arc<InFlow>> = {
+            let mut flows = client.flows.lock().unwrap_or_else(|e| e.into_inner());
+            flows.push_back(flow);
+            let live = client.in_flow.load(Ordering::Acquire);
+            if flows.len() >= live.max(8).saturating_mul(2) {
+                flows.retain(|f| f.live.load(Ordering::Acquire));
+            }
+            let mut excess = live.saturating_sub(max);
+            let mut victims = Vec::new();
+            // Bounded by the queue's length.
+            while excess > 0 {
+                let Some(oldest) = flows.pop_front() else {
+                    break;
+                };
+                if oldest.live.load(Ordering::Acquire) {
+                    victims.push(oldest);
+                    excess -= 1;
+                }
+            }
+            victims
+        };
+        for victim in victims {
+            self.end_flow(&victim);
+        }
+    }
+
+    /// Consumes the entry of `flow`, if it is still that flow.
+    fn end_flow(&self, flow: &Arc<InFlow>) {
+        let key = &flow.key;
+        let mut map = self.shard(key);
+        let hash = hash_of(key);
+        let Ok(entry) = map.table.find_entry(hash, |b| b.is(hash, key)) else {
+            return;
+        };
+        let same = entry
+            .get()
+            .slot
+            .flow
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, flow));
+        if !same {
+            return;
+        }
+        let (bucket, _) = entry.remove();
+        drop(map);
+        self.release(&bucket.slot);
+    }
+
+    /// Removes expired keys from a full replay cache, if any can have
+    /// expired and the last scan is `MARKS_SCAN_MS` old; whether there is
+    /// room now.
+    fn forget_expired_marks(&self, now: SystemTime) -> bool {
+        let inner = &self.inner;
+        let ms = unix_millis(now);
+        let last = inner.marks_last_scan.load(Ordering::Relaxed);
+        let due = ms >= inner.marks_next_expiry.load(Ordering::Relaxed)
+            && ms >= last.saturating_add(MARKS_SCAN_MS)
+            && inner
+                .marks_last_scan
+                .compare_exchange(last, ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            let mut next = u64::MAX;
+            inner.marks.retain(|_, expires| {
+                let live = *expires > now;
+                if live {
+                    next = next.min(unix_millis(*expires));
+                }
+                live
+            });
+            inner.marks_next_expiry.store(next, Ordering::Relaxed);
+        }
+        inner.marks.len() < inner.config.max_pending
     }
 
     fn shard(&self, key: &Key) -> MutexGuard<'_, Part> {
@@ -516,7 +726,12 @@ impl ParStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = SystemTime::now();
         self.maybe_step(now);
-        let client = self.reserve(&request.client_id, now)?;
+        let text_len = request
+            .params
+            .len()
+            .saturating_add(request.redirect_uri.as_ref().map_or(0, String::len));
+        let cost = entry_cost(text_len, request.client_id.len());
+        let client = self.reserve(&request.client_id, cost, now)?;
         let key = *uri.as_bytes();
         // One allocation for both texts: no new one when the caller left
         // exactly the room for the redirect URI after the form (the layer
@@ -534,7 +749,7 @@ impl ParStore for MemoryStore {
             params_len,
             has_redirect_uri: request.redirect_uri.is_some(),
             pushed_at: request.pushed_at,
-            expires_at: request.expires_at.min(now + ttl),
+            expires_at: request.expires_at.min(later(now, ttl)),
             auth_method: request.auth_method,
             flow: None,
         });
@@ -558,7 +773,7 @@ impl ParStore for MemoryStore {
         };
         drop(guard);
         if let Some(b) = put_aside {
-            self.release(&b.slot.client);
+            self.release(&b.slot);
         }
         result
     }
@@ -583,7 +798,7 @@ impl ParStore for MemoryStore {
         if entry.get().slot.is_dead_at(now) {
             let (dead, _) = entry.remove();
             drop(map);
-            self.release(&dead.slot.client);
+            self.release(&dead.slot);
             return Ok(RedeemOutcome::NotFound);
         }
         if *entry.get().slot.client.client_id != *client_id {
@@ -594,7 +809,7 @@ impl ParStore for MemoryStore {
             (None, RedeemMode::Consume) => {
                 let (bucket, _) = entry.remove();
                 drop(map);
-                self.release(&bucket.slot.client);
+                self.release(&bucket.slot);
                 RedeemOutcome::Redeemed(bucket.slot.into_request())
             }
             (
@@ -604,11 +819,27 @@ impl ParStore for MemoryStore {
                 },
             ) => {
                 let bucket = entry.get_mut();
-                let until = now + window;
-                bucket.slot.flow = Some(Box::new(InFlow { binding, until }));
+                let until = later(now, window);
+                let flow = Arc::new(InFlow {
+                    key: *key,
+                    binding,
+                    until,
+                    live: AtomicBool::new(true),
+                });
+                bucket.slot.flow = Some(flow.clone());
+                // The push slot is free again; the flow counts against the
+                // in-flow allowance instead. Both under the partition lock,
+                // so a removal always releases the counter it was taken
+                // from.
+                let client = bucket.slot.client.clone();
+                client.pending.fetch_sub(1, Ordering::AcqRel);
+                client.in_flow.fetch_add(1, Ordering::AcqRel);
                 bucket.deadline_ms = ceil_millis(until);
                 part.next_deadline_ms = part.next_deadline_ms.min(bucket.deadline_ms);
-                RedeemOutcome::Redeemed(bucket.slot.request())
+                let request = bucket.slot.request();
+                drop(map);
+                self.track_flow(&client, flow);
+                RedeemOutcome::Redeemed(request)
             }
             (
                 Some(flow),
@@ -641,7 +872,7 @@ impl ParStore for MemoryStore {
         }
         let (bucket, _) = entry.remove();
         drop(map);
-        self.release(&bucket.slot.client);
+        self.release(&bucket.slot);
         Ok(Completion::Completed)
     }
 
@@ -653,13 +884,36 @@ impl ParStore for MemoryStore {
                 if *e.get() > now {
                     Ok(false)
                 } else {
-                    *e.get_mut() = now + ttl;
+                    *e.get_mut() = later(now, ttl);
                     Ok(true)
                 }
             }
             Entry::Vacant(e) => {
-                e.insert(now + ttl);
-                Ok(true)
+                drop(e);
+                // The keys may be chosen by whoever signs them (DPoP proof
+                // `jti`s): the cache holds at most `max_pending`, also
+                // without a sweeper.
+                if self.inner.marks.len() >= self.inner.config.max_pending
+                    && !self.forget_expired_marks(now)
+                {
+                    return Err(StoreError::Full { retry_after: 5 });
+                }
+                let expires = later(now, ttl);
+                let recorded = match self.inner.marks.entry(digest) {
+                    Entry::Occupied(e) if *e.get() > now => false,
+                    Entry::Occupied(mut e) => {
+                        *e.get_mut() = expires;
+                        true
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(expires);
+                        true
+                    }
+                };
+                self.inner
+                    .marks_next_expiry
+                    .fetch_min(unix_millis(expires), Ordering::Relaxed);
+                Ok(recorded)
             }
         }
     }
@@ -688,6 +942,7 @@ mod tests {
             max_pending: 2,
             max_pending_per_client: 10,
             sweep_every: 1000,
+            ..MemoryStoreConfig::default()
         });
         let ttl = Duration::from_secs(60);
         let (a, b, c) = (
@@ -715,6 +970,7 @@ mod tests {
             max_pending: 100,
             max_pending_per_client: 2,
             sweep_every: 1000,
+            ..MemoryStoreConfig::default()
         });
         let ttl = Duration::from_secs(60);
         let first = RequestUri::generate();
@@ -748,6 +1004,7 @@ mod tests {
             max_pending: 1,
             max_pending_per_client: 10,
             sweep_every: 1000,
+            ..MemoryStoreConfig::default()
         });
         let short = Duration::from_millis(30);
         store
@@ -807,6 +1064,7 @@ mod tests {
             max_pending: 1_000,
             max_pending_per_client: 10,
             sweep_every: 1_000,
+            ..MemoryStoreConfig::default()
         });
         let ttl = Duration::from_secs(60);
         // Four threads, with their own counter caches, push for one client:
@@ -908,6 +1166,217 @@ mod tests {
         // The binding brought the partition's next deadline forward.
         assert_eq!(store.sweep_expired(), 1);
         assert_eq!(store.pending(), 0);
+    }
+
+    fn sized(client: &str, params_len: usize, lifetime: Duration) -> PushedRequest {
+        PushedRequest::new(
+            client,
+            AuthMethod::None,
+            "p".repeat(params_len),
+            SystemTime::now(),
+            lifetime,
+        )
+        .with_redirect_uri(Some("https://c.example/cb".into()))
+    }
+
+    /// The bytes one `sized(client, params_len, _)` entry counts.
+    fn cost_of(client: &str, params_len: usize) -> usize {
+        params_len + "https://c.example/cb".len() + client.len() + MemoryStore::ENTRY_OVERHEAD
+    }
+
+    #[test]
+    fn entry_overhead_covers_the_records_of_an_entry_in_flow() {
+        let records = std::mem::size_of::<Bucket>()
+            + std::mem::size_of::<Slot>()
+            + std::mem::size_of::<InFlow>()
+            + 2 * std::mem::size_of::<usize>() // the Arc's counts
+            + std::mem::size_of::<Arc<InFlow>>(); // its place in the queue
+        assert!(records <= MemoryStore::ENTRY_OVERHEAD, "{records}");
+    }
+
+    #[tokio::test]
+    async fn byte_budget_refuses_with_full_and_every_removal_gives_bytes_back() {
+        // Room for exactly three 16 KiB entries, whatever `max_pending`.
+        let size = 16 << 10;
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_pending: 1_000,
+            max_pending_bytes: 3 * cost_of("x", size),
+            max_pending_per_client: 1_000,
+            sweep_every: 1_000_000,
+            ..MemoryStoreConfig::default()
+        });
+        let ttl = Duration::from_secs(60);
+        let uris: Vec<RequestUri> = (0..3).map(|_| RequestUri::generate()).collect();
+        for uri in &uris {
+            store.insert(uri, sized("x", size, ttl), ttl).await.unwrap();
+        }
+        assert_eq!(store.pending_bytes(), 3 * cost_of("x", size));
+        let refused = RequestUri::generate();
+        assert_eq!(
+            store.insert(&refused, sized("x", size, ttl), ttl).await,
+            Err(StoreError::Full { retry_after: 5 })
+        );
+        // A smaller request still fits in nothing: the budget is bytes.
+        assert!(matches!(
+            store.insert(&refused, sized("x", 1, ttl), ttl).await,
+            Err(StoreError::Full { .. })
+        ));
+        // An insert refused as `Exists` holds nothing afterwards.
+        assert_eq!(
+            store.insert(&uris[0], sized("x", 0, ttl), ttl).await,
+            Err(StoreError::Full { retry_after: 5 })
+        );
+        assert_eq!(store.pending_bytes(), 3 * cost_of("x", size));
+
+        // Consumed: room again.
+        store
+            .redeem(&uris[0], "x", RedeemMode::Consume)
+            .await
+            .unwrap();
+        store
+            .insert(&refused, sized("x", size, ttl), ttl)
+            .await
+            .unwrap();
+        // Completed: room again.
+        let mode = RedeemMode::Bind {
+            binding: [1; 32],
+            reenter: None,
+            window: ttl,
+        };
+        store.redeem(&uris[1], "x", mode).await.unwrap();
+        assert_eq!(store.pending_bytes(), 3 * cost_of("x", size));
+        assert_eq!(
+            store.complete(&uris[1], &[1; 32]).await.unwrap(),
+            Completion::Completed
+        );
+        let short = Duration::from_millis(20);
+        let expiring = RequestUri::generate();
+        store
+            .insert(&expiring, sized("x", size, short), short)
+            .await
+            .unwrap();
+        // Swept: room again.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(store.sweep_expired(), 1);
+        let fresh = RequestUri::generate();
+        store
+            .insert(&fresh, sized("x", size, ttl), ttl)
+            .await
+            .unwrap();
+        assert_eq!(store.pending(), 3);
+        assert_eq!(store.pending_bytes(), 3 * cost_of("x", size));
+
+        for uri in [&uris[2], &refused, &fresh] {
+            assert!(matches!(
+                store.redeem(uri, "x", RedeemMode::Consume).await,
+                Ok(RedeemOutcome::Redeemed(_))
+            ));
+        }
+        assert_eq!((store.pending(), store.pending_bytes()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_insert_refused_as_exists_or_replacing_a_dead_entry_counts_exactly() {
+        let store = MemoryStore::new();
+        let short = Duration::from_millis(20);
+        let ttl = Duration::from_secs(60);
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, sized("x", 100, short), short)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.insert(&uri, sized("x", 5_000, ttl), ttl).await,
+            Err(StoreError::Exists)
+        );
+        assert_eq!(store.pending_bytes(), cost_of("x", 100));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // The dead entry is replaced in place.
+        store.insert(&uri, sized("yy", 7, ttl), ttl).await.unwrap();
+        assert_eq!(store.pending_bytes(), cost_of("yy", 7));
+        store.redeem(&uri, "yy", RedeemMode::Consume).await.unwrap();
+        assert_eq!((store.pending(), store.pending_bytes()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn flows_move_between_the_allowances_and_every_count_returns_to_zero() {
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_pending_per_client: 2,
+            max_in_flow_per_client: 2,
+            ..MemoryStoreConfig::default()
+        });
+        let ttl = Duration::from_secs(60);
+        let short = Duration::from_millis(20);
+        let counts = |store: &MemoryStore| {
+            let clients = store.inner.clients.read().unwrap();
+            let c = clients.get("x").unwrap();
+            (
+                c.pending.load(Ordering::Acquire),
+                c.in_flow.load(Ordering::Acquire),
+            )
+        };
+        let bind = |b: u8, window| RedeemMode::Bind {
+            binding: [b; 32],
+            reenter: Some([b; 32]),
+            window,
+        };
+        // Five flows, two of them short: the oldest are evicted, the short
+        // ones are swept, one is completed.
+        let mut uris = Vec::new();
+        for i in 0..5u8 {
+            let uri = RequestUri::generate();
+            store.insert(&uri, sized("x", 10, ttl), ttl).await.unwrap();
+            assert_eq!(counts(&store).0, 1);
+            let window = if i >= 3 { short } else { ttl };
+            store.redeem(&uri, "x", bind(i, window)).await.unwrap();
+            uris.push(uri);
+        }
+        assert_eq!(counts(&store), (0, 2));
+        assert_eq!(store.pending(), 2);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(store.sweep_expired(), 2);
+        assert_eq!(counts(&store), (0, 0));
+        assert_eq!((store.pending(), store.pending_bytes()), (0, 0));
+        // Many completed flows later, the queue of flows stays short.
+        for i in 0..100u8 {
+            let uri = RequestUri::generate();
+            store.insert(&uri, sized("x", 10, ttl), ttl).await.unwrap();
+            store.redeem(&uri, "x", bind(i, ttl)).await.unwrap();
+            store.complete(&uri, &[i; 32]).await.unwrap();
+        }
+        let queued = {
+            let clients = store.inner.clients.read().unwrap();
+            let n = clients.get("x").unwrap().flows.lock().unwrap().len();
+            n
+        };
+        assert!(queued <= 16, "{queued}");
+        assert_eq!(counts(&store), (0, 0));
+        assert_eq!((store.pending(), store.pending_bytes()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_replay_cache_is_bounded_without_a_sweeper() {
+        // Keys such as DPoP proof `jti`s are chosen by whoever signs them:
+        // the cache holds at most `max_pending` of them.
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_pending: 3,
+            ..MemoryStoreConfig::default()
+        });
+        let short = Duration::from_millis(20);
+        for i in 0..3 {
+            assert_eq!(store.mark_once(&format!("jti-{i}"), short).await, Ok(true));
+        }
+        assert_eq!(
+            store.mark_once("jti-3", Duration::from_secs(60)).await,
+            Err(StoreError::Full { retry_after: 5 })
+        );
+        // A recorded key is still recognised when the cache is full.
+        assert_eq!(store.mark_once("jti-0", short).await, Ok(false));
+        // Expired keys make room (without waiting for a sweep; a full cache
+        // is scanned at most every 100 ms).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(store.mark_once("jti-3", short).await, Ok(true));
+        assert!(store.inner.marks.len() <= 3);
     }
 
     #[cfg(feature = "tokio")]

@@ -14,6 +14,30 @@
 //! **consumed** (the authorization response went back to the client, or the
 //! window ended; the entry is gone). With strict one-time use an entry goes
 //! from pushed to consumed at its first redemption.
+//!
+//! # What one client can hold
+//!
+//! Anyone can push and redeem for a public client, so the bounds are
+//! shaped so that nobody can lock a client out for longer than a request
+//! lives:
+//!
+//! - **Pushed** entries count against the client's push allowance
+//!   ([`MemoryStoreConfig::max_pending_per_client`], default 1 000; over it
+//!   a push is answered `429` with `Retry-After`). Each leaves it at its
+//!   first redemption or at its `expires_in` (60 s by default), so an
+//!   attacker holds the allowance only by pushing faster than that.
+//! - Entries **in flow** count against a separate in-flow allowance
+//!   (`max_in_flow_per_client` in [`MemoryStoreConfig`] and
+//!   `RedisStoreConfig`, default 1 000) for at most the flow window. It is
+//!   never a reason to refuse: a first redemption over it consumes the
+//!   client's oldest flow, whose browser then gets "not found". An attacker
+//!   who starts 1 000 flows of a client ends that client's older flows,
+//!   but never stops its new users, and the flows he started end with
+//!   their window (10 minutes by default) or sooner.
+//! - The whole [`MemoryStore`] holds at most
+//!   [`MemoryStoreConfig::max_pending`] entries (100 000) and
+//!   [`MemoryStoreConfig::max_pending_bytes`] bytes (256 MiB); over either,
+//!   a push is answered `503` with `Retry-After`.
 
 mod memory;
 

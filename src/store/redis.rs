@@ -13,49 +13,86 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, StoreError};
 use crate::client::AuthMethod;
 use crate::RequestUri;
 
-/// Layout of a stored value, so the scripts can read the plain fields
-/// without decoding anything: `state(1) | client_tag(64) | binding(64) |
-/// nonce(12) + ciphertext`.
+/// Layout of a stored value: a header the scripts read without decoding
+/// anything, then the sealed request.
+///
+/// `state(1) | client_tag(64) | flows(64) | binding(64) | until(16) |
+/// mac(64) | nonce(12) + ciphertext`, all header fields lowercase hex but
+/// the state (`p` pushed, `f` in flow). `flows` names the client's set of
+/// flows; `until` is the end of the flow window (Unix ms); `mac` is an
+/// HMAC-SHA-256 of the Redis key and every header field before it, under a
+/// key derived from the `request_uri` (and the store's secret).
 const STATE: usize = 1;
 const TAG_END: usize = STATE + 64;
-const BINDING_END: usize = TAG_END + 64;
+const FLOWS_END: usize = TAG_END + 64;
+const BINDING_END: usize = FLOWS_END + 64;
+const UNTIL_END: usize = BINDING_END + 16;
+const HEADER_END: usize = UNTIL_END + 64;
 const NO_BINDING: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const NO_UNTIL: &str = "0000000000000000";
 
-/// ARGV: client tag, mode, fresh binding, window (ms), presented binding.
-/// Returns `{outcome, value}`: 0 not found, 1 wrong client, 2 redeemed,
-/// 3 re-entered.
+/// KEYS: the entry, the client's set of flows. ARGV: the exact header of
+/// the entry while pushed (Rust computes it, MAC included, so a changed
+/// header is never acted on), mode, the header once in flow, window (ms),
+/// presented binding, now (µs), window (µs), in-flow allowance.
+/// Returns `{outcome, value}`: 0 not found, 1 wrong client, 2 redeemed
+/// (the sealed request), 3 re-entered (the whole value: Rust checks the
+/// header's MAC), 4 the header was changed.
+///
+/// Binding moves the entry into the client's set of flows (score: bind
+/// time, strictly increasing, so the oldest is popped first); over the
+/// allowance the oldest flows are consumed. The set expires with the
+/// newest flow's window, members older than a window are dropped.
 const REDEEM: &str = r"
 local v = redis.call('GET', KEYS[1])
 if not v then return {0, ''} end
-if string.sub(v, 2, 65) ~= ARGV[1] then return {1, ''} end
+if string.sub(v, 2, 65) ~= string.sub(ARGV[1], 2, 65) then return {1, ''} end
 local state = string.sub(v, 1, 1)
-local payload = string.sub(v, 130)
-if ARGV[2] == 'consume' then
-  if state ~= 'p' then return {0, ''} end
-  redis.call('DEL', KEYS[1])
-  return {2, payload}
-end
+local payload = string.sub(v, 274)
 if state == 'p' then
-  redis.call('SET', KEYS[1], 'f' .. ARGV[1] .. ARGV[3] .. payload, 'XX', 'PX', ARGV[4])
+  if string.sub(v, 1, 273) ~= ARGV[1] then return {4, ''} end
+  if ARGV[2] == 'consume' then
+    redis.call('DEL', KEYS[1])
+    return {2, payload}
+  end
+  redis.call('SET', KEYS[1], ARGV[3] .. payload, 'XX', 'PX', ARGV[4])
+  local now = tonumber(ARGV[6])
+  -- Scores as integers in text: Lua prints numbers with 14 digits only.
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[7])))
+  local max = tonumber(ARGV[8])
+  while redis.call('ZCARD', KEYS[2]) >= max do
+    local oldest = redis.call('ZPOPMIN', KEYS[2])
+    if oldest[1] then redis.call('DEL', oldest[1]) end
+  end
+  local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= now then now = tonumber(top[2]) + 1 end
+  redis.call('ZADD', KEYS[2], string.format('%d', now), KEYS[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
   return {2, payload}
 end
-if ARGV[5] ~= '' and string.sub(v, 66, 129) == ARGV[5] then return {3, payload} end
+if ARGV[2] == 'bind' and ARGV[5] ~= '' and string.sub(v, 130, 193) == ARGV[5] then
+  return {3, v}
+end
 return {0, ''}
 ";
 
-/// Returns 1 when the flow bound to ARGV[1] was consumed.
+/// ARGV: the binding, the key prefix. Consumes the flow bound to ARGV[1]
+/// and returns its header (Rust checks its MAC before reporting a
+/// completion), or ''.
 const COMPLETE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 1) == 'f' and string.sub(v, 66, 129) == ARGV[1] then
+if v and string.sub(v, 1, 1) == 'f' and string.sub(v, 130, 193) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  return 1
+  redis.call('ZREM', ARGV[2] .. 'flows:' .. string.sub(v, 66, 129), KEYS[1])
+  return string.sub(v, 1, 273)
 end
-return 0
+return ''
 ";
 
 /// Settings of a [`RedisStore`].
@@ -64,18 +101,44 @@ pub struct RedisStoreConfig {
     url: String,
     prefix: String,
     timeout: Duration,
+    secret: Vec<u8>,
+    max_in_flow_per_client: usize,
 }
 
 impl RedisStoreConfig {
     /// Settings for `url`: `redis://[user:password@]host:port[/db]` or
     /// `rediss://` for TLS (with the `redis` crate's TLS features).
-    /// Defaults: key prefix `tower-par:`, operation timeout 250 ms.
+    /// Defaults: key prefix `tower-par:`, operation timeout 250 ms, no
+    /// secret, 1 000 flows in progress per client.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             prefix: "tower-par:".into(),
             timeout: Duration::from_millis(250),
+            secret: Vec::new(),
+            max_in_flow_per_client: 1_000,
         }
+    }
+
+    /// A secret shared by every instance (32 random bytes or more), mixed
+    /// into the keys that encrypt and authenticate the stored values.
+    /// Without it those keys come from the `request_uri` alone, so whoever
+    /// can write to Redis and knows a `request_uri` (the browser that
+    /// carried it, say) can forge that entry; with it they cannot. Changing
+    /// it makes the stored requests unreadable (they are then refused).
+    #[must_use]
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = secret.as_ref().to_vec();
+        self
+    }
+
+    /// Flows in progress per client (default 1 000): a first redemption
+    /// over it consumes the client's oldest flow, whose browser then gets
+    /// "not found". Requests not yet redeemed do not count here.
+    #[must_use]
+    pub fn max_in_flow_per_client(mut self, max: usize) -> Self {
+        self.max_in_flow_per_client = max.max(1);
+        self
     }
 
     /// Prefix of every key (to share a database with other applications).
@@ -100,6 +163,8 @@ impl fmt::Debug for RedisStoreConfig {
             .field("url", &redact(&self.url))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("secret", &(!self.secret.is_empty()))
+            .field("max_in_flow_per_client", &self.max_in_flow_per_client)
             .finish()
     }
 }
@@ -117,6 +182,31 @@ impl fmt::Debug for RedisStoreConfig {
 ///   the reference: a dump of Redis reveals no stored parameter (they can
 ///   hold personal data such as `login_hint` or `claims`) without the
 ///   `request_uri`. The client binding is a hash under the same reference.
+/// - A client may have up to [`RedisStoreConfig::max_in_flow_per_client`]
+///   flows in progress (default 1 000), each for at most the flow window;
+///   a first redemption over it consumes the client's oldest flow, so
+///   whoever starts flows for a public client can end other users' flows
+///   but never make the client's new users wait. Each client has a sorted
+///   set of its flows beside the entries, which expires with its newest
+///   flow.
+///
+/// # Threat model: write access to Redis
+///
+/// The header the scripts act on (state, client, browser binding, end of
+/// the flow window) is authenticated with an HMAC beside the encrypted
+/// request, both under keys derived from the `request_uri` and
+/// [`RedisStoreConfig::secret`]. The scripts act on a pushed entry only if
+/// its header is exactly the one the store computed, and the store checks
+/// the header of an entry in flow before a re-entry or a completion counts.
+/// So someone who can write to Redis but lacks the secret (or, without a
+/// secret, the `request_uri`) cannot reset a flow to "pushed", rebind it to
+/// another browser, extend its window or swap headers between entries: the
+/// entry is refused (an error or "not found"), never redeemed. What such a
+/// writer can still do: delete entries or flush the database (denial of
+/// service), and put back a value they copied earlier (a rollback, which
+/// no store the writer controls can detect; the request still expires at
+/// its authenticated `expires_at`). Without a secret, whoever knows a
+/// `request_uri` and can write to Redis can forge its entry outright.
 /// - When Redis cannot be reached or answers too slowly (default 250 ms),
 ///   the PAR endpoint answers `503 temporarily_unavailable` with
 ///   `Retry-After`, the authorization endpoint an error page; the
@@ -254,9 +344,76 @@ impl RedisStore {
         hex(&derive("client", &[uri.as_bytes(), client_id.as_bytes()]))
     }
 
-    fn cipher(uri: &RequestUri) -> ChaCha20Poly1305 {
-        let key = derive("seal", &[uri.as_bytes()]);
+    /// The id of a client's set of flows: the same for all its entries, so
+    /// a dump links entries of one client, but names no client without the
+    /// secret.
+    fn flows_id(&self, client_id: &str) -> String {
+        hex(&derive(
+            "flows",
+            &[&self.config.secret, client_id.as_bytes()],
+        ))
+    }
+
+    fn flows_key(&self, client_id: &str) -> String {
+        format!("{}flows:{}", self.config.prefix, self.flows_id(client_id))
+    }
+
+    fn cipher(&self, uri: &RequestUri) -> ChaCha20Poly1305 {
+        let key = derive("seal", &[&self.config.secret, uri.as_bytes()]);
         ChaCha20Poly1305::new(Key::from_slice(&key))
+    }
+
+    /// A header with its MAC, bound to the entry's Redis key.
+    fn header(&self, uri: &RequestUri, key: &str, fields: &HeaderFields<'_>) -> String {
+        let mut h = String::with_capacity(HEADER_END);
+        h.push(char::from(fields.state));
+        h.push_str(fields.tag);
+        h.push_str(fields.flows);
+        h.push_str(fields.binding);
+        h.push_str(fields.until);
+        let mac = self.mac(uri, key, h.as_bytes());
+        h.push_str(&hex(&mac));
+        h
+    }
+
+    fn mac(&self, uri: &RequestUri, key: &str, fields: &[u8]) -> [u8; 32] {
+        let mac_key = derive("header", &[&self.config.secret, uri.as_bytes()]);
+        let mut msg = Vec::with_capacity(16 + key.len() + fields.len());
+        for part in [key.as_bytes(), fields] {
+            msg.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            msg.extend_from_slice(part);
+        }
+        hmac_sha256(&mac_key, &msg)
+    }
+
+    /// Checks a header read back from Redis: its MAC, and that it is the
+    /// header of an entry in flow for `binding` (when given) whose window
+    /// has not ended. Returns the end of the window.
+    fn check_in_flow(
+        &self,
+        uri: &RequestUri,
+        key: &str,
+        header: &[u8],
+        binding: Option<&[u8; 32]>,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        let tampered = || unavailable("stored value failed authentication");
+        if header.len() < HEADER_END {
+            return Err(tampered());
+        }
+        let (fields, mac) = header[..HEADER_END].split_at(UNTIL_END);
+        let expected = hex(&self.mac(uri, key, fields));
+        if !bool::from(expected.as_bytes().ct_eq(mac)) || fields[0] != b'f' {
+            return Err(tampered());
+        }
+        if binding.is_some_and(|b| hex(b).as_bytes() != &fields[FLOWS_END..BINDING_END]) {
+            return Ok(None);
+        }
+        let until = std::str::from_utf8(&fields[BINDING_END..UNTIL_END])
+            .ok()
+            .and_then(|u| u64::from_str_radix(u, 16).ok())
+            .ok_or_else(tampered)?;
+        let until = UNIX_EPOCH + Duration::from_millis(until);
+        Ok((SystemTime::now() < until).then_some(until))
     }
 
     fn seal(&self, uri: &RequestUri, key: &str, r: &PushedRequest) -> Result<Vec<u8>, StoreError> {
@@ -271,12 +428,14 @@ impl RedisStore {
         let plain = serde_json::to_vec(&sealed).map_err(unavailable)?;
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = Self::cipher(uri)
+        let aad = Self::aad(key, &Self::client_tag(uri, &r.client_id));
+        let ct = self
+            .cipher(uri)
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: &plain,
-                    aad: key.as_bytes(),
+                    aad: &aad,
                 },
             )
             .map_err(|_| unavailable("encryption failed"))?;
@@ -286,24 +445,31 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// What the sealed request is bound to: its Redis key and its client,
+    /// so a sealed request moved to another entry or client is refused.
+    fn aad(key: &str, tag: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(key.len() + tag.len() + 1);
+        aad.extend_from_slice(key.as_bytes());
+        aad.push(b'|');
+        aad.extend_from_slice(tag.as_bytes());
+        aad
+    }
+
     fn open(
         &self,
         uri: &RequestUri,
         key: &str,
+        client_id: &str,
         payload: &[u8],
     ) -> Result<PushedRequest, StoreError> {
         if payload.len() < 12 {
             return Err(unavailable("stored value is truncated"));
         }
         let (nonce, ct) = payload.split_at(12);
-        let plain = Self::cipher(uri)
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: key.as_bytes(),
-                },
-            )
+        let aad = Self::aad(key, &Self::client_tag(uri, client_id));
+        let plain = self
+            .cipher(uri)
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map_err(|_| unavailable("stored value failed authentication"))?;
         let s: Sealed = serde_json::from_slice(&plain).map_err(unavailable)?;
         let mut r = PushedRequest::new(
@@ -318,6 +484,19 @@ impl RedisStore {
         Ok(r)
     }
 
+    /// The header of an entry pushed for `client_id`: the only one the
+    /// redemption script acts on.
+    fn pushed_header(&self, uri: &RequestUri, key: &str, client_id: &str) -> String {
+        let fields = HeaderFields {
+            state: b'p',
+            tag: &Self::client_tag(uri, client_id),
+            flows: &self.flows_id(client_id),
+            binding: NO_BINDING,
+            until: NO_UNTIL,
+        };
+        self.header(uri, key, &fields)
+    }
+
     async fn timed<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -329,6 +508,30 @@ impl RedisStore {
             Err(_) => Err(unavailable("Redis timed out")),
         }
     }
+}
+
+/// The fields of a header, before its MAC.
+struct HeaderFields<'a> {
+    state: u8,
+    tag: &'a str,
+    flows: &'a str,
+    binding: &'a str,
+    until: &'a str,
+}
+
+/// HMAC-SHA-256 (RFC 2104) with a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let inner = Sha256::new()
+        .chain_update(block.map(|b| b ^ 0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(block.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 fn millis(d: Duration) -> u64 {
@@ -354,10 +557,8 @@ impl ParStore for RedisStore {
             return Ok(());
         }
         let key = self.key_for(uri);
-        let mut value = Vec::with_capacity(BINDING_END + 64 + request.params.len() * 2);
-        value.push(b'p');
-        value.extend_from_slice(Self::client_tag(uri, &request.client_id).as_bytes());
-        value.extend_from_slice(NO_BINDING.as_bytes());
+        let mut value = Vec::with_capacity(HEADER_END + 64 + request.params.len() * 2);
+        value.extend_from_slice(self.pushed_header(uri, &key, &request.client_id).as_bytes());
         value.extend_from_slice(&self.seal(uri, &key, &request)?);
         let mut conn = self.conn.clone();
         let opts = redis::SetOptions::default()
@@ -377,29 +578,71 @@ impl ParStore for RedisStore {
         mode: RedeemMode,
     ) -> Result<RedeemOutcome, StoreError> {
         let key = self.key_for(uri);
-        let tag = Self::client_tag(uri, client_id);
+        let now = SystemTime::now();
+        let pushed = self.pushed_header(uri, &key, client_id);
         let mut inv = self.redeem.key(&key);
-        inv.arg(&tag);
+        inv.key(self.flows_key(client_id)).arg(&pushed);
         match mode {
             RedeemMode::Consume => {
-                inv.arg("consume").arg(NO_BINDING).arg(0).arg("");
+                inv.arg("consume")
+                    .arg("")
+                    .arg(1)
+                    .arg("")
+                    .arg(0)
+                    .arg(0)
+                    .arg(1);
             }
             RedeemMode::Bind {
                 binding,
                 reenter,
                 window,
             } => {
-                inv.arg("bind").arg(hex(&binding)).arg(millis(window));
+                let until = (unix_ns(now) / 1_000_000).saturating_add(millis(window));
+                let fields = HeaderFields {
+                    state: b'f',
+                    tag: &Self::client_tag(uri, client_id),
+                    flows: &self.flows_id(client_id),
+                    binding: &hex(&binding),
+                    until: &format!("{until:016x}"),
+                };
+                inv.arg("bind")
+                    .arg(self.header(uri, &key, &fields))
+                    .arg(millis(window));
                 inv.arg(reenter.map(|r| hex(&r)).unwrap_or_default());
+                inv.arg(unix_ns(now) / 1_000)
+                    .arg(u64::try_from(window.as_micros()).unwrap_or(u64::MAX));
+                inv.arg(self.config.max_in_flow_per_client.max(1));
             }
         }
         let mut conn = self.conn.clone();
-        let (outcome, payload): (i64, Vec<u8>) = self.timed(inv.invoke_async(&mut conn)).await?;
-        let open = |p: &[u8]| self.open(uri, &key, p);
+        let (outcome, value): (i64, Vec<u8>) = self.timed(inv.invoke_async(&mut conn)).await?;
+        let open = |p: &[u8]| self.open(uri, &key, client_id, p);
         Ok(match outcome {
             1 => RedeemOutcome::WrongClient,
-            2 => RedeemOutcome::Redeemed(open(&payload)?),
-            3 => RedeemOutcome::Reentered(open(&payload)?),
+            2 => {
+                let request = open(&value)?;
+                // PAR-29, checked on the authenticated data too: a TTL
+                // that someone removed does not make a request valid again.
+                if request.is_expired_at(now) {
+                    RedeemOutcome::NotFound
+                } else {
+                    RedeemOutcome::Redeemed(request)
+                }
+            }
+            3 => {
+                let RedeemMode::Bind {
+                    reenter: Some(reenter),
+                    ..
+                } = mode
+                else {
+                    return Ok(RedeemOutcome::NotFound);
+                };
+                match self.check_in_flow(uri, &key, &value, Some(&reenter))? {
+                    Some(_) => RedeemOutcome::Reentered(open(&value[HEADER_END..])?),
+                    None => RedeemOutcome::NotFound,
+                }
+            }
+            4 => return Err(unavailable("stored value failed authentication")),
             _ => RedeemOutcome::NotFound,
         })
     }
@@ -412,13 +655,20 @@ impl ParStore for RedisStore {
         let key = self.key_for(uri);
         let mut conn = self.conn.clone();
         let mut inv = self.complete.key(&key);
-        inv.arg(hex(binding));
-        let done: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
-        Ok(if done == 1 {
-            Completion::Completed
-        } else {
-            Completion::NotInFlow
-        })
+        inv.arg(hex(binding)).arg(&self.config.prefix);
+        let header: Vec<u8> = self.timed(inv.invoke_async(&mut conn)).await?;
+        if header.is_empty() {
+            return Ok(Completion::NotInFlow);
+        }
+        // The flow is gone either way; it completes only if its header was
+        // the store's own, so a rewritten binding never delivers a
+        // response.
+        Ok(
+            match self.check_in_flow(uri, &key, &header, Some(binding))? {
+                Some(_) => Completion::Completed,
+                None => Completion::NotInFlow,
+            },
+        )
     }
 
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -461,7 +711,26 @@ mod tests {
     #[test]
     fn layout_constants_match_the_scripts() {
         assert_eq!(NO_BINDING.len(), 64);
-        assert_eq!(BINDING_END + 1, 130); // Lua's string.sub(v, 130)
-        assert_eq!(TAG_END + 1, 66);
+        assert_eq!(NO_UNTIL.len(), UNTIL_END - BINDING_END);
+        // Lua's string.sub is 1-based and inclusive.
+        assert_eq!(TAG_END + 1, 66); // flows: sub(v, 66, 129)
+        assert_eq!(FLOWS_END + 1, 130); // binding: sub(v, 130, 193)
+        assert_eq!(BINDING_END, 193);
+        assert_eq!(HEADER_END, 273); // header: sub(v, 1, 273)
+        assert!(REDEEM.contains("string.sub(v, 274)"));
+        assert!(REDEEM.contains("string.sub(v, 130, 193)"));
+        assert!(COMPLETE.contains("string.sub(v, 66, 129)"));
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2 needs a 4-byte key; HMAC pads keys with
+        // zeros, so "Jefe" and "Jefe" + 28 zero bytes give the same MAC.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

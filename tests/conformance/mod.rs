@@ -526,3 +526,203 @@ async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// The per-client allowances a store under [`allowance_conformance`] is
+/// made with.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance {
+    /// Requests a client may have pushed and not yet redeemed (a store
+    /// without such a bound ignores it).
+    pub pushed_per_client: usize,
+    /// Flows a client may have in progress.
+    pub in_flow_per_client: usize,
+}
+
+/// Checks of the per-client allowances, against stores made by `make` with
+/// the allowances it is given.
+pub async fn allowance_conformance<S: ParStore>(make: impl Fn(Allowance) -> S) {
+    let small = Allowance {
+        pushed_per_client: 3,
+        in_flow_per_client: 3,
+    };
+    redeemed_requests_do_not_hold_the_push_allowance(make(small), small.pushed_per_client).await;
+    the_in_flow_allowance_evicts_the_oldest_flow(make(Allowance {
+        pushed_per_client: 10,
+        in_flow_per_client: 2,
+    }))
+    .await;
+    completed_and_evicted_flows_free_the_in_flow_allowance(make(small)).await;
+    // Room for every push: the flows are what is bounded here.
+    let many_pushes = Allowance {
+        pushed_per_client: 100,
+        in_flow_per_client: 3,
+    };
+    concurrent_first_redemptions_stay_within_the_in_flow_allowance(make(many_pushes), 3).await;
+}
+
+async fn concurrent_first_redemptions_stay_within_the_in_flow_allowance<S: ParStore>(
+    store: S,
+    allowance: usize,
+) {
+    const TASKS: u8 = 32;
+    let barrier = Arc::new(tokio::sync::Barrier::new(usize::from(TASKS)));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let uri = RequestUri::generate();
+                store
+                    .insert(&uri, request("C", "a=1"), MINUTE)
+                    .await
+                    .unwrap();
+                barrier.wait().await;
+                let outcome = store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap();
+                // A new user is never refused.
+                assert!(matches!(outcome, RedeemOutcome::Redeemed(_)), "{outcome:?}");
+                (uri, i)
+            })
+        })
+        .collect();
+    let mut flows = Vec::new();
+    for t in tasks {
+        flows.push(t.await.unwrap());
+    }
+    let mut live = 0;
+    for (uri, i) in &flows {
+        if let RedeemOutcome::Reentered(_) = store.redeem(uri, "C", bind(*i, MINUTE)).await.unwrap()
+        {
+            live += 1;
+            assert_eq!(
+                store.complete(uri, &[*i; 32]).await.unwrap(),
+                Completion::Completed
+            );
+        }
+    }
+    assert!((1..=allowance).contains(&live), "{live} flows left");
+}
+
+/// Anyone can push and redeem for a public client: flows in progress must
+/// not keep the client's push allowance full for the flow window, only
+/// requests still waiting for their first redemption count (PAR-20: 429 is
+/// for a client over its rate, not for a client someone else flooded).
+async fn redeemed_requests_do_not_hold_the_push_allowance<S: ParStore>(store: S, allowance: usize) {
+    // Three times the push allowance of push + first redemption, none
+    // completed: every push is accepted.
+    for i in 0..u8::try_from(3 * allowance).unwrap() {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("PUBLIC", "a=1"), MINUTE)
+            .await
+            .unwrap_or_else(|e| panic!("push {i}: {e}"));
+        assert!(matches!(
+            store.redeem(&uri, "PUBLIC", bind(i, MINUTE)).await.unwrap(),
+            RedeemOutcome::Redeemed(_)
+        ));
+    }
+    // Strict redemptions free their slot too.
+    for i in 0..3 * allowance {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("PUBLIC", "a=1"), MINUTE)
+            .await
+            .unwrap_or_else(|e| panic!("strict push {i}: {e}"));
+        assert!(matches!(
+            store
+                .redeem(&uri, "PUBLIC", RedeemMode::Consume)
+                .await
+                .unwrap(),
+            RedeemOutcome::Redeemed(_)
+        ));
+    }
+}
+
+async fn the_in_flow_allowance_evicts_the_oldest_flow<S: ParStore>(store: S) {
+    let mut uris = Vec::new();
+    for i in 0..3u8 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        // A new user is never refused: the third flow evicts the first.
+        assert!(matches!(
+            store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap(),
+            RedeemOutcome::Redeemed(_)
+        ));
+        uris.push(uri);
+    }
+    assert_eq!(
+        store.redeem(&uris[0], "C", bind(0, MINUTE)).await.unwrap(),
+        RedeemOutcome::NotFound,
+        "the oldest flow was evicted"
+    );
+    assert_eq!(
+        store.complete(&uris[0], &[0; 32]).await.unwrap(),
+        Completion::NotInFlow
+    );
+    for (i, uri) in uris.iter().enumerate().skip(1) {
+        let i = u8::try_from(i).unwrap();
+        assert!(matches!(
+            store.redeem(uri, "C", bind(i, MINUTE)).await.unwrap(),
+            RedeemOutcome::Reentered(_)
+        ));
+    }
+    // Another client's flows are not touched by C's.
+    let other = RequestUri::generate();
+    store
+        .insert(&other, request("D", "a=1"), MINUTE)
+        .await
+        .unwrap();
+    store.redeem(&other, "D", bind(9, MINUTE)).await.unwrap();
+    for i in 10..13u8 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap();
+    }
+    assert!(matches!(
+        store.redeem(&other, "D", bind(9, MINUTE)).await.unwrap(),
+        RedeemOutcome::Reentered(_)
+    ));
+}
+
+async fn completed_and_evicted_flows_free_the_in_flow_allowance<S: ParStore>(store: S) {
+    // Completed flows leave the allowance: three flows completed, then
+    // three more in flow, and all three of those still re-enter.
+    for i in 0..3u8 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap();
+        assert_eq!(
+            store.complete(&uri, &[i; 32]).await.unwrap(),
+            Completion::Completed
+        );
+    }
+    let mut live = Vec::new();
+    for i in 3..6u8 {
+        let uri = RequestUri::generate();
+        store
+            .insert(&uri, request("C", "a=1"), MINUTE)
+            .await
+            .unwrap();
+        store.redeem(&uri, "C", bind(i, MINUTE)).await.unwrap();
+        live.push((uri, i));
+    }
+    for (uri, i) in &live {
+        assert!(matches!(
+            store.redeem(uri, "C", bind(*i, MINUTE)).await.unwrap(),
+            RedeemOutcome::Reentered(_)
+        ));
+    }
+    for (uri, i) in &live {
+        assert_eq!(
+            store.complete(uri, &[*i; 32]).await.unwrap(),
+            Completion::Completed
+        );
+    }
+}
