@@ -61,6 +61,8 @@ fn layer() -> ParLayer {
         .with_store(MemoryStore::with_config(MemoryStoreConfig {
             max_pending: 10_000_000,
             max_pending_per_client: 10_000_000,
+            max_in_flow_per_client: 10_000_000,
+            max_pending_bytes: usize::MAX,
             ..MemoryStoreConfig::default()
         }))
 }

@@ -20,6 +20,8 @@
 //!   JSON body: what bare hyper does with trivial work, the ceiling the
 //!   benchmarks compare the layer against (`bench/run.sh`)
 //! - `PAR_MAX_PENDING`, `PAR_MAX_PENDING_PER_CLIENT`: memory store bounds
+//!   (the per-client one also bounds flows; with `PAR_MAX_PENDING` the byte
+//!   budget is off unless `PAR_MAX_PENDING_BYTES` sets it)
 //! - `PAR_LIFETIME`: `request_uri` lifetime in seconds (default 60)
 //!
 //! Clients: the same demo clients as `legacy_server` (`demo-client` /
@@ -183,7 +185,14 @@ fn build_layer(addr: SocketAddr) -> Result<DemoLayer, Box<dyn std::error::Error>
     }
     if let Some(n) = env_usize("PAR_MAX_PENDING_PER_CLIENT") {
         bounds.max_pending_per_client = n;
+        bounds.max_in_flow_per_client = n;
     }
+    // Sized by count for load runs: bytes bounded only when asked.
+    bounds.max_pending_bytes = match env_usize("PAR_MAX_PENDING_BYTES") {
+        Some(n) => n,
+        None if env_usize("PAR_MAX_PENDING").is_some() => usize::MAX,
+        None => bounds.max_pending_bytes,
+    };
     let mut layer = ParLayer::new(clients)
         .issuer(format!("http://{addr}"))?
         .with_store(MemoryStore::with_config(bounds));

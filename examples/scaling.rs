@@ -138,6 +138,8 @@ fn run(threads: usize, secs: u64, flow: bool) -> Result<f64, String> {
     let store = MemoryStore::with_config(MemoryStoreConfig {
         max_pending: 50_000_000,
         max_pending_per_client: 50_000_000,
+        max_in_flow_per_client: 50_000_000,
+        max_pending_bytes: usize::MAX,
         ..MemoryStoreConfig::default()
     });
     let svc = ParLayer::new(clients)

@@ -108,11 +108,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let memory = MemoryStore::with_config(MemoryStoreConfig {
         max_pending: ops * 2,
         max_pending_per_client: ops * 2,
+        max_in_flow_per_client: ops * 2,
+        max_pending_bytes: usize::MAX,
         ..MemoryStoreConfig::default()
     });
     let redis = RedisStore::connect(
         RedisStoreConfig::new(url)
             .prefix(format!("cost{}:", std::process::id()))
+            .max_in_flow_per_client(ops * 2)
             .timeout(Duration::from_secs(2)),
     )
     .await?;

@@ -624,10 +624,11 @@ impl MemoryStore {
         inner.bytes.0.fetch_sub(slot.cost(), Ordering::AcqRel);
         match &slot.flow {
             None => slot.client.pending.fetch_sub(1, Ordering::AcqRel),
-            Some(flow) => {
-                flow.live.store(false, Ordering::Release);
+            // A flow already picked for eviction was uncounted then.
+            Some(flow) if flow.live.swap(false, Ordering::AcqRel) => {
                 slot.client.in_flow.fetch_sub(1, Ordering::AcqRel)
             }
+            Some(_) => 0,
         };
     }
 
@@ -639,7 +640,7 @@ impl MemoryStore {
         let max = self.inner.config.max_in_flow_per_client.max(1);
         let victims: Vec<Arc<InFlow>> = {
             let mut flows = client.flows.lock().unwrap_or_else(|e| e.into_inner());
-            flows.push_back(flow);
+            flows.push_back(flow.clone());
             let live = client.in_flow.load(Ordering::Acquire);
             if flows.len() >= live.max(8).saturating_mul(2) {
                 flows.retain(|f| f.live.load(Ordering::Acquire));
@@ -651,7 +652,17 @@ impl MemoryStore {
                 let Some(oldest) = flows.pop_front() else {
                     break;
                 };
-                if oldest.live.load(Ordering::Acquire) {
+                if Arc::ptr_eq(&oldest, &flow) {
+                    // Never the flow just started: the others counted are
+                    // still being recorded by their threads.
+                    flows.push_front(oldest);
+                    break;
+                }
+                // Claimed and uncounted under the queue lock, so that
+                // concurrent redemptions never end more flows than the
+                // excess (`release` does not count it again).
+                if oldest.live.swap(false, Ordering::AcqRel) {
+                    client.in_flow.fetch_sub(1, Ordering::AcqRel);
                     victims.push(oldest);
                     excess -= 1;
                 }
