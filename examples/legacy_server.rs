@@ -16,7 +16,8 @@
 //! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`,
 //! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`,
 //! `PAR_FLOW_WINDOW_SECS` (default 600), `PAR_REDIS_URL` (same as
-//! `--redis URL`: keep pushed requests in Redis, shared by instances).
+//! `--redis URL`: keep pushed requests in Redis, shared by instances),
+//! `PAR_REDIS_SECRET` (the `RedisStore` secret every instance shares).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
 //! a session redirects to `/login?return_to=<the authorize path and query it
@@ -99,7 +100,7 @@ fn settings() -> Result<Settings, String> {
             "--login" => login = true,
             "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "-h" | "--help" => {
-                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login] [--redis URL]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS PAR_REDIS_URL");
+                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login] [--redis URL]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS PAR_REDIS_URL PAR_REDIS_SECRET");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -756,7 +757,13 @@ pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
         None => Ok(router.layer(par)),
         #[cfg(feature = "redis")]
         Some(url) => {
-            let store = RedisStore::connect(RedisStoreConfig::new(url.clone()))
+            let mut config = RedisStoreConfig::new(url.clone());
+            // Shared by every instance: stored entries cannot be forged
+            // by whoever can write to Redis.
+            if let Ok(secret) = std::env::var("PAR_REDIS_SECRET") {
+                config = config.secret(secret);
+            }
+            let store = RedisStore::connect(config)
                 .await
                 .map_err(|e| format!("Redis: {e}"))?;
             Ok(router.layer(par.with_store(store)))

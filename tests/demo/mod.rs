@@ -61,6 +61,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
         "PAR_METADATA",
         "PAR_DEMO_LOGIN",
         "PAR_REDIS_URL",
+        "PAR_REDIS_SECRET",
         "PAR_REDEMPTION",
         "PAR_FLOW_WINDOW_SECS",
         "ADDR",
