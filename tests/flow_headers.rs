@@ -143,3 +143,42 @@ async fn m3_strict_redemption_compacts_the_login_bounce_too() {
         assert!(parts.headers.get(header::SET_COOKIE).is_none());
     }
 }
+
+#[tokio::test]
+async fn m3_a_redirect_that_would_still_carry_pushed_values_is_not_sent() {
+    // Forms compaction cannot know: the request under a mount prefix, a
+    // pushed value copied into a parameter of its own or into a fragment.
+    let leaking: [fn(&str) -> String; 4] = [
+        |received| format!("/login?next={}", form_encode(&format!("/oauth{received}"))),
+        |_| format!("/login?challenge={CHALLENGE}"),
+        |_| format!("/login#cc={}", form_encode(&form_encode(CHALLENGE))),
+        |received| {
+            format!(
+                "/sso?u={}",
+                form_encode(&format!("https://as.example/oauth{received}"))
+            )
+        },
+    ];
+    for to in leaking {
+        let svc = service(layer(), redirecting(StatusCode::FOUND, "location", to));
+        let request_uri = push_c(&svc).await;
+        let (parts, body) = send(&svc, &authorize_uri(C_ID, &request_uri), None).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert!(parts.headers.get(header::LOCATION).is_none());
+        assert!(!body.contains(CHALLENGE), "{body}");
+    }
+    // A bounce without pushed values, and one compaction handles, go out.
+    let fine: [fn(&str) -> String; 2] = [
+        |_| "/login?theme=dark".into(),
+        |received| format!("/login?return_to={}", form_encode(received)),
+    ];
+    for to in fine {
+        let svc = service(layer(), redirecting(StatusCode::FOUND, "location", to));
+        let request_uri = push_c(&svc).await;
+        let (parts, _) = send(&svc, &authorize_uri(C_ID, &request_uri), None).await;
+        assert_eq!(parts.status, StatusCode::FOUND);
+        let location = parts.headers[header::LOCATION].to_str().unwrap();
+        assert!(!location.contains(CHALLENGE), "{location}");
+    }
+}

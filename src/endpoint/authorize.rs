@@ -1,6 +1,7 @@
 //! The authorization endpoint (RFC 9126 §4): resolve the `request_uri`,
 //! then hand the wrapped service exactly the stored request.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,7 +19,8 @@ use sha2::{Digest, Sha256};
 use tower_service::Service;
 
 use super::compact::{
-    compact_location, compact_refresh, compact_url, is_authorization_response, refresh_url,
+    compact_location, compact_refresh, compact_url, encode_component, is_authorization_response,
+    refresh_url,
 };
 use super::{has_body, is_encoded, is_form, own, push_decimal, read_body_within};
 use crate::body::{ParRequestBody, ParResponseBody};
@@ -127,6 +129,8 @@ struct Flow {
     set_cookie: Option<HeaderValue>,
     /// This flow's binding cookie (flow-bound redemptions only).
     cookie_name: String,
+    /// The stored form, to check that no pushed value leaves in a header.
+    pushed_form: String,
     pushed_at: SystemTime,
 }
 
@@ -312,9 +316,10 @@ where
         _ => false,
     };
     let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"));
-    let mut completes = (parts.status.is_redirection()
-        && to_client(header_str(&parts.headers, header::LOCATION)))
-        || to_client(refresh.and_then(refresh_url));
+    let location = header_str(&parts.headers, header::LOCATION);
+    let mut completes = (parts.status.is_redirection() && to_client(location.as_deref()))
+        || to_client(refresh.as_deref().and_then(refresh_url));
+    drop((refresh, location));
     if !completes && flow.form_post && flow.binding.is_some() {
         match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
             Ok((is_response, own_body)) => {
@@ -362,6 +367,15 @@ where
         // M-3, in strict flows too: the compact URL cannot be re-entered
         // there, but the pushed values still stay out of the browser.
         compact_headers(&mut parts.headers, &cfg.authorize_path, &flow);
+        // Failing closed: a redirect that still carries a pushed value in a
+        // form compaction does not know is not sent to the browser.
+        if leaks_pushed_values(&parts.headers, &cfg.authorize_path, &flow) {
+            let e = OAuthError::server_error(
+                "the authorization server's response would send the pushed request back through the browser",
+            );
+            crate::trace::rejected("authorize", &e);
+            return own(e.browser_response(accept));
+        }
     }
     if let Some(cookie) = flow.set_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);
@@ -369,8 +383,12 @@ where
     Response::from_parts(parts, body)
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A header's text; bytes that are not UTF-8 (which `HeaderValue` allows)
+/// must not hide a URL from the checks below.
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<Cow<'_, str>> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
 /// M-3: replace the expanded request embedded in `Location` / `Refresh`
@@ -384,15 +402,61 @@ fn compact_headers(headers: &mut HeaderMap, path: &str, flow: &Flow) {
     let url = compact_url(path, id, &flow.uri);
     let compact = url.split_once('?').map_or("", |(_, q)| q);
     let new_location =
-        header_str(headers, header::LOCATION).and_then(|l| compact_location(l, path, id, compact));
+        header_str(headers, header::LOCATION).and_then(|l| compact_location(&l, path, id, compact));
     if let Some(v) = new_location.and_then(|l| HeaderValue::try_from(l).ok()) {
         headers.insert(header::LOCATION, v);
     }
     let new_refresh =
-        header_str(headers, refresh.clone()).and_then(|r| compact_refresh(r, path, id, compact));
+        header_str(headers, refresh.clone()).and_then(|r| compact_refresh(&r, path, id, compact));
     if let Some(v) = new_refresh.and_then(|r| HeaderValue::try_from(r).ok()) {
         headers.insert(refresh, v);
     }
+}
+
+/// Pushed values shorter than this are not looked for: short words
+/// (`code`, `login`) appear in URLs by chance.
+const MIN_MARK: usize = 12;
+
+/// M-3: whether a `Location` or `Refresh` header (every value) still holds a
+/// pushed value of [`MIN_MARK`] characters or more (other than `client_id`
+/// and `scope`, which login pages show), as sent or percent-decoded once or
+/// twice, outside the compact form of this flow's request.
+fn leaks_pushed_values(headers: &HeaderMap, path: &str, flow: &Flow) -> bool {
+    let Ok(params) = Params::parse(flow.pushed_form.as_bytes()) else {
+        return false;
+    };
+    let marks: Vec<&str> = params
+        .iter()
+        .filter(|(n, v)| *n != "client_id" && *n != "scope" && v.len() >= MIN_MARK)
+        .map(|(_, v)| v)
+        .collect();
+    if marks.is_empty() {
+        return false;
+    }
+    let compact = compact_url(path, &flow.client_id, &flow.uri);
+    let once = encode_component(&compact);
+    let twice = encode_component(&once);
+    let refresh = header::HeaderName::from_static("refresh");
+    headers
+        .get_all(header::LOCATION)
+        .iter()
+        .chain(headers.get_all(refresh).iter())
+        .any(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes())
+                .replace(&twice, "")
+                .replace(&once, "")
+                .replace(&compact, "");
+            let d1 = form_decode_lossy(&text);
+            let d2 = form_decode_lossy(&d1);
+            marks
+                .iter()
+                .any(|m| text.contains(m) || d1.contains(m) || d2.contains(m))
+        })
+}
+
+/// Percent-decodes what decodes, `+` as a space, invalid UTF-8 replaced.
+fn form_decode_lossy(s: &str) -> String {
+    percent_decode_lossy(&s.replace('+', " "))
 }
 
 /// Largest `form_post` page inspected for the end of a flow.
@@ -750,6 +814,7 @@ where
         binding: flow_binding,
         set_cookie: set_cookie_value,
         cookie_name,
+        pushed_form: stored.params.clone(),
         pushed_at: stored.pushed_at,
     };
     let compact_url = compact_url(&cfg.authorize_path, &stored.client_id, &uri);

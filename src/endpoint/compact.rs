@@ -14,7 +14,7 @@ use crate::params::{decode, Params};
 use crate::RequestUri;
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_component(s: &str) -> String {
+pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     push_component(&mut out, s);
     out
@@ -125,10 +125,33 @@ pub(crate) fn compact_location(
     let (head, fragment) = location
         .split_once('#')
         .map_or((location, None), |(a, f)| (a, Some(f)));
-    let (base, query) = head.split_once('?')?;
-    let new_query = compact_query(query, authorize_path, client_id, compact, NESTING)?;
-    let mut out = format!("{base}?{new_query}");
-    if let Some(f) = fragment {
+    let (base, query) = head
+        .split_once('?')
+        .map_or((head, None), |(b, q)| (b, Some(q)));
+    let new_query =
+        query.and_then(|q| compact_query(q, authorize_path, client_id, compact, NESTING));
+    // Hash-routed login pages carry the return URL in the fragment
+    // (`/#/login?redirect=..`, `/login#return_to=..`).
+    let new_fragment = fragment.and_then(|f| {
+        let (route, q) = f.split_once('?').map_or(("", f), |(r, q)| (r, q));
+        let sep = if route.is_empty() && !f.starts_with('?') {
+            ""
+        } else {
+            "?"
+        };
+        compact_query(q, authorize_path, client_id, compact, NESTING)
+            .map(|nq| format!("{route}{sep}{nq}"))
+    });
+    if new_query.is_none() && new_fragment.is_none() {
+        return None;
+    }
+    let mut out = String::with_capacity(location.len());
+    out.push_str(base);
+    if let Some(q) = new_query.as_deref().or(query) {
+        out.push('?');
+        out.push_str(q);
+    }
+    if let Some(f) = new_fragment.as_deref().or(fragment) {
         out.push('#');
         out.push_str(f);
     }
@@ -421,6 +444,30 @@ mod tests {
             .unwrap()
             .into_owned();
         assert_eq!(inner, format!("http://as.example/authorize?{C}"));
+    }
+
+    #[test]
+    fn m3_a_return_url_in_the_fragment_is_compacted() {
+        for location in [
+            format!("/#/login?redirect={}", encode_component(EXPANDED)),
+            format!("/login#return_to={}", encode_component(EXPANDED)),
+            format!("/login?x=1#return_to={}&y=2", encode_component(EXPANDED)),
+        ] {
+            let out = compact_location(&location, "/authorize", "demo", C).unwrap();
+            assert!(!out.contains("XYZ") && !out.contains("s1"), "{out}");
+            assert!(
+                out.contains(&encode_component(&format!("/authorize?{C}"))),
+                "{out}"
+            );
+        }
+        let out = compact_location(
+            &format!("/#/login?redirect={}", encode_component(EXPANDED)),
+            "/authorize",
+            "demo",
+            C,
+        )
+        .unwrap();
+        assert!(out.starts_with("/#/login?redirect="), "{out}");
     }
 
     #[test]
