@@ -20,7 +20,7 @@ use tower_service::Service;
 
 use super::compact::{
     compact_location, compact_refresh, compact_url, encode_component, is_authorization_response,
-    refresh_url,
+    refresh_url, resolve_location,
 };
 use super::{has_body, is_encoded, is_form, own, push_decimal, read_body_within};
 use crate::body::{ParRequestBody, ParResponseBody};
@@ -311,8 +311,20 @@ where
 {
     let (mut parts, body) = res.into_parts();
     let mut body = ParResponseBody::inner(body);
+    // Only a relative Location needs the issuer's origin.
+    let origin = |url: &str| {
+        url.starts_with('/')
+            .then(|| cfg.advertised_authorize_endpoint())
+            .flatten()
+            .map(|mut u| {
+                u.truncate(u.len() - cfg.authorize_path.len());
+                u
+            })
+    };
     let to_client = |url: Option<&str>| match (url, &flow.redirect_uri) {
-        (Some(url), Some(redirect_uri)) => is_authorization_response(url, redirect_uri),
+        (Some(url), Some(redirect_uri)) => {
+            is_authorization_response(&resolve_location(url, origin(url).as_deref()), redirect_uri)
+        }
         _ => false,
     };
     let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"));

@@ -242,16 +242,42 @@ pub(crate) fn compact_refresh(
     Some(format!("{prefix}{new}"))
 }
 
-/// A `Refresh` value split into everything up to `url=`, and the URL.
+/// A `Refresh` value split into everything before its URL, and the URL, as
+/// browsers read it (the HTML "shared declarative refresh steps"): a delay,
+/// then `;` or `,`, then optionally `url` and `=` (any case, spaces around),
+/// then the URL, optionally quoted. `None` for a delay alone.
 fn split_refresh(refresh: &str) -> Option<(&str, &str)> {
-    // ASCII case-insensitive search: byte offsets stay valid in `refresh`.
-    let i = refresh
-        .as_bytes()
-        .windows(4)
-        .position(|w| w.eq_ignore_ascii_case(b"url="))?
-        + 4;
-    let url = refresh[i..].trim().trim_matches(|c| c == '"' || c == '\'');
-    Some((&refresh[..i], url))
+    let b = refresh.as_bytes();
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    ws(&mut i);
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    ws(&mut i);
+    if i < b.len() && (b[i] == b';' || b[i] == b',') {
+        i += 1;
+    }
+    ws(&mut i);
+    if b.len() >= i + 3 && b[i..i + 3].eq_ignore_ascii_case(b"url") {
+        let mut j = i + 3;
+        ws(&mut j);
+        if b.get(j) == Some(&b'=') {
+            i = j + 1;
+            ws(&mut i);
+        }
+    }
+    if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+        i += 1;
+    }
+    let url = refresh[i..]
+        .trim_end()
+        .trim_end_matches(|c| c == '"' || c == '\'');
+    (!url.is_empty()).then(|| (&refresh[..i], url))
 }
 
 /// The URL a `Refresh` header sends the browser to.
@@ -328,8 +354,54 @@ fn normalize(url: &str) -> Option<(String, &str)> {
         }
         None => hier,
     };
-    out.push_str(&normalize_hex(path));
+    out.push_str(&normalize_hex(&remove_dot_segments(path)));
     Some((out, rest))
+}
+
+/// RFC 3986 §5.2.4, for paths (`/x/../cb` is `/cb`).
+fn remove_dot_segments(path: &str) -> Cow<'_, str> {
+    if !path.split('/').any(|s| s == "." || s == "..") {
+        return Cow::Borrowed(path);
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    Cow::Owned(out.join("/"))
+}
+
+/// RFC 3986 §5.2: a `Location` that is a reference relative to the
+/// authorization server (`/cb?code=..`, `//c.example/cb?code=..`) resolved
+/// against its origin, the configured issuer's; unchanged without one.
+pub(crate) fn resolve_location<'a>(location: &'a str, origin: Option<&str>) -> Cow<'a, str> {
+    let Some(origin) = origin else {
+        return Cow::Borrowed(location);
+    };
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = origin.split_once(':').map_or("https", |(s, _)| s);
+        return Cow::Owned(format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Cow::Owned(format!("{origin}{location}"));
+    }
+    Cow::Borrowed(location)
 }
 
 /// `userinfo@host:port` with the host in lower case and the port only
@@ -531,6 +603,62 @@ mod tests {
             Some("https://c.example/cb?code=1")
         );
         assert_eq!(refresh_url("5"), None);
+    }
+
+    #[test]
+    fn refresh_is_read_as_browsers_read_it() {
+        for (value, url) in [
+            ("0; url=/login?a=1", "/login?a=1"),
+            ("0;URL = '/login?a=1'", "/login?a=1"),
+            ("0;/login?a=1", "/login?a=1"),
+            (
+                "5, \"https://c.example/cb?code=1\"",
+                "https://c.example/cb?code=1",
+            ),
+            (
+                "0; url=/p?x=1&url=https://c.example/cb",
+                "/p?x=1&url=https://c.example/cb",
+            ),
+        ] {
+            assert_eq!(refresh_url(value), Some(url), "{value}");
+        }
+        assert_eq!(refresh_url("5"), None);
+        // The URL is the page, not a `url=` inside its query.
+        assert!(!is_authorization_response(
+            refresh_url("0;/page?url=https://c.example/cb").unwrap(),
+            "https://c.example/cb"
+        ));
+    }
+
+    #[test]
+    fn relative_and_dot_segment_locations_to_the_redirect_uri_are_recognised() {
+        let cb = "https://as.example/app/cb";
+        let origin = Some("https://as.example");
+        for location in [
+            "/app/cb?code=1",
+            "//as.example/app/cb?code=1",
+            "/app/x/../cb?code=1",
+        ] {
+            let resolved = resolve_location(location, origin);
+            assert!(is_authorization_response(&resolved, cb), "{location}");
+        }
+        assert!(is_authorization_response(
+            "https://as.example/app/./cb#code=1",
+            cb
+        ));
+        for location in [
+            "/app/cb2?code=1",
+            "/login?return_to=/app/cb",
+            "/app/cb/../x?code=1",
+        ] {
+            let resolved = resolve_location(location, origin);
+            assert!(!is_authorization_response(&resolved, cb), "{location}");
+        }
+        // Without a configured issuer, a relative Location is not resolved.
+        assert!(!is_authorization_response(
+            &resolve_location("/app/cb?code=1", None),
+            cb
+        ));
     }
 
     #[test]
