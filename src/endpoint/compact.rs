@@ -274,9 +274,7 @@ fn split_refresh(refresh: &str) -> Option<(&str, &str)> {
     if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
         i += 1;
     }
-    let url = refresh[i..]
-        .trim_end()
-        .trim_end_matches(|c| c == '"' || c == '\'');
+    let url = refresh[i..].trim_end().trim_end_matches(['"', '\'']);
     (!url.is_empty()).then(|| (&refresh[..i], url))
 }
 
