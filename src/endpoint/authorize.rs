@@ -130,7 +130,7 @@ struct Flow {
     /// This flow's binding cookie (flow-bound redemptions only).
     cookie_name: String,
     /// The stored form, to check that no pushed value leaves in a header.
-    pushed_form: String,
+    pushed_form: Bytes,
     pushed_at: SystemTime,
 }
 
@@ -327,11 +327,12 @@ where
         }
         _ => false,
     };
-    let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"));
-    let location = header_str(&parts.headers, header::LOCATION);
-    let mut completes = (parts.status.is_redirection() && to_client(location.as_deref()))
-        || to_client(refresh.as_deref().and_then(refresh_url));
-    drop((refresh, location));
+    let mut completes = {
+        let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"));
+        let location = header_str(&parts.headers, header::LOCATION);
+        (parts.status.is_redirection() && to_client(location.as_deref()))
+            || to_client(refresh.as_deref().and_then(refresh_url))
+    };
     if !completes && flow.form_post && flow.binding.is_some() {
         match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
             Ok((is_response, own_body)) => {
@@ -434,7 +435,7 @@ const MIN_MARK: usize = 12;
 /// and `scope`, which login pages show), as sent or percent-decoded once or
 /// twice, outside the compact form of this flow's request.
 fn leaks_pushed_values(headers: &HeaderMap, path: &str, flow: &Flow) -> bool {
-    let Ok(params) = Params::parse(flow.pushed_form.as_bytes()) else {
+    let Ok(params) = Params::parse(&flow.pushed_form) else {
         return false;
     };
     let marks: Vec<&str> = params
@@ -818,6 +819,9 @@ where
         }
     };
     let form_post = recheck(cfg, &client, &stored)?;
+    // Shared by the rewritten POST body and the flow's leak check.
+    let mut stored = stored;
+    let form = Bytes::from(std::mem::take(&mut stored.params));
     let flow = Flow {
         uri,
         client_id: stored.client_id.clone(),
@@ -826,11 +830,11 @@ where
         binding: flow_binding,
         set_cookie: set_cookie_value,
         cookie_name,
-        pushed_form: stored.params.clone(),
+        pushed_form: form.clone(),
         pushed_at: stored.pushed_at,
     };
     let compact_url = compact_url(&cfg.authorize_path, &stored.client_id, &uri);
-    let req = rewrite(parts, body, uri, stored, compact_url, reentry)?;
+    let req = rewrite(parts, body, uri, stored, form, compact_url, reentry)?;
     Ok(Resolved::Flow(req, Box::new(flow)))
 }
 
@@ -995,6 +999,7 @@ fn rewrite<B>(
     body: ParRequestBody<B>,
     uri: RequestUri,
     stored: PushedRequest,
+    form: Bytes,
     compact_url: String,
     reentry: bool,
 ) -> Result<Request<ParRequestBody<B>>, OAuthError> {
@@ -1008,17 +1013,16 @@ fn rewrite<B>(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
-        h.insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(stored.params.len()),
-        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(form.len()));
         h.remove(header::TRANSFER_ENCODING);
-        ParRequestBody::rewritten(Bytes::from(stored.params.clone()))
+        ParRequestBody::rewritten(form)
     } else {
-        let mut pq = String::with_capacity(path.len() + 1 + stored.params.len());
+        // The stored form was built as UTF-8 at push time.
+        let query = std::str::from_utf8(&form).map_err(|_| rebuild_failed())?;
+        let mut pq = String::with_capacity(path.len() + 1 + query.len());
         pq.push_str(path);
         pq.push('?');
-        pq.push_str(&stored.params);
+        pq.push_str(query);
         let pq = PathAndQuery::try_from(pq).map_err(|_| rebuild_failed())?;
         parts.uri = with_path_and_query(&parts.uri, pq).ok_or_else(rebuild_failed)?;
         // PAR-32: a body sent with the GET must not smuggle parameters to
