@@ -596,6 +596,7 @@ async fn token(
                 client_id: id,
                 method: AuthMethod::ClientSecretBasic,
                 secret: Some(Secret::new(secret)),
+                assertion: None,
             }
         }
         _ => match (get("client_id"), get("client_secret")) {
@@ -603,11 +604,13 @@ async fn token(
                 client_id: id,
                 method: AuthMethod::ClientSecretPost,
                 secret: Some(Secret::new(secret)),
+                assertion: None,
             },
             (Some(id), None) => ClientCredentials {
                 client_id: id,
                 method: AuthMethod::None,
                 secret: None,
+                assertion: None,
             },
             (None, _) => {
                 return token_error(

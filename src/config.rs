@@ -83,6 +83,59 @@ pub(crate) struct FlowCookie {
     pub(crate) secure: bool,
 }
 
+/// Settings of the JWT-based features (client assertions, DPoP, request
+/// objects). Present without the `jwt` feature too, unused there.
+#[derive(Clone)]
+pub(crate) struct JwtSettings {
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub(crate) leeway: Duration,
+    /// The longest a client assertion may live: `exp` at most this far
+    /// after now (and after `iat`); also bounds its `jti` replay record.
+    pub(crate) max_assertion_lifetime: Duration,
+    /// How old a DPoP proof's `iat` may be (RFC 9449 §11.1, DPOP-9).
+    pub(crate) dpop_max_age: Duration,
+    /// The key of stateless DPoP nonces; `Some` makes nonces required
+    /// (RFC 9449 §8, DPOP-7).
+    pub(crate) dpop_nonce_secret: Option<Arc<[u8]>>,
+    /// How long one nonce time step lasts; a nonce is good for this step
+    /// and the next.
+    pub(crate) dpop_nonce_step: Duration,
+    /// `require_signed_request_object` for every client (RFC 9101 §10.5).
+    pub(crate) require_signed_request_object: bool,
+    /// The longest `exp - nbf` of a request object (FAPI 2.0 Message
+    /// Signing: 60 minutes).
+    pub(crate) request_object_max_lifetime: Duration,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            leeway: Duration::from_secs(30),
+            max_assertion_lifetime: Duration::from_secs(300),
+            dpop_max_age: Duration::from_secs(60),
+            dpop_nonce_secret: None,
+            dpop_nonce_step: Duration::from_secs(60),
+            require_signed_request_object: false,
+            request_object_max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("leeway", &self.leeway)
+            .field("max_assertion_lifetime", &self.max_assertion_lifetime)
+            .field("dpop_max_age", &self.dpop_max_age)
+            .field("dpop_nonces", &self.dpop_nonce_secret.is_some())
+            .field(
+                "require_signed_request_object",
+                &self.require_signed_request_object,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 /// Whether and how the layer touches the discovery documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum MetadataMode {
@@ -127,6 +180,7 @@ pub(crate) struct Config<C, St> {
     pub(crate) clients: C,
     pub(crate) store: St,
     pub(crate) validator: Option<Arc<dyn Validator>>,
+    pub(crate) jwt: JwtSettings,
 }
 
 impl<C, St> Config<C, St> {
@@ -155,6 +209,7 @@ impl<C, St> Config<C, St> {
             clients,
             store,
             validator: None,
+            jwt: JwtSettings::default(),
         }
     }
 
@@ -180,6 +235,7 @@ impl<C, St> Config<C, St> {
             clients: self.clients,
             store,
             validator: self.validator,
+            jwt: self.jwt,
         }
     }
 
@@ -210,6 +266,31 @@ impl<C, St> Config<C, St> {
             l.min(Duration::from_secs(599))
         } else {
             l
+        }
+    }
+
+    /// The clock-skew leeway for JWTs: under FAPI within 10 to 60 s
+    /// (FAPI-13: accept `iat`/`nbf` up to 10 s ahead, refuse more than
+    /// 60 s ahead).
+    pub(crate) fn jwt_leeway(&self) -> Duration {
+        if self.is_fapi() {
+            self.jwt
+                .leeway
+                .clamp(Duration::from_secs(10), Duration::from_secs(60))
+        } else {
+            self.jwt.leeway
+        }
+    }
+
+    /// Asymmetric algorithms allowed for client assertions, request objects
+    /// and DPoP proofs: FAPI-25's three under FAPI, all the layer verifies
+    /// otherwise.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn asymmetric_algs(&self) -> &'static [crate::jose::Alg] {
+        if self.is_fapi() {
+            crate::jose::FAPI
+        } else {
+            crate::jose::ASYMMETRIC
         }
     }
 

@@ -311,6 +311,69 @@ where
         self
     }
 
+    /// Clock skew allowed on JWT `exp`, `nbf` and `iat` (client assertions,
+    /// DPoP proofs, request objects); default 30 s, at most 300 s. Under
+    /// [`Profile::Fapi2`] it is held within 10 to 60 s (FAPI-13).
+    #[cfg(feature = "jwt")]
+    pub fn jwt_leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
+        if leeway > Duration::from_secs(300) {
+            return Err(ConfigError("jwt_leeway must be at most 300 s".into()));
+        }
+        self.config_mut().jwt.leeway = leeway;
+        Ok(self)
+    }
+
+    /// The longest a client assertion may live (its `exp` at most this far
+    /// ahead); default 300 s, 1 s to 1 hour. Used `jti`s are remembered
+    /// this long at most.
+    #[cfg(feature = "jwt")]
+    pub fn max_assertion_lifetime(mut self, lifetime: Duration) -> Result<Self, ConfigError> {
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&lifetime) {
+            return Err(ConfigError(
+                "max_assertion_lifetime must be 1 s to 1 hour".into(),
+            ));
+        }
+        self.config_mut().jwt.max_assertion_lifetime = lifetime;
+        Ok(self)
+    }
+
+    /// How old a DPoP proof may be (its `iat`, RFC 9449 §11.1); default
+    /// 60 s, 1 s to 10 minutes.
+    #[cfg(feature = "jwt")]
+    pub fn dpop_proof_max_age(mut self, max_age: Duration) -> Result<Self, ConfigError> {
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&max_age) {
+            return Err(ConfigError(
+                "dpop_proof_max_age must be 1 s to 10 minutes".into(),
+            ));
+        }
+        self.config_mut().jwt.dpop_max_age = max_age;
+        Ok(self)
+    }
+
+    /// Requires server-issued DPoP nonces (RFC 9449 §8) and sets their key.
+    /// Nonces are stateless (a MAC over a time step), so every instance
+    /// given the same secret accepts the others' nonces. At least 32 bytes.
+    #[cfg(feature = "jwt")]
+    pub fn dpop_nonce_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < 32 {
+            return Err(ConfigError(
+                "dpop_nonce_secret must be at least 32 bytes".into(),
+            ));
+        }
+        self.config_mut().jwt.dpop_nonce_secret = Some(secret.into());
+        Ok(self)
+    }
+
+    /// Requires a signed request object in every push
+    /// (`require_signed_request_object`, RFC 9101 §10.5); per client with
+    /// [`Client::require_signed_request_object`](crate::Client::require_signed_request_object).
+    #[cfg(feature = "jwt")]
+    pub fn require_signed_request_object(mut self, required: bool) -> Self {
+        self.config_mut().jwt.require_signed_request_object = required;
+        self
+    }
+
     /// Adds your own push-time rules; they run after the built-in ones.
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.config_mut().validator = Some(Arc::new(validator));

@@ -103,6 +103,8 @@ mod config;
 mod endpoint;
 mod error;
 mod future;
+#[cfg(feature = "jwt")]
+mod jose;
 mod layer;
 mod names;
 mod params;
@@ -115,7 +117,7 @@ mod validate;
 pub use body::{ParRequestBody, ParResponseBody};
 pub use client::{
     AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
-    Secret, StaticClients, StaticClientsError,
+    Jwks, Secret, StaticClients, StaticClientsError,
 };
 pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
 pub use endpoint::authorize::PushedAuthorization;

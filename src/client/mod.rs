@@ -10,10 +10,12 @@
 
 mod basic;
 mod cache;
+mod keys;
 mod registry;
 
 pub(crate) use basic::{decode_basic, is_basic};
 pub use cache::CachingClients;
+pub use keys::Jwks;
 pub use registry::{StaticClients, StaticClientsError};
 
 use std::fmt;
@@ -35,6 +37,11 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A public client: `client_id` only (AUTH-10).
     None,
+    /// A JWT signed with the client's private key, whose public keys are
+    /// registered as `jwks` or `jwks_uri` (RFC 7523, OIDC Core §9).
+    PrivateKeyJwt,
+    /// A JWT MACed (HS256/384/512) with the client secret (OIDC Core §9).
+    ClientSecretJwt,
 }
 
 impl AuthMethod {
@@ -44,12 +51,23 @@ impl AuthMethod {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::ClientSecretJwt => "client_secret_jwt",
         }
     }
 
     /// Whether the method involves a client secret.
     pub fn uses_secret(&self) -> bool {
-        !matches!(self, Self::None)
+        matches!(
+            self,
+            Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt
+        )
+    }
+
+    /// Whether the client authenticates with a JWT assertion
+    /// (`client_assertion`, RFC 7523).
+    pub fn uses_assertion(&self) -> bool {
+        matches!(self, Self::PrivateKeyJwt | Self::ClientSecretJwt)
     }
 }
 
@@ -66,6 +84,8 @@ impl FromStr for AuthMethod {
             "client_secret_basic" => Ok(Self::ClientSecretBasic),
             "client_secret_post" => Ok(Self::ClientSecretPost),
             "none" => Ok(Self::None),
+            "private_key_jwt" => Ok(Self::PrivateKeyJwt),
+            "client_secret_jwt" => Ok(Self::ClientSecretJwt),
             other => Err(format!("unsupported token_endpoint_auth_method '{other}'")),
         }
     }
@@ -102,6 +122,26 @@ pub struct Client {
     pub require_par: bool,
     /// Overrides the layer's `request_uri` lifetime for this client.
     pub request_uri_lifetime: Option<Duration>,
+    /// Its public keys, inline (RFC 7591 `jwks`): for `private_key_jwt`
+    /// and signed request objects.
+    pub jwks: Option<Jwks>,
+    /// Where its public keys are published (RFC 7591 `jwks_uri`), fetched
+    /// through the layer's `JwksFetcher`.
+    pub jwks_uri: Option<String>,
+    /// The one JWS algorithm its client assertions must use
+    /// (`token_endpoint_auth_signing_alg`); `None` allows every algorithm
+    /// the profile allows.
+    pub token_endpoint_auth_signing_alg: Option<String>,
+    /// The one JWS algorithm its request objects must use
+    /// (`request_object_signing_alg`, RFC 9101 §10.5); `None` allows every
+    /// algorithm the profile allows.
+    pub request_object_signing_alg: Option<String>,
+    /// Whether its pushes must carry a signed request object
+    /// (`require_signed_request_object`, RFC 9101 §10.5, PAR-19).
+    pub require_signed_request_object: bool,
+    /// Whether its tokens must be DPoP-bound (`dpop_bound_access_tokens`,
+    /// RFC 9449 §5.2): its token requests need a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {
@@ -115,6 +155,12 @@ impl Client {
             scopes: None,
             require_par: false,
             request_uri_lifetime: None,
+            jwks: None,
+            jwks_uri: None,
+            token_endpoint_auth_signing_alg: None,
+            request_object_signing_alg: None,
+            require_signed_request_object: false,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -161,6 +207,50 @@ impl Client {
         self.request_uri_lifetime = Some(lifetime);
         self
     }
+
+    /// Registers its public keys inline (RFC 7591 `jwks`).
+    #[must_use]
+    pub fn jwks(mut self, jwks: Jwks) -> Self {
+        self.jwks = Some(jwks);
+        self
+    }
+
+    /// Registers the URL of its public keys (RFC 7591 `jwks_uri`).
+    #[must_use]
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// Pins the algorithm of its client assertions
+    /// (`token_endpoint_auth_signing_alg`, e.g. `"PS256"`).
+    #[must_use]
+    pub fn token_endpoint_auth_signing_alg(mut self, alg: impl Into<String>) -> Self {
+        self.token_endpoint_auth_signing_alg = Some(alg.into());
+        self
+    }
+
+    /// Pins the algorithm of its request objects
+    /// (`request_object_signing_alg`, e.g. `"ES256"`).
+    #[must_use]
+    pub fn request_object_signing_alg(mut self, alg: impl Into<String>) -> Self {
+        self.request_object_signing_alg = Some(alg.into());
+        self
+    }
+
+    /// Requires signed request objects from this client (RFC 9101 §10.5).
+    #[must_use]
+    pub fn require_signed_request_object(mut self, required: bool) -> Self {
+        self.require_signed_request_object = required;
+        self
+    }
+
+    /// Requires DPoP-bound tokens for this client (RFC 9449 §5.2).
+    #[must_use]
+    pub fn dpop_bound_access_tokens(mut self, required: bool) -> Self {
+        self.dpop_bound_access_tokens = required;
+        self
+    }
 }
 
 /// A client secret. `Debug` never prints it.
@@ -186,6 +276,12 @@ impl fmt::Debug for Secret {
 }
 
 /// The credentials a request presented, as read by the layer.
+///
+/// For the JWT methods ([`AuthMethod::PrivateKeyJwt`],
+/// [`AuthMethod::ClientSecretJwt`]) the layer verifies the assertion itself
+/// (feature `jwt`), with the keys of [`ClientAuthenticator::client`] or the
+/// secret of [`ClientAuthenticator::client_secret`];
+/// [`ClientAuthenticator::authenticate`] sees only the other methods.
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
     /// The client the request claims to be.
@@ -194,6 +290,8 @@ pub struct ClientCredentials {
     pub method: AuthMethod,
     /// The secret, for the secret-based methods.
     pub secret: Option<Secret>,
+    /// The `client_assertion`, for the JWT methods (redacted in `Debug`).
+    pub assertion: Option<Secret>,
 }
 
 /// Why a client could not be authenticated.
@@ -313,5 +411,17 @@ pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
     /// `true`, is the safe answer for registries that cannot tell.
     fn may_require_par(&self) -> bool {
         true
+    }
+
+    /// The client secret itself, for a `client_secret_jwt` client: the key
+    /// of its HMAC assertions (OIDC Core §9). A registry that keeps only
+    /// digests cannot offer this method; the default answers `Ok(None)`,
+    /// which fails such clients' authentication.
+    fn client_secret(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, ClientAuthError>> + Send {
+        let _ = client_id;
+        std::future::ready(Ok(None))
     }
 }

@@ -367,6 +367,7 @@ mod tests {
             client_id: id.into(),
             method,
             secret: secret.map(Secret::new),
+            assertion: None,
         }
     }
 

@@ -275,6 +275,7 @@ fn read_credentials(
             client_id,
             method: AuthMethod::ClientSecretBasic,
             secret: Some(Secret::new(secret)),
+            assertion: None,
         });
     }
     // PAR-9: without Basic, the body names the client.
@@ -286,11 +287,13 @@ fn read_credentials(
             client_id,
             method: AuthMethod::ClientSecretPost,
             secret: Some(Secret::new(secret)),
+            assertion: None,
         },
         None => ClientCredentials {
             client_id,
             method: AuthMethod::None,
             secret: None,
+            assertion: None,
         },
     })
 }
