@@ -1,23 +1,52 @@
 //! A deliberately PAR-unaware authorization server, given PAR by `ParLayer`.
 //!
 //! The server below knows nothing of pushed requests: `/authorize`
-//! auto-approves a classic query-string request and redirects to the
-//! client's `redirect_uri` with a `code`; `/token` exchanges the code with
-//! PKCE (S256) and client authentication; it publishes an RFC 8414 document.
+//! auto-approves a classic query-string request and redirects (303) to the
+//! client's `redirect_uri` with a `code`, `state` and `iss` (RFC 9207);
+//! `/token` exchanges the code with PKCE (S256), authenticating the client
+//! exactly as `/par` does ([`ParLayer::token_endpoint`]), and binds the
+//! token to a DPoP key when the code is; it publishes an RFC 8414 document.
 //! Wrapped in `ParLayer`, it gains `/par`, `request_uri` support at
 //! `/authorize` and the PAR metadata members.
 //!
 //! ```text
 //! cargo run --example legacy_server                # 127.0.0.1:3000
 //! cargo run --example legacy_server -- --addr 127.0.0.1:4000 --clients clients.json
+//! cargo run --example legacy_server -- --profile fapi2   # FAPI 2.0, built-in demo-fapi client
 //! ```
 //!
-//! Environment: `ADDR`, `PAR_ISSUER` (public base URL), `PAR_CLIENTS`
-//! (clients file), `PAR_REQUIRED=1`, `PAR_TTL_SECS`, `PAR_METADATA=0`,
-//! `PAR_DEMO_LOGIN=1` (same as `--login`), `PAR_REDEMPTION=strict`,
-//! `PAR_FLOW_WINDOW_SECS` (default 600), `PAR_REDIS_URL` (same as
-//! `--redis URL`: keep pushed requests in Redis, shared by instances),
-//! `PAR_REDIS_SECRET` (the `RedisStore` secret every instance shares).
+//! Environment: `ADDR`, `PAR_ISSUER` (public base URL: the issuer, and the
+//! only client-assertion `aud` under FAPI), `PAR_CLIENTS` (clients file),
+//! `PAR_PROFILE` (`rfc9126` or `fapi2`, same as `--profile`),
+//! `PAR_FAPI_KEY` (same as `--fapi-key FILE`), `PAR_DPOP_NONCES=0|1` (server
+//! DPoP nonces, on by default under `fapi2`), `PAR_DPOP_NONCE_SECRET` (their
+//! key, at least 32 bytes, shared by instances), `PAR_REQUIRED=1`,
+//! `PAR_TTL_SECS`, `PAR_METADATA=0`, `PAR_DEMO_LOGIN=1` (same as `--login`),
+//! `PAR_REDEMPTION=strict`, `PAR_FLOW_WINDOW_SECS` (default 600),
+//! `PAR_REDIS_URL` (same as `--redis URL`: keep pushed requests in Redis,
+//! shared by instances), `PAR_REDIS_SECRET` (the `RedisStore` secret every
+//! instance shares).
+//!
+//! `--profile fapi2` sets [`Profile::Fapi2`] on the layer: `private_key_jwt`
+//! only, the issuer as the only `aud`, PS256/ES256/EdDSA, PKCE S256 and
+//! `redirect_uri` required, PAR required. Clients come from `--clients FILE`
+//! (RFC 7591 names: `token_endpoint_auth_method` `private_key_jwt`, `jwks`
+//! or `jwks_uri`, `token_endpoint_auth_signing_alg`,
+//! `dpop_bound_access_tokens`, ...). Without `--clients` it registers one
+//! client, `demo-fapi` (`private_key_jwt` with an ES256 key generated at
+//! start, DPoP-bound tokens, redirect `http://127.0.0.1:8080/cb`), and
+//! writes its private JWK (`kid`, `alg`, `use: sig`), mode 0600, to
+//! `--fapi-key FILE` or to a new file in the temporary directory, whose path
+//! it prints; `hyper_client --key FILE --dpop` then runs the whole flow.
+//!
+//! The token endpoint: a code whose request carried a DPoP key (a `DPoP`
+//! proof at `/par`, or `dpop_jkt`) is only exchanged with a DPoP proof made
+//! with that key (RFC 9449 §10, DPOP-2, FAPI-12); a missing or other key
+//! gets `400 invalid_dpop_proof` and leaves the code for its rightful
+//! holder. A client registered with `dpop_bound_access_tokens` needs a
+//! proof on every token request (DPOP-10). With a proof the token is
+//! `token_type: DPoP`, without one `Bearer`. Codes are one-time and live
+//! 60 s (FAPI-11, FAPI-21).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
 //! a session redirects to `/login?return_to=<the authorize path and query it
@@ -32,34 +61,61 @@
 //! sends it to `/login?pending=<id>`; a successful login continues from the
 //! kept request and answers with the authorization response itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::collections::HashSet;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_par::{
-    AuthMethod, Client, ClientAuthenticator, ClientCredentials, ParLayer, Redemption, Secret,
-    StaticClients,
+    AuthMethod, Client, Jwks, MemoryStore, OAuthError, ParLayer, Params, Profile, Redemption,
+    StaticClients, TokenEndpoint,
 };
 #[cfg(feature = "redis")]
 use tower_par::{RedisStore, RedisStoreConfig};
 
 const DEMO_REDIRECT: &str = "http://127.0.0.1:8080/cb";
+/// The built-in FAPI 2.0 client (`--profile fapi2` without `--clients`).
+const DEMO_FAPI_CLIENT: &str = "demo-fapi";
+
+const USAGE: &str = "\
+usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--profile rfc9126|fapi2]
+                     [--fapi-key FILE] [--login] [--redis URL]
+
+  --addr HOST:PORT   listen address (default 127.0.0.1:3000; env ADDR)
+  --clients FILE     clients file, JSON or TOML, RFC 7591 member names
+                     (token_endpoint_auth_method, jwks, jwks_uri,
+                     token_endpoint_auth_signing_alg, dpop_bound_access_tokens, ...;
+                     env PAR_CLIENTS)
+  --profile NAME     rfc9126 (default) or fapi2: the FAPI 2.0 Security Profile,
+                     private_key_jwt only, PKCE S256, PAR required (env PAR_PROFILE)
+  --fapi-key FILE    fapi2 without --clients: where the built-in demo-fapi client's
+                     private JWK is written, mode 0600 (env PAR_FAPI_KEY; default a
+                     new file in the temporary directory, printed at start)
+  --login            a login step (demo / demo) in front of /authorize (env PAR_DEMO_LOGIN=1)
+  --redis URL        keep pushed requests in Redis (env PAR_REDIS_URL)
+
+env: PAR_ISSUER (issuer; the only client-assertion aud under fapi2)
+     PAR_DPOP_NONCES=0|1 (server DPoP nonces; on by default under fapi2)
+     PAR_DPOP_NONCE_SECRET (their key, 32+ bytes, shared by instances)
+     PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_REDEMPTION=strict
+     PAR_FLOW_WINDOW_SECS PAR_REDIS_SECRET";
 
 struct Settings {
     addr: SocketAddr,
     demo: DemoOptions,
+    profile: ProfileOptions,
+    /// Where the built-in `demo-fapi` client's private key was written.
+    fapi_key: Option<PathBuf>,
 }
 
 /// Everything that shapes the demo application.
@@ -85,45 +141,104 @@ pub struct DemoOptions {
     pub redis: Option<String>,
 }
 
+/// The rule set of the demo: [`app`] uses the defaults (RFC 9126, no DPoP
+/// nonces), [`app_with`] these.
+#[derive(Clone, Default)]
+pub struct ProfileOptions {
+    /// [`Profile::Fapi2`] for `--profile fapi2`.
+    pub profile: Profile,
+    /// The key of the stateless DPoP nonces; `Some` makes `/par` and
+    /// `/token` require them (RFC 9449 §8, DPOP-7).
+    pub dpop_nonce_secret: Option<Vec<u8>>,
+}
+
+impl ProfileOptions {
+    fn is_fapi(&self) -> bool {
+        self.profile == Profile::Fapi2
+    }
+}
+
+fn parse_profile(name: &str) -> Result<Profile, String> {
+    match name {
+        "rfc9126" => Ok(Profile::Rfc9126),
+        "fapi2" => Ok(Profile::Fapi2),
+        other => Err(format!("unknown profile '{other}': use rfc9126 or fapi2")),
+    }
+}
+
 fn settings() -> Result<Settings, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
     let mut args = std::env::args().skip(1);
-    let mut addr = std::env::var("ADDR").ok();
-    let mut clients_file = std::env::var("PAR_CLIENTS").ok();
+    let mut addr = env("ADDR");
+    let mut clients_file = env("PAR_CLIENTS");
+    let mut profile = env("PAR_PROFILE");
+    let mut fapi_key = env("PAR_FAPI_KEY").map(PathBuf::from);
     let mut login = false;
-    let mut redis = std::env::var("PAR_REDIS_URL")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let mut redis = env("PAR_REDIS_URL");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
             "--clients" => clients_file = Some(args.next().ok_or("--clients needs a value")?),
+            "--profile" => profile = Some(args.next().ok_or("--profile needs rfc9126 or fapi2")?),
+            "--fapi-key" => {
+                fapi_key = Some(args.next().ok_or("--fapi-key needs a file")?.into());
+            }
             "--login" => login = true,
             "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "-h" | "--help" => {
-                println!("usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--login] [--redis URL]\nenv: ADDR PAR_ISSUER PAR_CLIENTS PAR_REQUIRED=1 PAR_TTL_SECS PAR_METADATA=0 PAR_DEMO_LOGIN=1 PAR_REDEMPTION=strict PAR_FLOW_WINDOW_SECS PAR_REDIS_URL PAR_REDIS_SECRET");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
         }
+    }
+    let profile = match profile.as_deref() {
+        None => Profile::Rfc9126,
+        Some(name) => parse_profile(name)?,
+    };
+    let fapi = profile == Profile::Fapi2;
+    #[cfg(not(feature = "jwt"))]
+    if fapi {
+        return Err("--profile fapi2 needs the `jwt` feature (on by default)".into());
     }
     let addr: SocketAddr = addr
         .as_deref()
         .unwrap_or("127.0.0.1:3000")
         .parse()
         .map_err(|e| format!("bad address: {e}"))?;
-    let issuer = std::env::var("PAR_ISSUER")
-        .ok()
-        .filter(|s| !s.is_empty())
+    let issuer = env("PAR_ISSUER")
         .map(|s| s.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{addr}"));
-    let clients = match clients_file {
-        Some(path) => StaticClients::from_path(&path).map_err(|e| format!("{path}: {e}"))?,
-        None => demo_clients().map_err(|e| e.to_string())?,
-    };
     let flag = |name: &str, default: bool| match std::env::var(name).ok().as_deref() {
         Some("1") | Some("true") | Some("yes") => true,
         Some("0") | Some("false") | Some("no") => false,
         _ => default,
+    };
+    let (clients, fapi_key) = match (clients_file, fapi) {
+        (Some(path), _) => {
+            if fapi_key.is_some() {
+                return Err(
+                    "--fapi-key is for the built-in demo-fapi client: not with --clients".into(),
+                );
+            }
+            let clients = StaticClients::from_path(&path).map_err(|e| format!("{path}: {e}"))?;
+            (clients, None)
+        }
+        (None, true) => {
+            let (clients, path) = demo_fapi_client(fapi_key.as_deref())?;
+            (clients, Some(path))
+        }
+        (None, false) => {
+            if fapi_key.is_some() {
+                return Err("--fapi-key needs --profile fapi2".into());
+            }
+            (demo_clients().map_err(|e| e.to_string())?, None)
+        }
+    };
+    let dpop_nonce_secret = match (env("PAR_DPOP_NONCE_SECRET"), flag("PAR_DPOP_NONCES", fapi)) {
+        (Some(secret), _) => Some(secret.into_bytes()),
+        (None, true) => Some(random_bytes::<32>().to_vec()),
+        (None, false) => None,
     };
     let flow_window = match std::env::var("PAR_FLOW_WINDOW_SECS") {
         Ok(v) => Some(
@@ -157,6 +272,11 @@ fn settings() -> Result<Settings, String> {
             redis,
             strict,
         },
+        profile: ProfileOptions {
+            profile,
+            dpop_nonce_secret,
+        },
+        fapi_key,
     })
 }
 
@@ -178,12 +298,110 @@ pub fn demo_clients() -> Result<StaticClients, tower_par::StaticClientsError> {
         )
 }
 
+/// An ES256 (P-256) key pair made now: the public JWK and the private JWK,
+/// both with `kid` (the RFC 7638 thumbprint), `alg` and `use: sig`.
+pub fn generate_fapi_key() -> Result<(serde_json::Value, serde_json::Value), String> {
+    use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+    use p256::elliptic_curve::Generate;
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+
+    let secret = p256::SecretKey::generate();
+    let pem = secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| format!("key encoding: {e}"))?;
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
+        .map_err(|e| format!("key encoding: {e}"))?;
+    let jwk = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::ES256)
+        .map_err(|e| format!("public JWK: {e}"))?;
+    let kid = jwk
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| format!("JWK thumbprint: {e}"))?;
+    let mut public = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+    let members = public
+        .as_object_mut()
+        .ok_or("public JWK is not an object")?;
+    members.insert("kid".into(), kid.into());
+    members.insert("alg".into(), "ES256".into());
+    members.insert("use".into(), "sig".into());
+    let mut private = public.clone();
+    private["d"] = URL_SAFE_NO_PAD.encode(secret.to_bytes()).into();
+    Ok((public, private))
+}
+
+/// The `demo-fapi` client, with a key pair made now; its private JWK is
+/// written to `path`, or to a new file in the temporary directory.
+fn demo_fapi_client(path: Option<&Path>) -> Result<(StaticClients, PathBuf), String> {
+    let (public, private) = generate_fapi_key()?;
+    let jwks = Jwks::from_value(serde_json::json!({ "keys": [public] }))?;
+    let clients = StaticClients::new()
+        .with_client(
+            Client::new(DEMO_FAPI_CLIENT, AuthMethod::PrivateKeyJwt)
+                .redirect_uri(DEMO_REDIRECT)
+                .jwks(jwks)
+                .token_endpoint_auth_signing_alg("ES256")
+                .dpop_bound_access_tokens(true),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    let text = format!("{private:#}\n");
+    let path = match path {
+        Some(path) => {
+            write_private(path, &text, false)?;
+            path.to_owned()
+        }
+        None => {
+            let name = format!(
+                "tower-par-demo-fapi-{}.jwk.json",
+                URL_SAFE_NO_PAD.encode(random_bytes::<9>())
+            );
+            let path = std::env::temp_dir().join(name);
+            write_private(&path, &text, true)?;
+            path
+        }
+    };
+    Ok((clients, path))
+}
+
+/// Writes a private key readable by its owner only. `new`: the file must
+/// not exist yet (a random name in a shared directory).
+fn write_private(path: &Path, text: &str, new: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let shown = path.display();
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot write the demo-fapi key to {shown}: {e}"))?;
+    // An existing file keeps its mode on open: narrow it before writing.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {shown}: {e}"))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write the demo-fapi key to {shown}: {e}"))
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
 /// What the legacy server remembers about an issued code.
 struct Grant {
     client_id: String,
     redirect_uri: Option<String>,
     challenge: Option<(String, String)>,
     scope: Option<String>,
+    /// The DPoP key thumbprint the request was bound to (`dpop_jkt`, as
+    /// the layer stored it from the push's proof or parameter, DPOP-11).
+    dpop_jkt: Option<String>,
     issued: Instant,
 }
 
@@ -195,10 +413,49 @@ struct Pending {
     created: Instant,
 }
 
+/// The layer's token-endpoint view for the store in use.
+#[derive(Clone)]
+enum Tokens {
+    Memory(TokenEndpoint<StaticClients, MemoryStore>),
+    #[cfg(feature = "redis")]
+    Redis(TokenEndpoint<StaticClients, RedisStore>),
+}
+
+impl Tokens {
+    /// Client authentication as at `/par`: every method, the same rules
+    /// and the same `jti` replay cache.
+    async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        params: &Params<'_>,
+    ) -> Result<Arc<Client>, OAuthError> {
+        match self {
+            Self::Memory(t) => t.authenticate(parts, params).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(t) => t.authenticate(parts, params).await,
+        }
+    }
+
+    /// The request's DPoP proof (htm POST, htu the token endpoint URL),
+    /// as the key thumbprint; `None` without a `DPoP` header.
+    async fn verify_dpop(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Option<String>, OAuthError> {
+        match self {
+            Self::Memory(t) => t.verify_dpop(parts).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(t) => t.verify_dpop(parts).await,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Legacy {
     issuer: String,
+    fapi: bool,
     clients: StaticClients,
+    tokens: Tokens,
     codes: Arc<Mutex<HashMap<String, Grant>>>,
     /// `Some` in login mode: the session ids of logged-in browsers.
     sessions: Option<Arc<Mutex<HashSet<String>>>>,
@@ -213,8 +470,29 @@ const PENDING_COOKIE: &str = "legacy_pending_";
 const PENDING_LIFETIME: Duration = Duration::from_secs(600);
 /// Requests kept at once; more get `503` rather than unbounded memory.
 const MAX_PENDING: usize = 10_000;
+/// How long a code can be exchanged (FAPI-11: at most 60 s).
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+/// Codes waiting for their exchange at once; more get
+/// `temporarily_unavailable` rather than unbounded memory.
+const MAX_CODES: usize = 10_000;
+/// Largest token request body read.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
 
 impl Legacy {
+    /// Keeps a grant under a new code; `None` when too many codes wait.
+    fn keep_code(&self, grant: Grant) -> Option<String> {
+        let mut codes = self.codes.lock().unwrap();
+        if codes.len() >= MAX_CODES {
+            codes.retain(|_, g| g.issued.elapsed() <= CODE_LIFETIME);
+            if codes.len() >= MAX_CODES {
+                return None;
+            }
+        }
+        let code = random_token();
+        codes.insert(code.clone(), grant);
+        Some(code)
+    }
+
     fn logged_in(&self, headers: &HeaderMap) -> bool {
         let Some(sessions) = &self.sessions else {
             return true;
@@ -330,7 +608,9 @@ async fn authorize(
 }
 
 /// The authorization response for a logged-in user: a code (auto-approved)
-/// or an error, at the client's redirect URI.
+/// or an error, at the client's redirect URI, with `iss` (RFC 9207,
+/// FAPI-19), as a 303 (FAPI-22: never a 307, which would resend a POSTed
+/// request to the client).
 fn issue(app: &Legacy, params: &HashMap<String, String>) -> Response {
     let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
     let Some(client_id) = get("client_id") else {
@@ -345,35 +625,36 @@ fn issue(app: &Legacy, params: &HashMap<String, String>) -> Response {
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
         None => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is required"),
     };
-    let state = get("state");
-    let mut target = redirect_uri.clone();
-    target.push(if target.contains('?') { '&' } else { '?' });
+    let mut response: Vec<(&str, String)> = Vec::with_capacity(3);
     if get("response_type").as_deref() != Some("code") {
-        target.push_str("error=unsupported_response_type");
+        response.push(("error", "unsupported_response_type".into()));
     } else {
-        let code = random_token();
         let challenge = get("code_challenge").map(|c| {
             (
                 c,
                 get("code_challenge_method").unwrap_or_else(|| "plain".into()),
             )
         });
-        app.codes.lock().unwrap().insert(
-            code.clone(),
-            Grant {
-                client_id,
-                redirect_uri: get("redirect_uri"),
-                challenge,
-                scope: get("scope"),
-                issued: Instant::now(),
-            },
-        );
-        target.push_str(&format!("code={code}"));
+        let grant = Grant {
+            client_id,
+            redirect_uri: get("redirect_uri"),
+            challenge,
+            scope: get("scope"),
+            dpop_jkt: get("dpop_jkt"),
+            issued: Instant::now(),
+        };
+        match app.keep_code(grant) {
+            Some(code) => response.push(("code", code)),
+            None => response.push(("error", "temporarily_unavailable".into())),
+        }
     }
-    if let Some(state) = state {
-        target.push_str("&state=");
-        target.push_str(&serde_urlencoded::to_string([("s", state)]).unwrap()[2..]);
+    if let Some(state) = get("state") {
+        response.push(("state", state));
     }
+    response.push(("iss", app.issuer.clone()));
+    let mut target = redirect_uri;
+    target.push(if target.contains('?') { '&' } else { '?' });
+    target.push_str(&serde_urlencoded::to_string(&response).unwrap_or_default());
     Redirect::to(&target).into_response()
 }
 
@@ -545,151 +826,125 @@ async fn login_submit(
     res
 }
 
-fn token_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut res = (
-        status,
-        Json(serde_json::json!({"error": error, "error_description": description})),
-    )
-        .into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
-    res
+fn token_error(error: OAuthError) -> Response {
+    error.to_response().map(axum::body::Body::new)
 }
 
-/// The legacy token endpoint: authorization_code with PKCE.
-async fn token(
-    State(app): State<Legacy>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let get = |k: &str| form.get(k).filter(|v| !v.is_empty()).cloned();
-    let credentials = match headers
-        .get(header::AUTHORIZATION)
+fn grant_error(description: &'static str) -> Response {
+    token_error(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        description,
+    ))
+}
+
+fn dpop_error(description: &'static str) -> Response {
+    token_error(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+        description,
+    ))
+}
+
+/// The legacy token endpoint: authorization_code with PKCE, the client
+/// authenticated as at `/par`, the token DPoP-bound when the code is.
+async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    {
-        Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
-            let decoded = STANDARD
-                .decode(h[6..].trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-                return token_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "malformed Basic credentials",
-                );
-            };
-            let dec = |s: &str| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-                    .ok()
-                    .and_then(|v| v.into_iter().next())
-                    .map(|(_, v)| v)
-            };
-            let (Some(id), Some(secret)) = (dec(id), dec(secret)) else {
-                return token_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "malformed Basic credentials",
-                );
-            };
-            ClientCredentials {
-                client_id: id,
-                method: AuthMethod::ClientSecretBasic,
-                secret: Some(Secret::new(secret)),
-                assertion: None,
-            }
-        }
-        _ => match (get("client_id"), get("client_secret")) {
-            (Some(id), Some(secret)) => ClientCredentials {
-                client_id: id,
-                method: AuthMethod::ClientSecretPost,
-                secret: Some(Secret::new(secret)),
-                assertion: None,
-            },
-            (Some(id), None) => ClientCredentials {
-                client_id: id,
-                method: AuthMethod::None,
-                secret: None,
-                assertion: None,
-            },
-            (None, _) => {
-                return token_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "client authentication required",
-                )
-            }
-        },
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return token_error(OAuthError::invalid_request(
+            "the token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_TOKEN_BODY).await else {
+        return token_error(OAuthError::invalid_request(
+            "the token request body is unreadable or larger than 64 KiB",
+        ));
     };
-    let parts = axum::http::Request::new(()).into_parts().0;
-    let client = match app.clients.authenticate(&credentials, &parts).await {
-        Ok(c) => c,
-        Err(_) => {
-            return token_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client authentication failed",
-            )
-        }
+    let params = match Params::parse(&body) {
+        Ok(params) => params,
+        Err(e) => return token_error(OAuthError::invalid_request(e.to_string())),
     };
-    if get("grant_type").as_deref() != Some("authorization_code") {
-        return token_error(
+    let client = match app.tokens.authenticate(&parts, &params).await {
+        Ok(client) => client,
+        Err(e) => return token_error(e),
+    };
+    if params.get("grant_type") != Some("authorization_code") {
+        return token_error(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "only authorization_code is supported",
-        );
+        ));
     }
-    let Some(code) = get("code") else {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code is required",
-        );
+    let Some(code) = params.get("code") else {
+        return token_error(OAuthError::invalid_request("code is required"));
     };
-    let Some(grant) = app.codes.lock().unwrap().remove(&code) else {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "unknown or used code",
-        );
+    // The proof is checked before the code is looked at: a `use_dpop_nonce`
+    // answer leaves the code for the retry with the nonce.
+    let proof_jkt = match app.tokens.verify_dpop(&parts).await {
+        Ok(jkt) => jkt,
+        Err(e) => return token_error(e),
     };
-    if grant.client_id != client.client_id || grant.issued.elapsed() > Duration::from_secs(60) {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "code was not issued to this client or expired",
-        );
+    // RFC 9449 §5.2, DPOP-10: such a client's tokens are always DPoP-bound.
+    if client.dpop_bound_access_tokens && proof_jkt.is_none() {
+        return dpop_error("this client's tokens are DPoP-bound: send a DPoP proof");
     }
-    if grant.redirect_uri.is_some() && grant.redirect_uri != get("redirect_uri") {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "redirect_uri does not match",
-        );
+    let grant = {
+        let mut codes = app.codes.lock().unwrap();
+        let Some(grant) = codes.get(code) else {
+            return grant_error("unknown or used code");
+        };
+        // RFC 9449 §10, DPOP-2, FAPI-12: a code bound to a DPoP key is
+        // exchanged only with a proof made with that key. A request
+        // without it is refused and the code stays for its holder, so
+        // whoever saw the code can neither use it nor burn it.
+        match (&grant.dpop_jkt, &proof_jkt) {
+            (Some(_), None) => {
+                return dpop_error(
+                    "this code is bound to a DPoP key: send a DPoP proof made with that key",
+                )
+            }
+            (Some(bound), Some(jkt)) if bound != jkt => {
+                return dpop_error("the DPoP proof's key is not the one this code is bound to")
+            }
+            _ => {}
+        }
+        // RFC 6749 §4.1.2, FAPI-21: one exchange per code, whatever the
+        // outcome of the checks below.
+        codes.remove(code)
+    };
+    let Some(grant) = grant else {
+        return grant_error("unknown or used code");
+    };
+    if grant.client_id != client.client_id || grant.issued.elapsed() > CODE_LIFETIME {
+        return grant_error("code was not issued to this client or expired");
+    }
+    if grant.redirect_uri.is_some() && grant.redirect_uri.as_deref() != params.get("redirect_uri") {
+        return grant_error("redirect_uri does not match");
     }
     if let Some((challenge, method)) = &grant.challenge {
-        let Some(verifier) = get("code_verifier") else {
-            return token_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "code_verifier is required",
-            );
+        let Some(verifier) = params.get("code_verifier") else {
+            return grant_error("code_verifier is required");
         };
         let computed = match method.as_str() {
             "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
-            _ => verifier,
+            _ => verifier.to_owned(),
         };
         if &computed != challenge {
-            return token_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "PKCE verification failed",
-            );
+            return grant_error("PKCE verification failed");
         }
     }
     let mut body = serde_json::json!({
         "access_token": random_token(),
-        "token_type": "Bearer",
+        "token_type": if proof_jkt.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": 3600,
     });
     if let Some(scope) = grant.scope {
@@ -703,30 +958,46 @@ async fn token(
 
 async fn metadata(State(app): State<Legacy>) -> Response {
     let i = &app.issuer;
-    Json(serde_json::json!({
+    let mut doc = serde_json::json!({
         "issuer": i,
         "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-    }))
-    .into_response()
+        "authorization_response_iss_parameter_supported": true,
+    });
+    // What `/token` accepts, which is what the layer accepts at `/par`.
+    if app.fapi {
+        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(["private_key_jwt"]);
+        doc["token_endpoint_auth_signing_alg_values_supported"] =
+            serde_json::json!(["PS256", "ES256", "EdDSA"]);
+        doc["dpop_signing_alg_values_supported"] = serde_json::json!(["PS256", "ES256", "EdDSA"]);
+    } else {
+        let mut methods = vec!["client_secret_basic", "client_secret_post", "none"];
+        if cfg!(feature = "jwt") {
+            methods.extend(["private_key_jwt", "client_secret_jwt"]);
+        }
+        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(methods);
+    }
+    Json(doc).into_response()
 }
 
-/// The demo application: the legacy server wrapped with the PAR layer.
+/// The demo application: the legacy server wrapped with the PAR layer,
+/// under the default rules (RFC 9126).
 pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
-    let legacy = Legacy {
-        issuer: opts.issuer.clone(),
-        clients: opts.clients.clone(),
-        codes: Arc::default(),
-        sessions: opts.login.then(Arc::default),
-        pending: (opts.login && opts.strict).then(Arc::default),
-    };
+    app_with(opts, &ProfileOptions::default()).await
+}
+
+/// The demo application under `profile` (`--profile fapi2`: FAPI 2.0).
+pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Router, String> {
     let mut par = ParLayer::new(opts.clients.clone())
         .issuer(opts.issuer.clone())
         .map_err(|e| format!("PAR_ISSUER: {e}"))?
+        // The `htu` of token-request DPoP proofs: the URL advertised below.
+        .token_endpoint_url(format!("{}/token", opts.issuer))
+        .map_err(|e| format!("PAR_ISSUER: {e}"))?
+        .profile(profile.profile)
         .require_par(opts.required)
         .metadata(opts.metadata)
         // The binding cookie is `Secure` unless the demo runs on plain HTTP.
@@ -746,18 +1017,34 @@ pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
             .flow_window(Duration::from_secs(window))
             .map_err(|e| format!("PAR_FLOW_WINDOW_SECS: {e}"))?;
     }
-    let mut router = Router::new()
-        .route("/authorize", get(authorize_get).post(authorize_post))
-        .route("/token", post(token))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata));
-    if opts.login {
-        router = router.route("/login", get(login_form).post(login_submit));
+    if let Some(secret) = &profile.dpop_nonce_secret {
+        #[cfg(feature = "jwt")]
+        {
+            par = par
+                .dpop_nonce_secret(secret)
+                .map_err(|e| format!("PAR_DPOP_NONCE_SECRET: {e}"))?;
+        }
+        #[cfg(not(feature = "jwt"))]
+        {
+            let _ = secret;
+            return Err("DPoP nonces need the `jwt` feature (on by default)".into());
+        }
     }
-    let router = router.with_state(legacy);
+    let legacy = |tokens: Tokens| Legacy {
+        issuer: opts.issuer.clone(),
+        fapi: profile.is_fapi(),
+        clients: opts.clients.clone(),
+        tokens,
+        codes: Arc::default(),
+        sessions: opts.login.then(Arc::default),
+        pending: (opts.login && opts.strict).then(Arc::default),
+    };
     // `layer`, not `route_layer`: /par has no route of its own.
     match &opts.redis {
-        None => Ok(router.layer(par)),
+        None => {
+            let router = routes(opts, legacy(Tokens::Memory(par.token_endpoint())));
+            Ok(router.layer(par))
+        }
         #[cfg(feature = "redis")]
         Some(url) => {
             let mut config = RedisStoreConfig::new(url.clone());
@@ -769,11 +1056,25 @@ pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
             let store = RedisStore::connect(config)
                 .await
                 .map_err(|e| format!("Redis: {e}"))?;
-            Ok(router.layer(par.with_store(store)))
+            let par = par.with_store(store);
+            let router = routes(opts, legacy(Tokens::Redis(par.token_endpoint())));
+            Ok(router.layer(par))
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => Err("--redis needs the `redis` feature (on by default)".into()),
     }
+}
+
+fn routes(opts: &DemoOptions, legacy: Legacy) -> Router {
+    let mut router = Router::new()
+        .route("/authorize", get(authorize_get).post(authorize_post))
+        .route("/token", post(token))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata));
+    if opts.login {
+        router = router.route("/login", get(login_form).post(login_submit));
+    }
+    router.with_state(legacy)
 }
 
 #[allow(dead_code)]
@@ -786,7 +1087,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let app = match app(&s.demo).await {
+    let app = match app_with(&s.demo, &s.profile).await {
         Ok(app) => app,
         Err(e) => {
             eprintln!("legacy_server: {e}");
@@ -801,23 +1102,32 @@ async fn main() {
         }
     };
     let i = &s.demo.issuer;
+    let fapi = s.profile.is_fapi();
     println!(
-        "legacy_server listening on http://{} (issuer {i}, PAR required: {}, login step: {}, store: {})",
+        "legacy_server listening on http://{} (issuer {i}, profile: {}, PAR required: {}, login step: {}, store: {})",
         s.addr,
-        s.demo.required,
+        if fapi { "fapi2" } else { "rfc9126" },
+        s.demo.required || fapi,
         s.demo.login,
         if s.demo.redis.is_some() { "redis" } else { "memory" }
     );
-    println!("Try it (demo-client / demo-secret, client_secret_basic):");
-    println!("  curl -s -u demo-client:demo-secret {i}/par \\");
-    println!("    -d response_type=code -d redirect_uri={DEMO_REDIRECT} -d state=xyz \\");
-    println!("    -d code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM -d code_challenge_method=S256");
-    println!(
-        "  curl -si '{i}/authorize?client_id=demo-client&request_uri=<request_uri from above>'"
-    );
-    println!("  curl -s -u demo-client:demo-secret {i}/token -d grant_type=authorization_code \\");
-    println!("    -d code=<code from Location> -d redirect_uri={DEMO_REDIRECT} \\");
-    println!("    -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+    if fapi {
+        print_fapi_banner(&s);
+    } else {
+        println!("Try it (demo-client / demo-secret, client_secret_basic):");
+        println!("  curl -s -u demo-client:demo-secret {i}/par \\");
+        println!("    -d response_type=code -d redirect_uri={DEMO_REDIRECT} -d state=xyz \\");
+        println!("    -d code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM -d code_challenge_method=S256");
+        println!(
+            "  curl -si '{i}/authorize?client_id=demo-client&request_uri=<request_uri from above>'"
+        );
+        println!(
+            "  curl -s -u demo-client:demo-secret {i}/token -d grant_type=authorization_code \\"
+        );
+        println!("    -d code=<code from Location> -d redirect_uri={DEMO_REDIRECT} \\");
+        println!("    -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+        println!("  cargo run --example hyper_client -- {i}");
+    }
     println!("  curl -s {i}/.well-known/oauth-authorization-server");
     if s.demo.login {
         println!("Login step on: /authorize first sends the browser to /login (demo / demo);");
@@ -825,5 +1135,35 @@ async fn main() {
     }
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("legacy_server: {e}");
+    }
+}
+
+fn print_fapi_banner(s: &Settings) {
+    let i = &s.demo.issuer;
+    println!(
+        "FAPI 2.0: private_key_jwt only (aud = {i}), PS256/ES256/EdDSA, PKCE S256 and redirect_uri \
+         required, PAR required, codes bound to the push's DPoP key, DPoP nonces {}.",
+        if s.profile.dpop_nonce_secret.is_some() { "on" } else { "off" }
+    );
+    match &s.fapi_key {
+        Some(key) => {
+            println!(
+                "Built-in client {DEMO_FAPI_CLIENT} (private_key_jwt, ES256, DPoP-bound tokens, redirect {DEMO_REDIRECT})."
+            );
+            println!("Its private key (JWK): {}", key.display());
+            println!("Run the FAPI flow (push with DPoP, authorize, token with DPoP):");
+            println!(
+                "  cargo run --example hyper_client -- --key {} --dpop {i}",
+                key.display()
+            );
+        }
+        None => {
+            println!(
+                "Clients from the clients file. With a private_key_jwt client and its private JWK:"
+            );
+            println!(
+                "  cargo run --example hyper_client -- --key KEY.jwk --client-id CLIENT_ID --dpop {i}"
+            );
+        }
     }
 }
