@@ -79,6 +79,18 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).expect("strings always encode")
 }
 
+/// The first characters of a credential (a `request_uri`, a code), for
+/// the output: enough to follow the flow, not enough to use it.
+fn abridged(value: &str) -> String {
+    let keep = value
+        .strip_prefix("urn:ietf:params:oauth:request_uri:")
+        .map_or(6, |rest| value.len() - rest.len() + 6);
+    match value.get(..keep) {
+        Some(head) if keep < value.len() => format!("{head}..."),
+        _ => "...".into(),
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -500,8 +512,8 @@ async fn main() -> Result<(), BoxError> {
             ],
         )
         .await?;
-    println!("   <- {} {text}", res.status());
     if res.status() != StatusCode::CREATED {
+        println!("   <- {} {text}", res.status());
         return Err("push failed".into());
     }
     let json: Value = serde_json::from_str(&text)?;
@@ -509,6 +521,12 @@ async fn main() -> Result<(), BoxError> {
         .as_str()
         .ok_or("no request_uri")?
         .to_owned();
+    println!(
+        "   <- {} request_uri {}, expires_in {}",
+        res.status(),
+        abridged(&request_uri),
+        json["expires_in"]
+    );
 
     let authorize = format!(
         "{base}/authorize?{}",
@@ -517,18 +535,31 @@ async fn main() -> Result<(), BoxError> {
             ("request_uri", &request_uri)
         ])
     );
-    println!("2. GET {authorize}");
+    println!(
+        "2. GET {base}/authorize?client_id={}&request_uri={}",
+        flow.client_id,
+        abridged(&request_uri)
+    );
     let (res, text) = send(&flow.http, Request::get(&authorize).body(Full::default())?).await?;
     let location = res
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    println!(
-        "   <- {} Location: {}",
-        res.status(),
-        location.as_deref().unwrap_or("(none)")
+    // The code is a credential: shown abridged.
+    let shown = location.as_deref().map_or_else(
+        || "(none)".to_owned(),
+        |l| {
+            l.split('&')
+                .map(|p| match p.find("code=") {
+                    Some(i) => format!("{}code={}", &p[..i], abridged(&p[i + 5..])),
+                    None => p.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        },
     );
+    println!("   <- {} Location: {shown}", res.status());
     let Some(location) = location else {
         println!("   {text}");
         return Err("authorize did not redirect".into());

@@ -44,8 +44,9 @@
 //! with that key (RFC 9449 §10, DPOP-2, FAPI-12); a missing or other key
 //! gets `400 invalid_dpop_proof` and leaves the code for its rightful
 //! holder. A client registered with `dpop_bound_access_tokens` needs a
-//! proof on every token request (DPOP-10). With a proof the token is
-//! `token_type: DPoP`, without one `Bearer`. Codes are one-time and live
+//! proof on every token request (DPOP-10), and so does every client under
+//! `fapi2` (FAPI-4: sender-constrained tokens; the demo has no mTLS). With
+//! a proof the token is `token_type: DPoP`, without one `Bearer`. Codes are one-time and live
 //! 60 s (FAPI-11, FAPI-21).
 //!
 //! `--login` adds a login step, as legacy servers have: `/authorize` without
@@ -894,8 +895,15 @@ async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Re
         Err(e) => return token_error(e),
     };
     // RFC 9449 §5.2, DPOP-10: such a client's tokens are always DPoP-bound.
-    if client.dpop_bound_access_tokens && proof_jkt.is_none() {
-        return dpop_error("this client's tokens are DPoP-bound: send a DPoP proof");
+    // FAPI-4: under FAPI every token is sender-constrained, and the demo
+    // has no mTLS, so every token request needs a proof.
+    if proof_jkt.is_none() {
+        if app.fapi {
+            return dpop_error("FAPI 2.0 access tokens are sender-constrained: send a DPoP proof");
+        }
+        if client.dpop_bound_access_tokens {
+            return dpop_error("this client's tokens are DPoP-bound: send a DPoP proof");
+        }
     }
     let grant = {
         let mut codes = app.codes.lock().unwrap();
@@ -977,6 +985,11 @@ async fn metadata(State(app): State<Legacy>) -> Response {
         let mut methods = vec!["client_secret_basic", "client_secret_post", "none"];
         if cfg!(feature = "jwt") {
             methods.extend(["private_key_jwt", "client_secret_jwt"]);
+            // `/token` enforces the DPoP binding of codes (DPOP-11), so DPoP
+            // is advertised; the layer puts in the algorithms it verifies.
+            doc["dpop_signing_alg_values_supported"] = serde_json::json!([
+                "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"
+            ]);
         }
         doc["token_endpoint_auth_methods_supported"] = serde_json::json!(methods);
     }

@@ -15,13 +15,18 @@ use hyper_util::rt::TokioExecutor;
 
 /// `target/<profile>/examples/legacy_server`, next to this test's binary.
 pub fn demo_binary() -> PathBuf {
+    example_binary("legacy_server")
+}
+
+/// `target/<profile>/examples/<name>`, built if missing.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("examples").join("legacy_server");
+    let bin = dir.join("examples").join(name);
     if !bin.exists() {
         // `cargo test --test demo_cli` alone does not build examples.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "legacy_server"])
+            .args(["build", "--example", name])
             .status()
             .expect("cargo build");
         assert!(status.success());
@@ -42,6 +47,44 @@ impl Drop for Demo {
 }
 
 pub fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
+    start_with(args, env, Stdio::null())
+}
+
+/// Starts the demo with its standard output piped: the banner lines it
+/// printed by the time it accepts connections, and the demo.
+pub fn start_reading_banner(args: &[&str], env: &[(&str, &str)]) -> (Demo, Vec<String>) {
+    use std::io::BufRead;
+    let mut demo = start_with(args, env, Stdio::piped());
+    let stdout = demo.child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    // The banner is printed before the server starts serving; wait for
+    // its last line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let last = line.contains("/.well-known/oauth-authorization-server");
+                lines.push(line);
+                if last {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    (demo, lines)
+}
+
+fn start_with(args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Demo {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,7 +94,7 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
     let mut cmd = Command::new(demo_binary());
     cmd.args(["--addr", &addr])
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null());
     for var in [
         "PAR_ISSUER",
@@ -64,6 +107,10 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Demo {
         "PAR_REDIS_SECRET",
         "PAR_REDEMPTION",
         "PAR_FLOW_WINDOW_SECS",
+        "PAR_PROFILE",
+        "PAR_FAPI_KEY",
+        "PAR_DPOP_NONCES",
+        "PAR_DPOP_NONCE_SECRET",
         "ADDR",
     ] {
         cmd.env_remove(var);

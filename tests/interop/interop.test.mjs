@@ -14,16 +14,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
+import { startServer } from './server.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REDIRECT_URI = 'http://127.0.0.1:8080/cb';
-const STARTUP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_S = 5;
 const WHOLE_RUN_LIMIT_MS = 55_000;
 
@@ -38,100 +32,16 @@ const ALGORITHMS = [
   { name: 'RFC 8414 discovery', algorithm: 'oauth2', wellKnown: '/.well-known/oauth-authorization-server' },
 ];
 
-const serverBin = process.env.LEGACY_SERVER_BIN
-  ? path.resolve(process.env.LEGACY_SERVER_BIN)
-  : path.resolve(HERE, '../../target/debug/examples/legacy_server');
-
-let server; // ChildProcess
-let serverLog = '';
+let server; // { issuer, log(), kill() }
 let issuer;
-
-function killServer() {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGKILL');
-  }
-}
-// Never leave the server behind, whatever happens to this process.
-process.on('exit', killServer);
 
 // A hard limit for the whole file, in case something hangs outside the
 // per-request timeouts.
 setTimeout(() => {
-  console.error(`interop: gave up after ${WHOLE_RUN_LIMIT_MS} ms\n--- server output ---\n${serverLog}`);
-  killServer();
+  console.error(`interop: gave up after ${WHOLE_RUN_LIMIT_MS} ms\n--- server output ---\n${server?.log() ?? ''}`);
+  server?.kill();
   process.exit(1);
 }, WHOLE_RUN_LIMIT_MS).unref();
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
-    const done = (ok) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function startServer() {
-  if (!existsSync(serverBin)) {
-    throw new Error(
-      `legacy_server binary not found at ${serverBin}.\n` +
-        'Build it first: cargo build --example legacy_server (from the crate root), ' +
-        'or set LEGACY_SERVER_BIN to its path.',
-    );
-  }
-  // The port is free when picked; another process could take it before the
-  // server binds, so retry a few times if the server exits early.
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
-    serverLog = '';
-    const env = { ...process.env };
-    for (const k of ['ADDR', 'PAR_ISSUER', 'PAR_CLIENTS', 'PAR_REQUIRED', 'PAR_TTL_SECS', 'PAR_METADATA']) {
-      delete env[k];
-    }
-    server = spawn(serverBin, ['--addr', `127.0.0.1:${port}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    server.stdout.on('data', (d) => (serverLog += d));
-    server.stderr.on('data', (d) => (serverLog += d));
-    let spawnError;
-    server.once('error', (e) => (spawnError = e));
-
-    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-    while (Date.now() < deadline) {
-      if (spawnError) throw new Error(`cannot start ${serverBin}: ${spawnError.message}`);
-      if (server.exitCode !== null || server.signalCode !== null) break;
-      if (await canConnect(port)) {
-        issuer = `http://127.0.0.1:${port}`;
-        return;
-      }
-      await sleep(100);
-    }
-    const exited = server.exitCode !== null || server.signalCode !== null;
-    killServer();
-    if (!exited) {
-      throw new Error(`legacy_server did not accept connections on port ${port} within ${STARTUP_TIMEOUT_MS} ms\n${serverLog}`);
-    }
-    if (attempt === 3) {
-      throw new Error(`legacy_server exited early (code ${server.exitCode}):\n${serverLog}`);
-    }
-  }
-}
 
 async function discover(c, algorithm) {
   const config = await client.discovery(new URL(issuer), c.id, undefined, c.auth(), {
@@ -162,10 +72,13 @@ function getAuthorize(url) {
   return fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_S * 1000) });
 }
 
-before(startServer);
+before(async () => {
+  server = await startServer();
+  issuer = server.issuer;
+});
 
 after(() => {
-  killServer();
+  server?.kill();
 });
 
 for (const alg of ALGORITHMS) {
