@@ -242,6 +242,20 @@ impl StaticClients {
                     .into(),
             ));
         }
+        // RFC 7518 §3.2: an HMAC key at least as long as the hash output, or
+        // one captured assertion lets the secret be guessed offline.
+        if let Some(secret) = &hmac_secret {
+            let min = match client.token_endpoint_auth_signing_alg.as_deref() {
+                Some("HS384") => 48,
+                Some("HS512") => 64,
+                _ => 32,
+            };
+            if secret.expose().len() < min {
+                return Err(invalid(format!(
+                    "a client_secret_jwt secret must be at least {min} bytes"
+                )));
+            }
+        }
         check_key_members(&client).map_err(invalid)?;
         for uri in &client.redirect_uris {
             let parsed: Option<http::Uri> = uri.parse().ok();
@@ -657,7 +671,7 @@ mod tests {
              "grant_types":["authorization_code"]}},
             {{"client_id":"remote","token_endpoint_auth_method":"private_key_jwt",
              "jwks_uri":"https://remote.example/jwks.json","redirect_uris":["https://remote.example/cb"]}},
-            {{"client_id":"hs","token_endpoint_auth_method":"client_secret_jwt","client_secret":"hs-secret",
+            {{"client_id":"hs","token_endpoint_auth_method":"client_secret_jwt","client_secret":"hs-secret-0123456789-0123456789-0123456789-0123456789-0123456789",
              "token_endpoint_auth_signing_alg":"HS512","redirect_uris":["https://hs.example/cb"]}}
         ]}}"#
         );
@@ -676,7 +690,10 @@ mod tests {
             .build()
             .unwrap();
         let secret = rt.block_on(r.client_secret("hs")).unwrap();
-        assert_eq!(secret.as_ref().map(Secret::expose), Some("hs-secret"));
+        assert_eq!(
+            secret.as_ref().map(Secret::expose),
+            Some("hs-secret-0123456789-0123456789-0123456789-0123456789-0123456789")
+        );
         assert_eq!(rt.block_on(r.client_secret("fapi")).unwrap(), None);
         // A registry never verifies an assertion itself.
         assert_eq!(
@@ -703,7 +720,10 @@ mod tests {
             format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"token_endpoint_auth_signing_alg":"HS256"}}"#),
             format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"token_endpoint_auth_signing_alg":"none"}}"#),
             format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"request_object_signing_alg":"HS256"}}"#),
-            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"s","token_endpoint_auth_signing_alg":"ES256"}"#.to_owned(),
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"0123456789abcdef0123456789abcdef","token_endpoint_auth_signing_alg":"ES256"}"#.to_owned(),
+            // a secret too short for its hash
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"short"}"#.to_owned(),
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"0123456789abcdef0123456789abcdef","token_endpoint_auth_signing_alg":"HS512"}"#.to_owned(),
             // a private key in the set
             r#"{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}}"#.to_owned(),
             // a typo
