@@ -161,7 +161,7 @@ impl Signer {
                 };
                 let e = member("e")?;
                 let e_bits = u32::try_from(e.len() * 8).map_err(|_| "RSA exponent too large")?;
-                let secret = rsa::RsaPrivateKey::from_components(
+                let secret = rsa::PrivateKey::from_components(
                     uint(&n, bits)?,
                     uint(&e, e_bits)?,
                     uint(&member("d")?, bits)?,
