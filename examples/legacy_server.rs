@@ -117,6 +117,9 @@ struct Settings {
     profile: ProfileOptions,
     /// Where the built-in `demo-fapi` client's private key was written.
     fapi_key: Option<PathBuf>,
+    /// Whether that file is one the demo made up (removed if it cannot
+    /// start).
+    fapi_key_made: bool,
 }
 
 /// Everything that shapes the demo application.
@@ -215,6 +218,30 @@ fn settings() -> Result<Settings, String> {
         Some("0") | Some("false") | Some("no") => false,
         _ => default,
     };
+    let flow_window = match std::env::var("PAR_FLOW_WINDOW_SECS") {
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("PAR_FLOW_WINDOW_SECS '{v}' is not a number"))?,
+        ),
+        Err(_) => None,
+    };
+    let ttl = match std::env::var("PAR_TTL_SECS") {
+        Ok(v) => Some(
+            v.parse()
+                .map_err(|_| format!("PAR_TTL_SECS '{v}' is not a number"))?,
+        ),
+        Err(_) => None,
+    };
+    let strict = match std::env::var("PAR_REDEMPTION").ok().as_deref() {
+        None | Some("") | Some("flow") | Some("flow_bound") => false,
+        Some("strict") => true,
+        Some(other) => return Err(format!("PAR_REDEMPTION '{other}': use flow or strict")),
+    };
+    let nonce_secret = env("PAR_DPOP_NONCE_SECRET");
+    let dpop_nonce_secret = flag("PAR_DPOP_NONCES", fapi || nonce_secret.is_some())
+        .then(|| nonce_secret.map_or_else(|| random_bytes::<32>().to_vec(), String::into_bytes));
+    // Last: the key file is written only once every other setting is good.
+    let fapi_key_arg = fapi_key.clone();
     let (clients, fapi_key) = match (clients_file, fapi) {
         (Some(path), _) => {
             if fapi_key.is_some() {
@@ -236,30 +263,6 @@ fn settings() -> Result<Settings, String> {
             (demo_clients().map_err(|e| e.to_string())?, None)
         }
     };
-    let dpop_nonce_secret = match (env("PAR_DPOP_NONCE_SECRET"), flag("PAR_DPOP_NONCES", fapi)) {
-        (Some(secret), _) => Some(secret.into_bytes()),
-        (None, true) => Some(random_bytes::<32>().to_vec()),
-        (None, false) => None,
-    };
-    let flow_window = match std::env::var("PAR_FLOW_WINDOW_SECS") {
-        Ok(v) => Some(
-            v.parse()
-                .map_err(|_| format!("PAR_FLOW_WINDOW_SECS '{v}' is not a number"))?,
-        ),
-        Err(_) => None,
-    };
-    let ttl = match std::env::var("PAR_TTL_SECS") {
-        Ok(v) => Some(
-            v.parse()
-                .map_err(|_| format!("PAR_TTL_SECS '{v}' is not a number"))?,
-        ),
-        Err(_) => None,
-    };
-    let strict = match std::env::var("PAR_REDEMPTION").ok().as_deref() {
-        None | Some("") | Some("flow") | Some("flow_bound") => false,
-        Some("strict") => true,
-        Some(other) => return Err(format!("PAR_REDEMPTION '{other}': use flow or strict")),
-    };
     Ok(Settings {
         addr,
         demo: DemoOptions {
@@ -277,6 +280,7 @@ fn settings() -> Result<Settings, String> {
             profile,
             dpop_nonce_secret,
         },
+        fapi_key_made: fapi_key.is_some() && fapi_key_arg.is_none(),
         fapi_key,
     })
 }
@@ -1100,19 +1104,20 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let fail = |code: i32, message: String| -> ! {
+        eprintln!("legacy_server: {message}");
+        if let Some(key) = s.fapi_key.as_ref().filter(|_| s.fapi_key_made) {
+            let _ = std::fs::remove_file(key);
+        }
+        std::process::exit(code)
+    };
     let app = match app_with(&s.demo, &s.profile).await {
         Ok(app) => app,
-        Err(e) => {
-            eprintln!("legacy_server: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => fail(2, e),
     };
     let listener = match tokio::net::TcpListener::bind(s.addr).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("legacy_server: cannot listen on {}: {e}", s.addr);
-            std::process::exit(1);
-        }
+        Err(e) => fail(1, format!("cannot listen on {}: {e}", s.addr)),
     };
     let i = &s.demo.issuer;
     let fapi = s.profile.is_fapi();
