@@ -653,10 +653,10 @@ fn issue(app: &Legacy, params: &HashMap<String, String>) -> Response {
             None => response.push(("error", "temporarily_unavailable".into())),
         }
     }
+    response.push(("iss", app.issuer.clone()));
     if let Some(state) = get("state") {
         response.push(("state", state));
     }
-    response.push(("iss", app.issuer.clone()));
     let mut target = redirect_uri;
     target.push(if target.contains('?') { '&' } else { '?' });
     target.push_str(&serde_urlencoded::to_string(&response).unwrap_or_default());
