@@ -258,7 +258,7 @@ enum Auth {
     Basic(String),
     Post { secret: String },
     None,
-    PrivateKeyJwt(Signer),
+    PrivateKeyJwt(Box<Signer>),
 }
 
 impl Auth {
@@ -433,7 +433,7 @@ async fn main() -> Result<(), BoxError> {
             .into()
         });
     let auth = match &key {
-        Some(path) => Auth::PrivateKeyJwt(Signer::from_jwk_file(path)?),
+        Some(path) => Auth::PrivateKeyJwt(Box::new(Signer::from_jwk_file(path)?)),
         None => {
             let secret =
                 std::env::var("PAR_CLIENT_SECRET").unwrap_or_else(|_| "demo-secret".into());

@@ -443,6 +443,7 @@ impl Tokens {
 
     /// The request's DPoP proof (htm POST, htu the token endpoint URL),
     /// as the key thumbprint; `None` without a `DPoP` header.
+    #[cfg(feature = "jwt")]
     async fn verify_dpop(
         &self,
         parts: &http::request::Parts,
@@ -452,6 +453,23 @@ impl Tokens {
             #[cfg(feature = "redis")]
             Self::Redis(t) => t.verify_dpop(parts).await,
         }
+    }
+
+    /// Without the `jwt` feature no proof can be checked: a request with
+    /// one is refused, and so is any exchange of a DPoP-bound code.
+    #[cfg(not(feature = "jwt"))]
+    async fn verify_dpop(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Option<String>, OAuthError> {
+        if parts.headers.contains_key("dpop") {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "DPoP proofs are not supported by this build (feature jwt)",
+            ));
+        }
+        Ok(None)
     }
 }
 

@@ -2,6 +2,7 @@
 //! with `--clients FILE` or its built-in `demo-fapi` client), driven over
 //! HTTP on 127.0.0.1 with real client assertions and DPoP proofs signed by
 //! keys generated here: push (with DPoP) → authorize → token (with DPoP).
+#![cfg(feature = "jwt")]
 
 mod demo;
 mod keys;
