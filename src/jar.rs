@@ -51,7 +51,7 @@ pub(crate) fn verify<C, St>(
     // JAR-3, JAR-8: an unsigned object is no request object.
     if jose::is_unsecured(token) {
         return Err(invalid(
-            "request objects must be signed; alg none is refused (RFC 9101 §10.1)",
+            "request objects must be signed; alg none is refused",
         ));
     }
     let allowed = allowed_algs(cfg, client)?;
