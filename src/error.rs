@@ -383,6 +383,25 @@ mod tests {
         assert!(res.headers().get("www-authenticate").is_none());
     }
 
+    #[test]
+    fn dpop7_one_dpop_nonce_header_and_only_a_valid_one() {
+        let e = OAuthError::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", "retry")
+            .with_dpop_nonce("first")
+            .with_dpop_nonce("second");
+        let res = e.json_response();
+        let nonces: Vec<_> = res.headers().get_all("dpop-nonce").iter().collect();
+        assert_eq!(nonces, ["second"]);
+        let res = OAuthError::invalid_dpop_proof("x")
+            .with_dpop_nonce("bad\nvalue")
+            .json_response();
+        assert!(res.headers().get("dpop-nonce").is_none());
+        assert!(OAuthError::invalid_request("x")
+            .json_response()
+            .headers()
+            .get("dpop-nonce")
+            .is_none());
+    }
+
     #[tokio::test]
     async fn oa7_description_characters_are_restricted() {
         let e = OAuthError::invalid_request("a \"quoted\" \\ é\n");

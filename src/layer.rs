@@ -395,6 +395,13 @@ where
     /// Requires a signed request object in every push
     /// (`require_signed_request_object`, RFC 9101 §10.5); per client with
     /// [`Client::require_signed_request_object`](crate::Client::require_signed_request_object).
+    /// A plain push is then refused with `400 invalid_request` (PAR-19).
+    ///
+    /// Request objects are verified with the client's inline `jwks` and
+    /// its `request_object_signing_alg` (asymmetric algorithms only), and
+    /// their `aud` must contain the [`issuer`](Self::issuer). Encrypted
+    /// request objects (JWE) are not supported: they are refused with
+    /// `400 invalid_request_object`.
     #[cfg(feature = "jwt")]
     pub fn require_signed_request_object(mut self, required: bool) -> Self {
         self.config_mut().jwt.require_signed_request_object = required;
