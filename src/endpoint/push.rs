@@ -1,6 +1,7 @@
 //! The PAR endpoint (RFC 9126 §2), top to bottom:
 //! method → content type → body → parameters → client authentication →
-//! `request_uri` check → validation → store → `201`.
+//! `request_uri` check → request object (JAR) → DPoP proof → validation →
+//! store → `201`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
