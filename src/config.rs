@@ -104,6 +104,7 @@ pub(crate) struct FlowCookie {
 /// Settings of the JWT-based features (client assertions, DPoP, request
 /// objects). Present without the `jwt` feature too, unused there.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
 pub(crate) struct JwtSettings {
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub(crate) leeway: Duration,
@@ -290,6 +291,7 @@ impl<C, St> Config<C, St> {
     /// The clock-skew leeway for JWTs: under FAPI within 10 to 60 s
     /// (FAPI-13: accept `iat`/`nbf` up to 10 s ahead, refuse more than
     /// 60 s ahead).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     pub(crate) fn jwt_leeway(&self) -> Duration {
         if self.is_fapi() {
             self.jwt

@@ -565,6 +565,17 @@ fn raw_header(token: &str) -> Result<Map<String, Value>, JoseError> {
     serde_json::from_slice(&bytes).map_err(|_| JoseError::new("the header is not a JSON object"))
 }
 
+/// Whether `token` is an unsecured JWT (`alg: none`, RFC 7519 §6), which
+/// the crate cannot even parse: so that callers can name the refusal.
+pub(crate) fn is_unsecured(token: &str) -> bool {
+    token.len() <= MAX_JWT_LEN
+        && raw_header(token).is_ok_and(|h| {
+            h.get("alg")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.eq_ignore_ascii_case("none"))
+        })
+}
+
 /// Does the work of one failed verification for `alg`, for a client that
 /// does not exist, so that its failure takes as long as a wrong key's
 /// (AUTH-1: timing tells nothing).

@@ -136,9 +136,13 @@
 mod body;
 mod client;
 mod config;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod endpoint;
 mod error;
 mod future;
+#[cfg(feature = "jwt")]
+mod jar;
 #[cfg(feature = "jwt")]
 mod jose;
 mod layer;
