@@ -37,7 +37,8 @@
 //! start, DPoP-bound tokens, redirect `http://127.0.0.1:8080/cb`), and
 //! writes its private JWK (`kid`, `alg`, `use: sig`), mode 0600, to
 //! `--fapi-key FILE` or to a new file in the temporary directory, whose path
-//! it prints; `hyper_client --key FILE --dpop` then runs the whole flow.
+//! it prints (that one is removed when the demo stops on Ctrl-C or
+//! SIGTERM); `hyper_client --key FILE --dpop` then runs the whole flow.
 //!
 //! The token endpoint: a code whose request carried a DPoP key (a `DPoP`
 //! proof at `/par`, or `dpop_jkt`) is only exchanged with a DPoP proof made
@@ -101,7 +102,7 @@ usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--profile rfc9126|fapi
                      private_key_jwt only, PKCE S256, PAR required (env PAR_PROFILE)
   --fapi-key FILE    fapi2 without --clients: where the built-in demo-fapi client's
                      private JWK is written, mode 0600 (env PAR_FAPI_KEY; default a
-                     new file in the temporary directory, printed at start)
+                     new temporary file, printed at start, removed at exit)
   --login            a login step (demo / demo) in front of /authorize (env PAR_DEMO_LOGIN=1)
   --redis URL        keep pushed requests in Redis (env PAR_REDIS_URL)
 
@@ -1169,8 +1170,42 @@ async fn main() {
         println!("Login step on: /authorize first sends the browser to /login (demo / demo);");
         println!("  open the authorize URL in a browser, or use curl -c jar -b jar -L.");
     }
-    if let Err(e) = axum::serve(listener, app).await {
+    let served = match s.fapi_key.as_ref().filter(|_| s.fapi_key_made) {
+        None => axum::serve(listener, app).await,
+        // The key file the demo made up goes when the demo goes (Ctrl-C,
+        // SIGTERM): its client exists only in this process.
+        Some(key) => {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal())
+                .await;
+            let _ = std::fs::remove_file(key);
+            served
+        }
+    };
+    if let Err(e) = served {
         eprintln!("legacy_server: {e}");
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

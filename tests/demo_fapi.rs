@@ -615,6 +615,26 @@ async fn the_built_in_demo_fapi_key_file_is_written_and_usable() {
     let mut app = Party::new(&demo, "demo-fapi", key, &kid);
     let code = app.code(&[], Some(&dpop)).await;
     assert_dpop_token(&app.token(&code, Some(&dpop)).await);
+    // That file goes when the demo stops (SIGTERM, as Ctrl-C).
+    #[cfg(unix)]
+    {
+        let mut demo = demo;
+        let pid = demo.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while demo.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the demo did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir_all(&dir);
 }
