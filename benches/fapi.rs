@@ -67,7 +67,7 @@ fn key(alg: Algorithm) -> Key {
             .to_string(),
         _ => {
             let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-            let sk = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            let sk = rsa::PrivateKey::new(&mut rng, 2048).unwrap();
             rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&sk, LineEnding::LF)
                 .unwrap()
                 .to_string()

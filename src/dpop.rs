@@ -223,6 +223,41 @@ fn check_proof<C, St>(
     })
 }
 
+/// Asks for a nonce before anything else is done with the request
+/// (DPOP-7): a proof without a recent nonce is going to be refused, so it
+/// is refused before client authentication records the client
+/// assertion's `jti`, and the client's retry may carry the same assertion
+/// with a new proof. Only the nonce is read here, unverified: answering
+/// `use_dpop_nonce` reveals nothing, and every other check follows on the
+/// retry.
+pub(crate) fn precheck_nonce<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<(), OAuthError> {
+    let Some(secret) = &cfg.jwt.dpop_nonce_secret else {
+        return Ok(());
+    };
+    let mut values = parts.headers.get_all(DPOP_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Ok(());
+    };
+    let Some(proof) = value.to_str().ok().and_then(|t| jose::peek(t).ok()) else {
+        return Ok(());
+    };
+    let now = unix_now();
+    let step = cfg.jwt.dpop_nonce_step.as_secs().max(1);
+    match proof.str_claim("nonce") {
+        Some(n) if nonce_is_fresh(secret, step, n, now) => Ok(()),
+        Some(_) => Err(use_nonce(
+            "the DPoP proof's nonce is not a recent nonce of this server; \
+             retry with the nonce in the DPoP-Nonce header",
+            issue_nonce(secret, step, now),
+        )),
+        None => Err(use_nonce(
+            "this server requires a nonce in DPoP proofs; \
+             retry with the nonce in the DPoP-Nonce header",
+            issue_nonce(secret, step, now),
+        )),
+    }
+}
+
 /// `400 use_dpop_nonce` with the nonce to retry with (DPOP-7: exactly one
 /// `DPoP-Nonce` header).
 fn use_nonce(description: &'static str, nonce: String) -> OAuthError {

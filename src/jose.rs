@@ -172,7 +172,7 @@ impl PublicKey {
             }
         }
         if let Some(ops) = &jwk.common.key_operations {
-            if !ops.iter().any(|op| *op == KeyOperations::Verify) {
+            if !ops.contains(&KeyOperations::Verify) {
                 return Err(JoseError::new("the JWK's key_ops do not include 'verify'"));
             }
         }

@@ -96,6 +96,11 @@ where
         .map_err(|e| e.into_oauth(cfg.max_body))?;
     let params = Params::parse(&bytes).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
 
+    // DPOP-7: a proof that lacks a recent nonce is answered before the
+    // client assertion's `jti` is spent, so the retry can reuse it.
+    #[cfg(feature = "jwt")]
+    crate::dpop::precheck_nonce(cfg, parts)?;
+
     // PAR-11 step 1: authenticate the client as the token endpoint would.
     let credentials = read_credentials(&parts.headers, &params)?;
     let client = authenticate(cfg, &credentials, parts).await?;
