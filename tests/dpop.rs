@@ -237,6 +237,33 @@ async fn dpop3_pushed_dpop_jkt_must_match_the_proof_key() {
     assert_refused(res, &p, "does not match the pushed dpop_jkt").await;
 }
 
+/// DPOP-3, PAR-11: a name that other parsers read as `dpop_jkt` cannot
+/// carry a second binding past the comparison with the proof key.
+#[tokio::test]
+async fn dpop3_names_that_fold_onto_dpop_jkt_are_refused() {
+    let svc = svc(&layer());
+    let key = TestKey::es256();
+    let other = thumbprint(&TestKey::es256().public);
+    for name in [
+        "DPOP_JKT",
+        "DPoP_jkt",
+        "dpop.jkt",
+        "dpop_jkt[]",
+    ] {
+        let body = format!("{}&{name}={other}", base_body());
+        let res = send(&svc, push_with(&body, &[&proof(&key)])).await;
+        let d = assert_oauth_error(res, 400, "invalid_request").await;
+        assert!(
+            d.contains("could be read as a checked parameter"),
+            "{name}: {d}"
+        );
+        // Without a proof too: the format check cannot be sidestepped.
+        let body = format!("{}&{name}=garbage", base_body());
+        let res = send(&svc, push_with(&body, &[])).await;
+        assert_oauth_error(res, 400, "invalid_request").await;
+    }
+}
+
 /// DPOP-2 (a), T69: `dpop_jkt` alone is stored as pushed; a malformed one
 /// is refused.
 #[tokio::test]
@@ -384,6 +411,10 @@ async fn dpop4_htu_must_be_the_configured_par_url() {
         "https://as.example:8443/par",
         "http://as.example/par",
         "/par",
+        // Not RFC 3986 authorities: a second port, a colon in a reg-name.
+        "https://as.example:443:443/par",
+        "https://as.example:0443:/par",
+        "https://as.example\\@evil.example/par",
     ] {
         let p = proof_with(&key, json!({ "htu": htu }));
         assert_refused(

@@ -524,6 +524,40 @@ async fn jar3_alg_none_is_refused() {
     .await;
 }
 
+/// AUTH-17, JAR-10: a JWT typed for another purpose (a client assertion, a
+/// DPoP proof) is refused as a request object even when the client signed
+/// it; untyped and `JWT` objects are accepted.
+#[tokio::test]
+async fn jar10_jwts_typed_for_another_purpose_are_refused() {
+    let k = keys();
+    let (svc, _) = layered(&layer(&k));
+    for typ in [
+        "client-authentication+jwt",
+        "dpop+jwt",
+        "at+jwt",
+        "application/dpop+jwt",
+    ] {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        h.typ = Some(typ.into());
+        let object = k.es.sign(h, &claims(J));
+        assert_refused(
+            send(&svc, push_object(J, &object, &[])).await,
+            &object,
+            "typ must be oauth-authz-req+jwt",
+        )
+        .await;
+    }
+    for typ in [None, Some("JWT"), Some("application/oauth-authz-req+jwt")] {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        h.typ = typ.map(str::to_owned);
+        let object = k.es.sign(h, &claims(J));
+        let res = send(&svc, push_object(J, &object, &[])).await;
+        assert_eq!(res.status(), 201, "{typ:?}");
+    }
+}
+
 /// JAR-5, RFC 8725 §3.1: HMAC objects are refused (the layer verifies
 /// request objects with the client's public keys only).
 #[tokio::test]

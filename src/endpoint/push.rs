@@ -138,7 +138,8 @@ where
     };
     // DPOP-2, DPOP-11: the key the code is bound to, from a verified proof
     // or from the pushed `dpop_jkt`.
-    let proof_jkt = dpop_proof(cfg, parts).await?;
+    let proof = dpop_proof(cfg, parts)?;
+    let proof_jkt = proof.as_ref().map(|p| p.jkt.clone());
     let pushed_jkt = params.get("dpop_jkt");
     if pushed_jkt.is_some_and(|jkt| !is_jkt(jkt)) {
         return Err(OAuthError::invalid_request(
@@ -205,6 +206,11 @@ where
         lifetime,
     )
     .with_redirect_uri(redirect_uri);
+    // DPOP-9: the proof's jti is spent only by a push that passed every
+    // check, so refused pushes do not fill the replay cache.
+    if let Some(proof) = proof {
+        record_proof(cfg, proof).await?;
+    }
     cfg.store
         .insert(&uri, stored, lifetime)
         .await
@@ -269,24 +275,37 @@ fn shortened_lifetime(lifetime: Duration, _exp: Option<u64>) -> Duration {
 
 /// The push's DPoP proof, verified (feature `jwt`): its key's thumbprint.
 #[cfg(feature = "jwt")]
-async fn dpop_proof<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
-    crate::dpop::verify_push_proof(cfg, parts).await
+fn dpop_proof<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<Option<Proof>, OAuthError> {
+    crate::dpop::check_push_proof(cfg, parts)
+}
+
+#[cfg(feature = "jwt")]
+use crate::dpop::Proof;
+
+#[cfg(feature = "jwt")]
+async fn record_proof<C, St: ParStore>(
+    cfg: &Config<C, St>,
+    proof: Proof,
+) -> Result<(), OAuthError> {
+    proof.record(&cfg.store).await.map(drop)
+}
+
+/// Without the `jwt` feature no proof is ever accepted.
+#[cfg(not(feature = "jwt"))]
+struct Proof {
+    jkt: String,
+}
+
+#[cfg(not(feature = "jwt"))]
+async fn record_proof<C, St>(_cfg: &Config<C, St>, _proof: Proof) -> Result<(), OAuthError> {
+    Ok(())
 }
 
 /// DPOP-3: without the `jwt` feature a proof cannot be verified, and must
 /// not be dropped silently; `dpop_jkt` is forwarded like any other
 /// parameter.
 #[cfg(not(feature = "jwt"))]
-async fn dpop_proof<C, St>(
-    _cfg: &Config<C, St>,
-    parts: &Parts,
-) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
+fn dpop_proof<C, St>(_cfg: &Config<C, St>, parts: &Parts) -> Result<Option<Proof>, OAuthError> {
     if parts.headers.contains_key("dpop") {
         return Err(OAuthError::invalid_dpop_proof(
             "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
