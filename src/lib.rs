@@ -111,14 +111,19 @@ mod params;
 mod request_uri;
 mod service;
 mod store;
+mod token;
 mod trace;
 mod validate;
 
 pub use body::{ParRequestBody, ParResponseBody};
+#[cfg(feature = "jwks-fetch")]
+pub use client::HttpJwksFetcher;
 pub use client::{
     AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
     Jwks, Secret, StaticClients, StaticClientsError,
 };
+#[cfg(feature = "jwt")]
+pub use client::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
 pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
 pub use endpoint::authorize::PushedAuthorization;
 pub use error::OAuthError;
@@ -133,6 +138,7 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreConfig};
+pub use token::TokenEndpoint;
 pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};
 
 /// The README's code blocks, compiled as doc-tests.
