@@ -754,6 +754,64 @@ mod tests {
         assert_eq!(max_age(Vec::<&str>::new()), None);
     }
 
+    use crate::client::AuthMethod;
+
+    const ED25519: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    /// Serves one fixed set for any URI.
+    struct Fixed;
+
+    impl JwksFetcher for Fixed {
+        fn fetch<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<FetchedJwks, JwksFetchError>> {
+            Box::pin(async {
+                let jwks = Jwks::from_published(ED25519).map_err(JwksFetchError::new)?;
+                Ok(FetchedJwks::new(jwks, None))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn jwks_uri_without_a_fetcher_fails_clearly() {
+        let keys = ClientKeys::new(None, JwksCacheConfig::default());
+        let client = Client::new("c", AuthMethod::PrivateKeyJwt).jwks_uri("https://c.example/jwks");
+        let err = keys.keys_for(&client, None, Alg::EdDSA).await.unwrap_err();
+        assert_eq!(err, KeysError::NoFetcher);
+        assert!(err.description().contains("no JWKS fetcher"));
+        let bare = Client::new("c", AuthMethod::PrivateKeyJwt);
+        assert_eq!(
+            keys.keys_for(&bare, None, Alg::EdDSA).await.unwrap_err(),
+            KeysError::NoKeys
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_max_entries() {
+        let mut settings = JwksCacheConfig::default();
+        settings.max_entries = 2;
+        let keys = ClientKeys::new(Some(Arc::new(Fixed)), settings);
+        for i in 0..5 {
+            let client = Client::new("c", AuthMethod::PrivateKeyJwt)
+                .jwks_uri(format!("https://c{i}.example/jwks"));
+            let jwks = keys
+                .keys_for(&client, Some("k1"), Alg::EdDSA)
+                .await
+                .unwrap();
+            assert_eq!(jwks.len(), 1);
+            assert!(keys.lock().len() <= 2);
+        }
+        let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.e30.AAAA";
+        let client =
+            Client::new("c", AuthMethod::PrivateKeyJwt).jwks_uri("https://c9.example/jwks");
+        let err = keys
+            .verify_with_client_keys(&client, token, &[Alg::EdDSA])
+            .await
+            .unwrap_err();
+        assert!(
+            err.0.contains("signature") || err.0.contains("well-formed"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn ttl_is_clamped_and_settings_are_checked() {
         let c = JwksCacheConfig::default();
