@@ -147,8 +147,10 @@ fn layer(jwks_uri: &str) -> ParLayer {
 }
 
 fn signed(key: &TestKey, kid: &str) -> String {
-    let mut h = Header::default();
-    h.kid = Some(kid.into());
+    let h = Header {
+        kid: Some(kid.into()),
+        ..Header::default()
+    };
     key.sign(h, &assertion_claims(K, json!(ISS)))
 }
 

@@ -160,9 +160,10 @@ fn fapi_layer() -> ParLayer<Registry> {
 
 /// Header with `kid` k1.
 fn k1() -> Header {
-    let mut h = Header::default();
-    h.kid = Some("k1".into());
-    h
+    Header {
+        kid: Some("k1".into()),
+        ..Header::default()
+    }
 }
 
 /// A valid assertion for `client_id` signed by `key` (kid k1), `aud` the
@@ -378,8 +379,10 @@ async fn auth12_signatures_not_made_with_a_registered_key_are_refused() {
     sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
     let tampered = format!("{input}.{}", String::from_utf8(sig).unwrap());
     let other_key = assertion(K_ES256, &k.stranger, |_| {});
-    let mut unknown_kid = Header::default();
-    unknown_kid.kid = Some("k2".into());
+    let unknown_kid = Header {
+        kid: Some("k2".into()),
+        ..Header::default()
+    };
     let unknown_kid = k
         .es256
         .sign(unknown_kid, &assertion_claims(K_ES256, json!(ISS)));
@@ -485,7 +488,8 @@ async fn auth12_exp_is_required_and_bounded() {
     let k = keys();
     let (svc, _) = layered(&layer());
     let now = now();
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 4] = [
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit, &str); 4] = [
         (
             "expired",
             Box::new(move |c| c["exp"] = json!(now - 31)),

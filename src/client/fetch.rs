@@ -679,6 +679,13 @@ mod http_fetcher {
         ) -> BoxFuture<'a, Result<FetchedJwks, JwksFetchError>> {
             Box::pin(async move {
                 let uri = allowed_uri(jwks_uri)?;
+                // Its connections and its timer live on tokio: refuse
+                // rather than panic elsewhere.
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(JwksFetchError::new(
+                        "the server cannot fetch jwks_uri (its JWKS fetcher needs a tokio runtime)",
+                    ));
+                }
                 match tokio::time::timeout(self.timeout, self.get(uri)).await {
                     Ok(result) => result,
                     Err(_) => Err(JwksFetchError::new(format!(
@@ -786,8 +793,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_holds_at_most_max_entries() {
-        let mut settings = JwksCacheConfig::default();
-        settings.max_entries = 2;
+        let settings = JwksCacheConfig {
+            max_entries: 2,
+            ..JwksCacheConfig::default()
+        };
         let keys = ClientKeys::new(Some(Arc::new(Fixed)), settings);
         for i in 0..5 {
             let client = Client::new("c", AuthMethod::PrivateKeyJwt)
