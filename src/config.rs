@@ -14,9 +14,27 @@ pub enum Profile {
     /// RFC 9126 with the layer's defaults.
     #[default]
     Rfc9126,
-    /// FAPI 2.0 Security Profile: PKCE with S256 required (FAPI-16),
-    /// `redirect_uri` required (FAPI-18), `response_type=code` only
-    /// (FAPI-14), no public clients (FAPI-3), lifetime under 600 s (FAPI-17).
+    /// FAPI 2.0 Security Profile (final), at the PAR endpoint and the
+    /// authorization endpoint the layer fronts. What it changes:
+    ///
+    /// | Rule | [`Profile::Rfc9126`] | `Fapi2` | Clause |
+    /// |---|---|---|---|
+    /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt` (as registered) | `private_key_jwt` only; public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
+    /// | Client assertion `aud` | issuer, token endpoint URL or PAR endpoint URL; string or array | the issuer, as a string | §5.3.2.1 item 8 (FAPI-8) |
+    /// | JWT `iat`/`nbf` ahead of the clock | up to [`jwt_leeway`](crate::ParLayer::jwt_leeway) (30 s) | leeway held within 10..=60 s: 10 s ahead accepted, over 60 s refused | §5.3.2.1 item 13 (FAPI-13) |
+    /// | JWS algorithms (assertions, request objects, DPoP proofs) | RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; HS256/384/512 for `client_secret_jwt` | PS256, ES256, EdDSA | §5.4.1 (FAPI-25) |
+    /// | PKCE | per [`PkcePolicy`] | `S256` required, `plain` refused | §5.3.2.2 item 5 (FAPI-16) |
+    /// | `redirect_uri` in the push | optional when one is registered | required | §5.3.2.2 item 6 (FAPI-18) |
+    /// | `response_type` | as registered | `code` only | §5.3.2.2 item 1 (FAPI-14) |
+    /// | `request_uri` lifetime | 1 to 600 s | capped at 599 s (`expires_in` < 600) | §5.3.2.2 item 12 (FAPI-17) |
+    /// | PAR at the authorization endpoint | optional ([`require_par`](crate::ParLayer::require_par)) | required for every client | §5.3.2.2 items 2–4 (FAPI-15) |
+    /// | Request object `exp`/`nbf` | enforced when present | both required, `exp - nbf` ≤ 60 min | FAPI 2.0 Message Signing §5.3.1 (JAR-11) |
+    /// | Discovery | wrapped server's auth members kept | `token_endpoint_auth_methods_supported: ["private_key_jwt"]`, FAPI algorithms, DPoP algorithms advertised | §5.3.2.1 item 1 (FAPI-1) |
+    ///
+    /// Left to the wrapped service: sender-constrained tokens at its token
+    /// endpoint (FAPI-4: bind codes to the pushed `dpop_jkt`, see
+    /// [`TokenEndpoint`](crate::TokenEndpoint)), `iss` in the authorization
+    /// response (FAPI-19), code lifetime (FAPI-11) and TLS (FAPI-26).
     Fapi2,
 }
 
@@ -86,6 +104,7 @@ pub(crate) struct FlowCookie {
 /// Settings of the JWT-based features (client assertions, DPoP, request
 /// objects). Present without the `jwt` feature too, unused there.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
 pub(crate) struct JwtSettings {
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub(crate) leeway: Duration,
@@ -279,6 +298,7 @@ impl<C, St> Config<C, St> {
     /// The clock-skew leeway for JWTs: under FAPI within 10 to 60 s
     /// (FAPI-13: accept `iat`/`nbf` up to 10 s ahead, refuse more than
     /// 60 s ahead).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     pub(crate) fn jwt_leeway(&self) -> Duration {
         if self.is_fapi() {
             self.jwt

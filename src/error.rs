@@ -13,6 +13,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+/// RFC 9449 §8.
+const DPOP_NONCE: &str = "dpop-nonce";
+
 /// An OAuth error: code, description and the HTTP status it is sent with.
 ///
 /// Used by validators and client authenticators to reject a request:
@@ -32,6 +35,7 @@ pub struct OAuthError {
     basic_challenge: bool,
     retry_after: Option<u64>,
     allow: Option<&'static str>,
+    dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -48,6 +52,7 @@ impl OAuthError {
             basic_challenge: false,
             retry_after: None,
             allow: None,
+            dpop_nonce: None,
         }
     }
 
@@ -83,6 +88,21 @@ impl OAuthError {
     /// `400 invalid_request_uri` (RFC 9101 §7).
     pub fn invalid_request_uri(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_uri", description)
+    }
+
+    /// `400 invalid_request_object` (RFC 9101 §7, JAR-7): the `request`
+    /// parameter holds an invalid request object.
+    pub fn invalid_request_object(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            description,
+        )
+    }
+
+    /// `400 invalid_dpop_proof` (RFC 9449 §5, DPOP-6).
+    pub fn invalid_dpop_proof(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", description)
     }
 
     /// `503 temporarily_unavailable` with `Retry-After`.
@@ -127,6 +147,29 @@ impl OAuthError {
     pub fn with_allow(mut self, methods: &'static str) -> Self {
         self.allow = Some(methods);
         self
+    }
+
+    /// Adds a `DPoP-Nonce` header (RFC 9449 §8): the nonce the client must
+    /// put in its next DPoP proof. One error carries at most one nonce
+    /// (DPOP-7); a value that is not a valid header value is not sent.
+    ///
+    /// ```
+    /// use tower_par::OAuthError;
+    ///
+    /// let e = OAuthError::new(http::StatusCode::BAD_REQUEST, "use_dpop_nonce", "nonce required")
+    ///     .with_dpop_nonce("eyJ7S_zG.7i6Y");
+    /// assert_eq!(e.dpop_nonce(), Some("eyJ7S_zG.7i6Y"));
+    /// ```
+    #[must_use]
+    pub fn with_dpop_nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.dpop_nonce = Some(nonce.into());
+        self
+    }
+
+    /// The `DPoP-Nonce` this error is sent with, if any: for a token
+    /// endpoint that renders errors itself.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
     }
 
     /// The `error` code.
@@ -190,6 +233,14 @@ impl OAuthError {
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
+        // DPOP-7: insert, never append: at most one `DPoP-Nonce`.
+        if let Some(nonce) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            headers.insert(DPOP_NONCE, nonce);
+        }
         res
     }
 
@@ -229,6 +280,7 @@ impl fmt::Debug for OAuthError {
             .field("status", &self.status.as_u16())
             .field("error", &self.code)
             .field("error_description", &self.description)
+            .field("dpop_nonce", &self.dpop_nonce.is_some())
             .finish()
     }
 }
@@ -348,6 +400,25 @@ mod tests {
             .contains("realm="));
         let res = OAuthError::invalid_request("x").json_response();
         assert!(res.headers().get("www-authenticate").is_none());
+    }
+
+    #[test]
+    fn dpop7_one_dpop_nonce_header_and_only_a_valid_one() {
+        let e = OAuthError::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", "retry")
+            .with_dpop_nonce("first")
+            .with_dpop_nonce("second");
+        let res = e.json_response();
+        let nonces: Vec<_> = res.headers().get_all("dpop-nonce").iter().collect();
+        assert_eq!(nonces, ["second"]);
+        let res = OAuthError::invalid_dpop_proof("x")
+            .with_dpop_nonce("bad\nvalue")
+            .json_response();
+        assert!(res.headers().get("dpop-nonce").is_none());
+        assert!(OAuthError::invalid_request("x")
+            .json_response()
+            .headers()
+            .get("dpop-nonce")
+            .is_none());
     }
 
     #[tokio::test]

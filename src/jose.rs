@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse, ThumbprintHash,
+};
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
@@ -49,6 +51,19 @@ pub(crate) const FAPI: &[Alg] = &[Alg::PS256, Alg::ES256, Alg::EdDSA];
 
 /// The shortest RSA modulus accepted (FAPI-25, RFC 7518 §3.3).
 const MIN_RSA_BITS: usize = 2048;
+/// The longest: bounds the cost of one verification.
+const MAX_RSA_BITS: usize = 4096;
+/// The most keys a client's JWK Set may hold.
+pub(crate) const MAX_KEYS: usize = 32;
+/// The most keys one signature is tried against when the header has no
+/// `kid` (each try is a signature verification).
+const MAX_CANDIDATES: usize = 4;
+
+fn b64_member(name: &str, value: &str) -> Result<Vec<u8>, JoseError> {
+    URL_SAFE_NO_PAD
+        .decode(value.as_bytes())
+        .map_err(|_| JoseError::new(format!("the JWK's '{name}' is not base64url")))
+}
 
 /// Parses a JWA algorithm name (`"PS256"`). `none` is never an algorithm.
 pub(crate) fn parse_alg(name: &str) -> Option<Alg> {
@@ -156,28 +171,56 @@ impl PublicKey {
                 return Err(JoseError::new("the JWK's use is not 'sig'"));
             }
         }
+        if let Some(ops) = &jwk.common.key_operations {
+            if !ops.contains(&KeyOperations::Verify) {
+                return Err(JoseError::new("the JWK's key_ops do not include 'verify'"));
+            }
+        }
+        // Canonical members only (RFC 7518 §6.2.1, §6.3.1; RFC 8037 §2):
+        // exact coordinate lengths and no leading zero octets, so that one
+        // key has one thumbprint and the crate never sees a short key.
         let kind = match &jwk.algorithm {
             AlgorithmParameters::RSA(rsa) => {
-                let n = URL_SAFE_NO_PAD
-                    .decode(rsa.n.as_bytes())
-                    .map_err(|_| JoseError::new("the RSA key's 'n' is not base64url"))?;
-                let bits = n.iter().position(|b| *b != 0).map_or(0, |first| {
-                    (n.len() - first) * 8 - n[first].leading_zeros() as usize
-                });
-                if bits < MIN_RSA_BITS {
+                let n = b64_member("n", &rsa.n)?;
+                let e = b64_member("e", &rsa.e)?;
+                if n.first().is_none_or(|b| *b == 0) || e.first().is_none_or(|b| *b == 0) {
+                    return Err(JoseError::new(
+                        "the RSA key's 'n' and 'e' must be unsigned integers without leading zero octets",
+                    ));
+                }
+                let bits = n.len() * 8 - n[0].leading_zeros() as usize;
+                if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                     return Err(JoseError::new(format!(
-                        "RSA keys must have at least {MIN_RSA_BITS} bits"
+                        "RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
                     )));
+                }
+                // An even or tiny exponent is no RSA public key.
+                let odd = e.last().is_some_and(|b| b & 1 == 1);
+                if e.len() > 8 || !odd || (e.len() == 1 && e[0] < 3) {
+                    return Err(JoseError::new("the RSA key's 'e' is not a valid exponent"));
                 }
                 KeyKind::Rsa
             }
-            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                EllipticCurve::P256 => KeyKind::P256,
-                EllipticCurve::P384 => KeyKind::P384,
-                _ => return Err(JoseError::new("EC keys must be on P-256 or P-384")),
-            },
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let (kind, len) = match ec.curve {
+                    EllipticCurve::P256 => (KeyKind::P256, 32),
+                    EllipticCurve::P384 => (KeyKind::P384, 48),
+                    _ => return Err(JoseError::new("EC keys must be on P-256 or P-384")),
+                };
+                if b64_member("x", &ec.x)?.len() != len || b64_member("y", &ec.y)?.len() != len {
+                    return Err(JoseError::new(format!(
+                        "the EC key's 'x' and 'y' must be {len} octets each"
+                    )));
+                }
+                kind
+            }
             AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
-                EllipticCurve::Ed25519 => KeyKind::Ed25519,
+                EllipticCurve::Ed25519 => {
+                    if b64_member("x", &okp.x)?.len() != 32 {
+                        return Err(JoseError::new("the Ed25519 key's 'x' must be 32 octets"));
+                    }
+                    KeyKind::Ed25519
+                }
                 _ => return Err(JoseError::new("OKP keys must be Ed25519")),
             },
             AlgorithmParameters::OctetKey(_) => {
@@ -252,6 +295,11 @@ impl KeySet {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or_else(|| JoseError::new("a JWK Set must be an object with a 'keys' array"))?;
+        if keys.len() > MAX_KEYS {
+            return Err(JoseError::new(format!(
+                "a JWK Set may hold at most {MAX_KEYS} keys"
+            )));
+        }
         let mut parsed = Vec::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             parsed.push(
@@ -312,6 +360,11 @@ impl KeySet {
                 parsed.push(key);
             }
         }
+        if parsed.len() > MAX_KEYS {
+            return Err(JoseError::new(format!(
+                "the JWK Set has more than {MAX_KEYS} signature keys"
+            )));
+        }
         let skipped = keys.len() - parsed.len();
         Ok((
             Self {
@@ -339,7 +392,9 @@ impl Jwt {
     }
 
     /// A NumericDate claim (RFC 7519 §2), as whole seconds; fractions are
-    /// truncated, negative and non-numeric values are `Err`.
+    /// truncated, negative and non-numeric values are `Err`, and so are
+    /// values beyond [`MAX_TIME`], so that callers can add and subtract
+    /// durations without overflow.
     pub(crate) fn time_claim(&self, name: &str) -> Result<Option<u64>, JoseError> {
         match self.claims.get(name) {
             None => Ok(None),
@@ -350,11 +405,15 @@ impl Jwt {
                         .filter(|f| *f >= 0.0 && f.is_finite())
                         .map(|f| f as u64)
                 })
+                .filter(|t| *t <= MAX_TIME)
                 .map(Some)
                 .ok_or_else(|| JoseError::new(format!("'{name}' must be a NumericDate"))),
         }
     }
 }
+
+/// The latest NumericDate accepted (year 5138).
+pub(crate) const MAX_TIME: u64 = 100_000_000_000;
 
 /// The most a JWT may weigh: bounds every parse and signature check.
 pub(crate) const MAX_JWT_LEN: usize = 16 * 1024;
@@ -458,16 +517,21 @@ pub(crate) fn verify_with_keys(
         )));
     }
     let kid = peeked.header.kid.as_deref();
-    let mut candidates = keys
+    let candidates: Vec<&PublicKey> = keys
         .keys
         .iter()
         .filter(|k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid)))
         .filter(|k| k.accepts(alg))
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(JoseError::new(match kid {
-            Some(_) => "no registered key has the header's kid and fits its alg",
-            None => "no registered key fits the header's alg",
+        .take(MAX_CANDIDATES + 1)
+        .collect();
+    if candidates.is_empty() || candidates.len() > MAX_CANDIDATES {
+        // As much work as a wrong key (AUTH-1: a random kid must not tell
+        // a known client from an unknown one by its speed).
+        verify_for_timing(token, alg);
+        return Err(JoseError::new(match (kid, candidates.is_empty()) {
+            (Some(_), true) => "no registered key has the header's kid and fits its alg",
+            (None, true) => "no registered key fits the header's alg",
+            _ => "several registered keys fit the header's alg: the header needs a kid",
         }));
     }
     let mut last = JoseError::new("the signature does not verify");
@@ -495,6 +559,18 @@ pub(crate) fn verify_with_secret(
             "alg {} is not an HMAC algorithm; expected one of {}",
             alg_name(alg),
             alg_list(HMAC)
+        )));
+    }
+    // RFC 7518 §3.2: a key at least as long as the hash output.
+    let min = match alg {
+        Alg::HS384 => 48,
+        Alg::HS512 => 64,
+        _ => 32,
+    };
+    if secret.len() < min {
+        return Err(JoseError::new(format!(
+            "the client secret is too short for {} (at least {min} bytes)",
+            alg_name(alg)
         )));
     }
     let key =
@@ -542,25 +618,24 @@ fn raw_header(token: &str) -> Result<Map<String, Value>, JoseError> {
     serde_json::from_slice(&bytes).map_err(|_| JoseError::new("the header is not a JSON object"))
 }
 
-/// Whether the token's header says `alg: none` (which [`peek`] cannot
-/// parse, the crate having no such algorithm): so that the refusal can say
-/// why (AUTH-15, FAPI-25).
-pub(crate) fn alg_is_none(token: &str) -> bool {
+/// Whether `token` is an unsecured JWT (`alg: none`, RFC 7519 §6), which
+/// the crate cannot even parse: so that callers can name the refusal.
+pub(crate) fn is_unsecured(token: &str) -> bool {
     token.len() <= MAX_JWT_LEN
-        && raw_header(token)
-            .ok()
-            .and_then(|h| {
-                h.get("alg")
-                    .and_then(Value::as_str)
-                    .map(|a| a.eq_ignore_ascii_case("none"))
-            })
-            .unwrap_or(false)
+        && raw_header(token).is_ok_and(|h| {
+            h.get("alg")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.eq_ignore_ascii_case("none"))
+        })
 }
 
 /// Does the work of one failed verification for `alg`, for a client that
 /// does not exist, so that its failure takes as long as a wrong key's
 /// (AUTH-1: timing tells nothing).
 pub(crate) fn verify_for_timing(token: &str, alg: Alg) {
+    if shape(token).is_err() {
+        return;
+    }
     let key = match alg.family() {
         jsonwebtoken::AlgorithmFamily::Hmac => DecodingKey::from_secret(&[0x5a; 32]).ok(),
         _ => dummy_key(alg),
@@ -645,6 +720,58 @@ mod tests {
         let err = PublicKey::from_json(&json!({"kty":"RSA","e":"AQAB","n":n})).unwrap_err();
         assert!(err.0.contains("2048"), "{err}");
         assert!(PublicKey::from_json(&serde_json::from_str(DUMMY_RSA).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn non_canonical_keys_are_refused() {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        // Short, long, and coordinates moved between x and y.
+        for bad in [
+            json!({"kty":"OKP","crv":"Ed25519","x":"AA"}),
+            json!({"kty":"OKP","crv":"Ed25519","x":URL_SAFE_NO_PAD.encode([7u8; 47])}),
+            json!({"kty":"EC","crv":"P-256","x":URL_SAFE_NO_PAD.encode([7u8; 64]),"y":""}),
+            json!({"kty":"EC","crv":"P-256","x":"AA","y":"AA"}),
+            json!({"kty":"EC","crv":"P-384","x":x,"y":x}),
+            json!({"kty":"OKP","crv":"Ed25519","x":x,"key_ops":["encrypt"]}),
+        ] {
+            assert!(PublicKey::from_json(&bad).is_err(), "{bad}");
+        }
+        assert!(PublicKey::from_json(
+            &json!({"kty":"OKP","crv":"Ed25519","x":x,"key_ops":["verify"]})
+        )
+        .is_ok());
+        let rsa: Value = serde_json::from_str(DUMMY_RSA).unwrap();
+        let n = rsa["n"].as_str().unwrap();
+        let mut padded = vec![0u8];
+        padded.extend(URL_SAFE_NO_PAD.decode(n).unwrap());
+        for (n, e) in [
+            (URL_SAFE_NO_PAD.encode(&padded), "AQAB".to_owned()),
+            (n.to_owned(), "AAEAAQ".to_owned()),
+            (n.to_owned(), "AQ".to_owned()),
+            (n.to_owned(), "Ag".to_owned()),
+            (n.to_owned(), String::new()),
+            (URL_SAFE_NO_PAD.encode([0xc3u8; 1025]), "AQAB".to_owned()),
+        ] {
+            let key = json!({"kty":"RSA","n":n,"e":e});
+            assert!(PublicKey::from_json(&key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn time_claims_are_bounded() {
+        let jwt = Jwt {
+            header: Header::default(),
+            claims: serde_json::from_value(
+                json!({"a": 1e300, "b": -1, "c": "1", "d": 1700000000.5, "e": 1700000000}),
+            )
+            .unwrap(),
+        };
+        assert!(jwt.time_claim("a").is_err());
+        assert!(jwt.time_claim("b").is_err());
+        assert!(jwt.time_claim("c").is_err());
+        assert_eq!(jwt.time_claim("d"), Ok(Some(1_700_000_000)));
+        assert_eq!(jwt.time_claim("e"), Ok(Some(1_700_000_000)));
+        assert_eq!(jwt.time_claim("f"), Ok(None));
     }
 
     #[test]

@@ -365,9 +365,43 @@ where
         Ok(self)
     }
 
+    /// How long one DPoP nonce time step lasts (default 60 s, 1 s to 1
+    /// hour). A nonce is accepted during the step it was issued in and the
+    /// next one, so it lives between one and two steps.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_par::{ParLayer, StaticClients};
+    ///
+    /// let layer = ParLayer::new(StaticClients::new())
+    ///     .dpop_nonce_secret([0x42; 32])?
+    ///     .dpop_nonce_step(Duration::from_secs(30))?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_par::ConfigError>(())
+    /// ```
+    #[cfg(feature = "jwt")]
+    pub fn dpop_nonce_step(mut self, step: Duration) -> Result<Self, ConfigError> {
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&step)
+            || step.subsec_nanos() != 0
+        {
+            return Err(ConfigError(
+                "dpop_nonce_step must be 1 s to 1 hour, in whole seconds".into(),
+            ));
+        }
+        self.config_mut().jwt.dpop_nonce_step = step;
+        Ok(self)
+    }
+
     /// Requires a signed request object in every push
     /// (`require_signed_request_object`, RFC 9101 §10.5); per client with
     /// [`Client::require_signed_request_object`](crate::Client::require_signed_request_object).
+    /// A plain push is then refused with `400 invalid_request` (PAR-19).
+    ///
+    /// Request objects are verified with the client's inline `jwks` and
+    /// its `request_object_signing_alg` (asymmetric algorithms only), and
+    /// their `aud` must contain the [`issuer`](Self::issuer). Encrypted
+    /// request objects (JWE) are not supported: they are refused with
+    /// `400 invalid_request_object`.
     #[cfg(feature = "jwt")]
     pub fn require_signed_request_object(mut self, required: bool) -> Self {
         self.config_mut().jwt.require_signed_request_object = required;

@@ -71,9 +71,12 @@
 //!
 //! At the PAR endpoint (RFC 9126 §2.1): POST with a form body only, no
 //! repeated parameters (except `resource`), client authentication
-//! (`client_secret_basic`, `client_secret_post`, `none`) with one
-//! indistinguishable `invalid_client` for every failure, no `request_uri` in
-//! the body, `response_type` allowed for the client, `redirect_uri` matched
+//! (`client_secret_basic`, `client_secret_post`, `none`, and with the `jwt`
+//! feature `private_key_jwt` and `client_secret_jwt`, RFC 7523) with one
+//! indistinguishable `invalid_client` for every failure, a `DPoP` proof
+//! whose key becomes the stored `dpop_jkt` (RFC 9449 §10.1), a signed
+//! request object whose claims become the stored request (RFC 9101,
+//! RFC 9126 §3), no `request_uri` in the body, `response_type` allowed for the client, `redirect_uri` matched
 //! exactly against the registered ones, PKCE syntax and method, `prompt`,
 //! allowed scopes, then your [`Validator`]. At the authorization endpoint:
 //! the `request_uri` exists, has not expired or been used, and is redeemed
@@ -91,6 +94,39 @@
 //!   [`MemoryStore::spawn_sweeper`], a background expiry task.
 //! - `tracing`: events for pushes, redemptions and rejections (never with
 //!   parameter values, secrets or a full `request_uri`).
+//! - `jwt` (default): JWT client authentication (`private_key_jwt`,
+//!   `client_secret_jwt`), DPoP proofs and signed request objects, verified
+//!   with the `jsonwebtoken` crate on its pure-Rust RustCrypto backend.
+//!   Encrypted request objects (JWE) are refused with
+//!   `invalid_request_object`.
+//! - `redis` (default): [`RedisStore`], pushed requests and the replay
+//!   cache shared by several instances.
+//!
+//! # FAPI 2.0
+//!
+//! [`Profile::Fapi2`] turns on the FAPI 2.0 Security Profile's rules at
+//! the PAR endpoint; its documentation lists each rule it changes, with
+//! its clause. A FAPI client authenticates with `private_key_jwt`:
+//!
+//! ```
+//! use tower_par::{AuthMethod, Client, Jwks, ParLayer, Profile, StaticClients};
+//!
+//! let jwks = Jwks::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+//!   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)?;
+//! let clients = StaticClients::new().with_client(
+//!     Client::new("bank-app", AuthMethod::PrivateKeyJwt)
+//!         .jwks(jwks)
+//!         .redirect_uri("https://bank-app.example/cb")
+//!         .dpop_bound_access_tokens(true),
+//!     None,
+//! )?;
+//! let layer = ParLayer::new(clients)
+//!     .issuer("https://as.example")? // the only accepted assertion `aud`
+//!     .profile(Profile::Fapi2)
+//!     .metadata(true);
+//! # let _ = layer;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -100,9 +136,13 @@
 mod body;
 mod client;
 mod config;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod endpoint;
 mod error;
 mod future;
+#[cfg(feature = "jwt")]
+mod jar;
 #[cfg(feature = "jwt")]
 mod jose;
 mod layer;

@@ -8,7 +8,6 @@
 mod common;
 mod keys;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -71,15 +70,15 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// The registry, with the clear secrets `StaticClients` does not hand out
-/// (a registry of the user's own, as the trait allows).
+/// A registry of the user's own that hands out a secret of its choosing
+/// for `client_secret_jwt` (the trait allows it), over `StaticClients`.
 #[derive(Clone)]
-struct Registry {
+struct WithSecret {
     inner: StaticClients,
-    secrets: Arc<HashMap<String, String>>,
+    secret: &'static str,
 }
 
-impl ClientAuthenticator for Registry {
+impl ClientAuthenticator for WithSecret {
     async fn authenticate(
         &self,
         credentials: &ClientCredentials,
@@ -92,8 +91,8 @@ impl ClientAuthenticator for Registry {
         self.inner.client(client_id).await
     }
 
-    async fn client_secret(&self, client_id: &str) -> Result<Option<Secret>, ClientAuthError> {
-        Ok(self.secrets.get(client_id).map(Secret::new))
+    async fn client_secret(&self, _client_id: &str) -> Result<Option<Secret>, ClientAuthError> {
+        Ok(Some(Secret::new(self.secret)))
     }
 }
 
@@ -101,7 +100,9 @@ fn jwks(key: &TestKey) -> Jwks {
     Jwks::from_value(key.jwks("k1")).unwrap()
 }
 
-fn registry() -> Registry {
+/// `StaticClients`, which keeps the secret itself of `client_secret_jwt`
+/// clients.
+fn registry() -> StaticClients {
     let k = keys();
     let mut clients = StaticClients::new();
     for (id, key) in [
@@ -134,7 +135,6 @@ fn registry() -> Registry {
             Some(B_SECRET),
         )
         .unwrap();
-    let mut secrets = HashMap::new();
     for id in [S_256, S_384, S_512] {
         clients = clients
             .with_client(
@@ -142,19 +142,15 @@ fn registry() -> Registry {
                 Some(S_SECRET),
             )
             .unwrap();
-        secrets.insert(id.to_owned(), S_SECRET.to_owned());
     }
-    Registry {
-        inner: clients,
-        secrets: Arc::new(secrets),
-    }
+    clients
 }
 
-fn layer() -> ParLayer<Registry> {
+fn layer() -> ParLayer {
     ParLayer::new(registry()).issuer(ISS).unwrap()
 }
 
-fn fapi_layer() -> ParLayer<Registry> {
+fn fapi_layer() -> ParLayer {
     layer().profile(Profile::Fapi2)
 }
 
@@ -724,30 +720,37 @@ async fn auth12_without_issuer_assertions_are_refused() {
     assert!(desc.contains("issuer"), "{desc}");
 }
 
-/// RFC 7518 §3.2: an HMAC key shorter than the hash is refused (the
-/// secret of a client_secret_jwt client is its HMAC key).
+/// RFC 7518 §3.2: an HMAC key shorter than the hash is refused, even
+/// when a registry of the user's own hands one out (`StaticClients`
+/// refuses it at registration).
 #[tokio::test]
 async fn auth13_hmac_secret_shorter_than_the_hash_is_refused() {
-    let clients = StaticClients::new()
-        .with_client(
-            Client::new("short", AuthMethod::ClientSecretJwt).redirect_uri(CB),
-            Some("short-secret"),
-        )
-        .unwrap();
-    let registry = Registry {
-        inner: clients,
-        secrets: Arc::new(HashMap::from([(
-            "short".to_owned(),
-            "short-secret".to_owned(),
-        )])),
+    let short = WithSecret {
+        inner: registry(),
+        secret: "short-secret",
     };
-    let (svc, _) = layered(&ParLayer::new(registry).issuer(ISS).unwrap());
+    let (svc, _) = layered(&ParLayer::new(short).issuer(ISS).unwrap());
     let a = sign_hmac(
         Algorithm::HS256,
         b"short-secret",
-        &assertion_claims("short", json!(ISS)),
+        &assertion_claims(S_256, json!(ISS)),
     );
-    assert_refused(send(&svc, push("short", &a)).await, &a, &[]).await;
+    assert_refused(send(&svc, push(S_256, &a)).await, &a, &[]).await;
+    // The registry's answer is the key: with the registered secret, the
+    // wrapper's assertions fail; with its own (long enough), they pass.
+    let other = WithSecret {
+        inner: registry(),
+        secret: "another-secret-another-secret-another-secret",
+    };
+    let (svc, _) = layered(&ParLayer::new(other).issuer(ISS).unwrap());
+    let a = hmac_assertion(S_256, Algorithm::HS256, |_| {});
+    assert_refused(send(&svc, push(S_256, &a)).await, &a, &[]).await;
+    let a = sign_hmac(
+        Algorithm::HS256,
+        b"another-secret-another-secret-another-secret",
+        &assertion_claims(S_256, json!(ISS)),
+    );
+    assert_created(send(&svc, push(S_256, &a)).await, 60).await;
 }
 
 // ---------------------------------------------------------------------------

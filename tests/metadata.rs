@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tower::util::BoxCloneService;
 use tower::{service_fn, ServiceExt};
 use tower_par::{ParLayer, ParRequestBody};
@@ -33,13 +33,47 @@ const DOC: &str = concat!(
     "}"
 );
 
-/// [`DOC`] with the PAR members appended, as the layer must serialise it.
+/// [`DOC`] with the PAR members appended, as the layer must serialise it:
+/// with the `jwt` feature, also the signing algorithms it verifies for
+/// client assertions and request objects.
 fn augmented(par_endpoint: &str, required: bool) -> String {
     format!(
         "{},\"pushed_authorization_request_endpoint\":\"{par_endpoint}\",\
-         \"require_pushed_authorization_requests\":{required}}}",
-        &DOC[..DOC.len() - 1]
+         \"require_pushed_authorization_requests\":{required}{}}}",
+        &DOC[..DOC.len() - 1],
+        jwt_members()
     )
+}
+
+#[cfg(feature = "jwt")]
+fn jwt_members() -> &'static str {
+    concat!(
+        r#","token_endpoint_auth_signing_alg_values_supported":["PS256","PS384","PS512","RS256","RS384","RS512","ES256","ES384","EdDSA","HS256","HS384","HS512"]"#,
+        r#","request_object_signing_alg_values_supported":["PS256","PS384","PS512","RS256","RS384","RS512","ES256","ES384","EdDSA"]"#,
+    )
+}
+
+#[cfg(not(feature = "jwt"))]
+fn jwt_members() -> &'static str {
+    ""
+}
+
+/// The members the `jwt` feature adds when the wrapped document has none.
+const JWT_MEMBERS: [&str; 4] = [
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "request_object_signing_alg_values_supported",
+    "dpop_signing_alg_values_supported",
+];
+
+/// A document without the members of [`JWT_MEMBERS`], serialised compactly
+/// in its order: for tests about the PAR members alone.
+fn without_jwt_members(body: &[u8]) -> String {
+    let mut doc: Map<String, Value> = serde_json::from_slice(body).unwrap();
+    for m in JWT_MEMBERS {
+        doc.shift_remove(m);
+    }
+    Value::Object(doc).to_string()
 }
 
 type Upstream =
@@ -381,7 +415,7 @@ async fn existing_par_members_are_overridden_in_place_meta17() {
     let (parts, body) = fetch(&metadata_layer(), inner, get(AS_METADATA)).await;
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(
-        std::str::from_utf8(&body).unwrap(),
+        without_jwt_members(&body),
         r#"{"issuer":"https://as.example","pushed_authorization_request_endpoint":"https://as.example/par","require_pushed_authorization_requests":false,"token_endpoint":"https://as.example/token"}"#
     );
     assert!(parts.headers.get(header::ETAG).is_none());
@@ -405,7 +439,7 @@ async fn issuer_and_member_types_are_kept_byte_for_byte_t86_meta4() {
         parts.headers[header::CONTENT_LENGTH],
         body.len().to_string().as_str()
     );
-    let out: Value = serde_json::from_slice(&body).unwrap();
+    let out: Value = serde_json::from_str(&without_jwt_members(&body)).unwrap();
     let keys: Vec<&str> = out
         .as_object()
         .unwrap()
@@ -647,7 +681,7 @@ async fn metadata_document_is_served_when_the_upstream_has_none() {
             parts.headers[header::CONTENT_LENGTH],
             body.len().to_string().as_str()
         );
-        assert_eq!(std::str::from_utf8(&body).unwrap(), OWN_DOC);
+        assert_eq!(without_jwt_members(&body), OWN_DOC);
         assert_eq!(*seen.lock().unwrap(), [path]);
     }
 }
@@ -806,4 +840,73 @@ async fn s256_is_advertised_when_the_layer_requires_pkce_meta11() {
         pkce_methods_seen(&optional, Some(r#"["plain"]"#)).await,
         Some(json!(["plain"]))
     );
+}
+
+// ---------------------------------------------------------------------------
+// What the JWT features enforce (META-9, META-10, FAPI-5, FAPI-25)
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "jwt")]
+async fn augmented_doc(layer: &ParLayer, doc: &str) -> Value {
+    let (inner, _) = upstream(
+        StatusCode::OK,
+        &[("content-type", "application/json")],
+        doc.to_owned(),
+    );
+    let (parts, body) = fetch(layer, inner, get(AS_METADATA)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn fapi_advertises_exactly_the_methods_and_algorithms_it_enforces() {
+    let fapi = metadata_layer().profile(tower_par::Profile::Fapi2);
+    let doc = augmented_doc(&fapi, DOC).await;
+    // The wrapped server's list is replaced: FAPI-5 allows private_key_jwt only.
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt"])
+    );
+    let fapi_algs = json!(["PS256", "ES256", "EdDSA"]);
+    assert_eq!(
+        doc["token_endpoint_auth_signing_alg_values_supported"],
+        fapi_algs
+    );
+    assert_eq!(
+        doc["request_object_signing_alg_values_supported"],
+        fapi_algs
+    );
+    // FAPI-4: DPoP is how tokens are sender-constrained without mTLS.
+    assert_eq!(doc["dpop_signing_alg_values_supported"], fapi_algs);
+    assert_eq!(doc["require_pushed_authorization_requests"], json!(true));
+    assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+    assert!(doc.get("require_signed_request_object").is_none());
+}
+
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn default_profile_keeps_the_wrapped_servers_auth_members_and_dpop_choice() {
+    let layer = metadata_layer();
+    let doc = augmented_doc(&layer, DOC).await;
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    // DPOP-11: a wrapped server that does not advertise DPoP may not bind
+    // codes to a key, so the layer does not advertise it either.
+    assert!(doc.get("dpop_signing_alg_values_supported").is_none());
+    let with_dpop = DOC.replace(
+        r#""request_uri_parameter_supported""#,
+        r#""dpop_signing_alg_values_supported":["RS256","HS256"],"request_uri_parameter_supported""#,
+    );
+    let doc = augmented_doc(&layer, &with_dpop).await;
+    assert_eq!(
+        doc["dpop_signing_alg_values_supported"],
+        json!(["PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"])
+    );
+    // META-10: a global requirement is advertised.
+    let signed = metadata_layer().require_signed_request_object(true);
+    let doc = augmented_doc(&signed, DOC).await;
+    assert_eq!(doc["require_signed_request_object"], json!(true));
 }

@@ -57,14 +57,15 @@ impl Jwks {
     }
 
     /// The most keys a published set may hold ([`Jwks::from_published`]).
-    pub const MAX_PUBLISHED_KEYS: usize = 100;
+    pub const MAX_PUBLISHED_KEYS: usize = 64;
 
     /// Parses a JWK Set as a client publishes it at its `jwks_uri`: keys
     /// this layer cannot verify with (encryption keys, `use` other than
     /// `sig`, other key types, RSA keys under 2048 bits) are skipped instead
     /// of refusing the set, since such sets often list them. A private key
     /// member (`d`, ...) still refuses the set, and so does a set of more
-    /// than [`MAX_PUBLISHED_KEYS`](Self::MAX_PUBLISHED_KEYS) keys.
+    /// than [`MAX_PUBLISHED_KEYS`](Self::MAX_PUBLISHED_KEYS) keys, or of
+    /// more signature keys than a registered set may hold.
     /// [`len`](Self::len) counts the keys kept. For a `JwksFetcher` of
     /// your own.
     ///

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials};
+use super::{
+    AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Jwks, Secret,
+};
 
 /// Digest compared against when the client is unknown, so that an unknown
 /// client costs the same as a wrong secret (AUTH-1: flat timing).
@@ -20,6 +22,9 @@ const DUMMY_DIGEST: [u8; 32] = [0x5a; 32];
 struct Entry {
     client: Arc<Client>,
     secret_sha256: Option<[u8; 32]>,
+    /// The secret itself, kept only for `client_secret_jwt` clients: it is
+    /// the key of their HMAC assertions (OIDC Core §9).
+    hmac_secret: Option<Secret>,
 }
 
 /// An immutable, in-memory client registry.
@@ -28,6 +33,11 @@ struct Entry {
 /// `Debug` lists client ids and methods, never digests. Client secrets are
 /// expected to be high-entropy random strings (as OAuth servers issue them),
 /// for which a fast digest is the right tool; do not use human passwords.
+///
+/// The exception is `client_secret_jwt`: its assertions are MACed with the
+/// secret itself, so for such clients the registry keeps the secret (never
+/// shown by `Debug`) and a digest cannot be registered. Prefer
+/// `private_key_jwt`, which keeps no secret on the server at all.
 ///
 /// Built in code:
 ///
@@ -113,8 +123,33 @@ struct FileFormat {
     clients: Vec<FileClient>,
 }
 
+/// RFC 7591 / OIDC Registration members a client file may carry that the
+/// layer has no use for: accepted and ignored, so that a file written for
+/// another server loads. Any other unknown name is refused, to catch typos.
+const IGNORED_MEMBERS: &[&str] = &[
+    "grant_types",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "contacts",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+    "software_statement",
+    "application_type",
+    "id_token_signed_response_alg",
+    "userinfo_signed_response_alg",
+    "subject_type",
+    "sector_identifier_uri",
+    "post_logout_redirect_uris",
+    "default_max_age",
+    "require_auth_time",
+    "client_id_issued_at",
+    "client_secret_expires_at",
+];
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileClient {
     client_id: String,
     #[serde(default = "default_method")]
@@ -128,6 +163,17 @@ struct FileClient {
     #[serde(default)]
     require_pushed_authorization_requests: bool,
     request_uri_lifetime: Option<u64>,
+    jwks: Option<serde_json::Value>,
+    jwks_uri: Option<String>,
+    token_endpoint_auth_signing_alg: Option<String>,
+    request_object_signing_alg: Option<String>,
+    #[serde(default)]
+    require_signed_request_object: bool,
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
+    /// Every other member: checked against [`IGNORED_MEMBERS`].
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn default_method() -> String {
@@ -151,7 +197,10 @@ impl StaticClients {
         secret: Option<&str>,
     ) -> Result<Self, StaticClientsError> {
         let digest = secret.map(|s| Sha256::digest(s.as_bytes()).into());
-        self.insert(client, digest)
+        let hmac = secret
+            .filter(|_| client.auth_method == AuthMethod::ClientSecretJwt)
+            .map(Secret::new);
+        self.insert(client, digest, hmac)
     }
 
     /// Adds a client whose secret is given as its SHA-256 digest.
@@ -160,13 +209,14 @@ impl StaticClients {
         client: Client,
         secret_sha256: [u8; 32],
     ) -> Result<Self, StaticClientsError> {
-        self.insert(client, Some(secret_sha256))
+        self.insert(client, Some(secret_sha256), None)
     }
 
     fn insert(
         mut self,
         client: Client,
         secret_sha256: Option<[u8; 32]>,
+        hmac_secret: Option<Secret>,
     ) -> Result<Self, StaticClientsError> {
         let invalid = |reason: String| StaticClientsError::Invalid {
             client_id: client.client_id.clone(),
@@ -177,9 +227,36 @@ impl StaticClients {
         }
         match (client.auth_method.uses_secret(), secret_sha256.is_some()) {
             (true, false) => return Err(invalid(format!("{} needs a secret", client.auth_method))),
-            (false, true) => return Err(invalid("a public client has no secret".into())),
+            (false, true) => {
+                return Err(invalid(format!(
+                    "a {} client has no secret",
+                    client.auth_method
+                )))
+            }
             _ => {}
         }
+        if client.auth_method == AuthMethod::ClientSecretJwt && hmac_secret.is_none() {
+            return Err(invalid(
+                "client_secret_jwt needs the secret itself (its assertions are MACed with it), \
+                 not its digest"
+                    .into(),
+            ));
+        }
+        // RFC 7518 §3.2: an HMAC key at least as long as the hash output, or
+        // one captured assertion lets the secret be guessed offline.
+        if let Some(secret) = &hmac_secret {
+            let min = match client.token_endpoint_auth_signing_alg.as_deref() {
+                Some("HS384") => 48,
+                Some("HS512") => 64,
+                _ => 32,
+            };
+            if secret.expose().len() < min {
+                return Err(invalid(format!(
+                    "a client_secret_jwt secret must be at least {min} bytes"
+                )));
+            }
+        }
+        check_key_members(&client).map_err(invalid)?;
         for uri in &client.redirect_uris {
             let parsed: Option<http::Uri> = uri.parse().ok();
             if uri.contains('#')
@@ -207,6 +284,7 @@ impl StaticClients {
             Entry {
                 client: Arc::new(client),
                 secret_sha256,
+                hmac_secret,
             },
         );
         Ok(self)
@@ -245,6 +323,13 @@ impl StaticClients {
                 client_id: c.client_id.clone(),
                 reason,
             };
+            if let Some(name) = c
+                .other
+                .keys()
+                .find(|k| !IGNORED_MEMBERS.contains(&k.as_str()))
+            {
+                return Err(invalid(format!("unknown client member '{name}'")));
+            }
             let method: AuthMethod = c.token_endpoint_auth_method.parse().map_err(invalid)?;
             let mut client = Client::new(c.client_id.clone(), method);
             client.redirect_uris = c.redirect_uris;
@@ -259,6 +344,16 @@ impl StaticClients {
             });
             client.require_par = c.require_pushed_authorization_requests;
             client.request_uri_lifetime = c.request_uri_lifetime.map(Duration::from_secs);
+            client.jwks = c.jwks.map(Jwks::from_value).transpose().map_err(invalid)?;
+            client.jwks_uri = c.jwks_uri;
+            client.token_endpoint_auth_signing_alg = c.token_endpoint_auth_signing_alg;
+            client.request_object_signing_alg = c.request_object_signing_alg;
+            client.require_signed_request_object = c.require_signed_request_object;
+            client.dpop_bound_access_tokens = c.dpop_bound_access_tokens;
+            let hmac = match (&c.client_secret, method) {
+                (Some(s), AuthMethod::ClientSecretJwt) => Some(Secret::new(s.clone())),
+                _ => None,
+            };
             let digest =
                 match (c.client_secret, c.client_secret_sha256) {
                     (Some(_), Some(_)) => {
@@ -272,7 +367,7 @@ impl StaticClients {
                     })?),
                     (None, None) => None,
                 };
-            clients = clients.insert(client, digest)?;
+            clients = clients.insert(client, digest, hmac)?;
         }
         Ok(clients)
     }
@@ -293,6 +388,11 @@ impl StaticClients {
     }
 
     fn check(&self, credentials: &ClientCredentials) -> Result<Arc<Client>, ClientAuthError> {
+        // JWT assertions are verified by the layer, with `client()` and
+        // `client_secret()`; a registry asked to check one refuses it.
+        if credentials.method.uses_assertion() {
+            return Err(ClientAuthError::MethodNotAllowed);
+        }
         let entry = self.clients.get(&credentials.client_id);
         let presented: [u8; 32] = match &credentials.secret {
             Some(s) => Sha256::digest(s.expose().as_bytes()).into(),
@@ -341,6 +441,88 @@ impl ClientAuthenticator for StaticClients {
     fn may_require_par(&self) -> bool {
         self.any_require_par
     }
+
+    async fn client_secret(&self, client_id: &str) -> Result<Option<Secret>, ClientAuthError> {
+        Ok(self
+            .clients
+            .get(client_id)
+            .and_then(|e| e.hmac_secret.clone()))
+    }
+}
+
+/// The key and algorithm members must fit the method: `private_key_jwt`
+/// needs `jwks` or `jwks_uri` (not both, RFC 7591 §2), the pinned
+/// algorithms must be ones the layer verifies for that method.
+fn check_key_members(client: &Client) -> Result<(), String> {
+    let method = client.auth_method;
+    if client.jwks.is_some() && client.jwks_uri.is_some() {
+        return Err("give jwks or jwks_uri, not both (RFC 7591 §2)".into());
+    }
+    if method == AuthMethod::PrivateKeyJwt && client.jwks.is_none() && client.jwks_uri.is_none() {
+        return Err("private_key_jwt needs jwks or jwks_uri".into());
+    }
+    if let Some(uri) = &client.jwks_uri {
+        check_jwks_uri(uri)?;
+    }
+    if let Some(jwks) = &client.jwks {
+        if jwks.is_empty() {
+            return Err("jwks has no key".into());
+        }
+    }
+    #[cfg(feature = "jwt")]
+    {
+        use crate::jose;
+        if let Some(alg) = &client.token_endpoint_auth_signing_alg {
+            let parsed = jose::parse_alg(alg).ok_or_else(|| {
+                format!("token_endpoint_auth_signing_alg '{alg}' is not a JWS algorithm")
+            })?;
+            let fits = match method {
+                AuthMethod::PrivateKeyJwt => jose::ASYMMETRIC.contains(&parsed),
+                AuthMethod::ClientSecretJwt => jose::HMAC.contains(&parsed),
+                _ => true,
+            };
+            if !fits {
+                return Err(format!(
+                    "token_endpoint_auth_signing_alg '{alg}' does not fit {method}"
+                ));
+            }
+        }
+        if let Some(alg) = &client.request_object_signing_alg {
+            let ok = jose::parse_alg(alg).is_some_and(|a| jose::ASYMMETRIC.contains(&a));
+            if !ok {
+                return Err(format!(
+                    "request_object_signing_alg '{alg}' must be an asymmetric JWS algorithm"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `jwks_uri`: an absolute `https` URL, or `http` to a loopback host (for
+/// development), without fragment.
+fn check_jwks_uri(uri: &str) -> Result<(), String> {
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|_| format!("jwks_uri '{uri}' is not a URL"))?;
+    let host = parsed.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let ok = match parsed.scheme_str() {
+        Some("https") => true,
+        Some("http") => loopback,
+        _ => false,
+    };
+    if !ok || parsed.authority().is_none() || uri.contains('#') {
+        return Err(format!(
+            "jwks_uri '{uri}' must be an absolute https URL (http only to a loopback host)"
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for StaticClients {
@@ -474,6 +656,83 @@ mod tests {
 
         assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","bogus":1}]}"#).is_err());
         assert!(StaticClients::from_json(r#"{"clients":[{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","client_secret":"s"}]}"#).is_err());
+    }
+
+    const ED_JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    #[test]
+    fn loads_rfc7591_key_members() {
+        let json = format!(
+            r#"{{"clients":[
+            {{"client_id":"fapi","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},
+             "token_endpoint_auth_signing_alg":"EdDSA","request_object_signing_alg":"EdDSA",
+             "require_signed_request_object":true,"dpop_bound_access_tokens":true,
+             "redirect_uris":["https://fapi.example/cb"],"client_name":"FAPI app",
+             "grant_types":["authorization_code"]}},
+            {{"client_id":"remote","token_endpoint_auth_method":"private_key_jwt",
+             "jwks_uri":"https://remote.example/jwks.json","redirect_uris":["https://remote.example/cb"]}},
+            {{"client_id":"hs","token_endpoint_auth_method":"client_secret_jwt","client_secret":"hs-secret-0123456789-0123456789-0123456789-0123456789-0123456789",
+             "token_endpoint_auth_signing_alg":"HS512","redirect_uris":["https://hs.example/cb"]}}
+        ]}}"#
+        );
+        let r = StaticClients::from_json(&json).unwrap();
+        let f = r.get("fapi").unwrap();
+        assert_eq!(f.auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(f.jwks.as_ref().map(Jwks::len), Some(1));
+        assert_eq!(f.token_endpoint_auth_signing_alg.as_deref(), Some("EdDSA"));
+        assert!(f.require_signed_request_object && f.dpop_bound_access_tokens);
+        assert_eq!(
+            r.get("remote").unwrap().jwks_uri.as_deref(),
+            Some("https://remote.example/jwks.json")
+        );
+        // client_secret_jwt keeps the secret itself, for the HMAC key.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let secret = rt.block_on(r.client_secret("hs")).unwrap();
+        assert_eq!(
+            secret.as_ref().map(Secret::expose),
+            Some("hs-secret-0123456789-0123456789-0123456789-0123456789-0123456789")
+        );
+        assert_eq!(rt.block_on(r.client_secret("fapi")).unwrap(), None);
+        // A registry never verifies an assertion itself.
+        assert_eq!(
+            r.check(&creds("hs", AuthMethod::ClientSecretJwt, Some("hs-secret"))),
+            Err(ClientAuthError::MethodNotAllowed)
+        );
+        assert!(!format!("{r:?}").contains("hs-secret"));
+    }
+
+    #[test]
+    fn refuses_inconsistent_key_members() {
+        let bad = [
+            // private_key_jwt without keys
+            r#"{"client_id":"x","token_endpoint_auth_method":"private_key_jwt"}"#.to_owned(),
+            // both jwks and jwks_uri
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"jwks_uri":"https://x.example/j"}}"#),
+            // plain http to a non-loopback host
+            r#"{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://x.example/j"}"#.to_owned(),
+            // a secret for private_key_jwt
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"client_secret":"s"}}"#),
+            // client_secret_jwt with only a digest
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret_sha256":"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"}"#.to_owned(),
+            // an HMAC alg pinned for private_key_jwt, none, an unknown alg
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"token_endpoint_auth_signing_alg":"HS256"}}"#),
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"token_endpoint_auth_signing_alg":"none"}}"#),
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"request_object_signing_alg":"HS256"}}"#),
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"0123456789abcdef0123456789abcdef","token_endpoint_auth_signing_alg":"ES256"}"#.to_owned(),
+            // a secret too short for its hash
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"short"}"#.to_owned(),
+            r#"{"client_id":"x","token_endpoint_auth_method":"client_secret_jwt","client_secret":"0123456789abcdef0123456789abcdef","token_endpoint_auth_signing_alg":"HS512"}"#.to_owned(),
+            // a private key in the set
+            r#"{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}}"#.to_owned(),
+            // a typo
+            format!(r#"{{"client_id":"x","token_endpoint_auth_method":"private_key_jwt","jwks":{ED_JWKS},"jwks_url":"https://x.example/j"}}"#),
+        ];
+        for c in bad {
+            let json = format!(r#"{{"clients":[{c}]}}"#);
+            assert!(StaticClients::from_json(&json).is_err(), "{c}");
+        }
     }
 
     #[cfg(feature = "toml")]

@@ -60,6 +60,7 @@ pub struct PushedAuthorization {
     expires_at: SystemTime,
     compact_url: String,
     reentry: bool,
+    dpop_jkt: Option<String>,
 }
 
 impl PushedAuthorization {
@@ -103,6 +104,29 @@ impl PushedAuthorization {
     pub fn is_reentry(&self) -> bool {
         self.reentry
     }
+
+    /// The DPoP key the authorization code must be bound to (RFC 9449
+    /// §10.1, DPOP-11): the RFC 7638 thumbprint of the key of the DPoP
+    /// proof the push carried, or the `dpop_jkt` that was pushed. It is
+    /// also the stored `dpop_jkt` parameter the wrapped service receives.
+    /// A token endpoint must then refuse to redeem the code without a DPoP
+    /// proof signed by that key.
+    ///
+    /// ```
+    /// use tower_par::PushedAuthorization;
+    ///
+    /// /// The key to record with the authorization code, if any.
+    /// fn code_binding(req: &http::Request<()>) -> Option<String> {
+    ///     req.extensions()
+    ///         .get::<PushedAuthorization>()
+    ///         .and_then(|par| par.dpop_jkt())
+    ///         .map(str::to_owned)
+    /// }
+    /// # assert_eq!(code_binding(&http::Request::new(())), None);
+    /// ```
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop_jkt.as_deref()
+    }
 }
 
 impl fmt::Debug for PushedAuthorization {
@@ -113,6 +137,7 @@ impl fmt::Debug for PushedAuthorization {
             .field("request_uri", &self.request_uri)
             .field("pushed_at", &self.pushed_at)
             .field("reentry", &self.reentry)
+            .field("dpop_jkt", &self.dpop_jkt)
             .finish()
     }
 }
@@ -818,7 +843,7 @@ where
             ))
         }
     };
-    let form_post = recheck(cfg, &client, &stored)?;
+    let (form_post, dpop_jkt) = recheck(cfg, &client, &stored)?;
     // Shared by the rewritten POST body and the flow's leak check.
     let mut stored = stored;
     let form = Bytes::from(std::mem::take(&mut stored.params));
@@ -834,7 +859,10 @@ where
         pushed_at: stored.pushed_at,
     };
     let compact_url = compact_url(&cfg.authorize_path, &stored.client_id, &uri);
-    let req = rewrite(parts, body, uri, stored, form, compact_url, reentry)?;
+    let mut req = rewrite(parts, body, uri, stored, form, compact_url, reentry)?;
+    if let Some(par) = req.extensions_mut().get_mut::<PushedAuthorization>() {
+        par.dpop_jkt = dpop_jkt;
+    }
     Ok(Resolved::Flow(req, Box::new(flow)))
 }
 
@@ -845,17 +873,19 @@ where
 /// gets nothing. The error is shown
 /// to the browser, never sent to a redirect URI that may no longer be
 /// registered. Returns whether the response goes back by
-/// `response_mode=form_post` (read from the same parse).
+/// `response_mode=form_post`, and the stored `dpop_jkt` (read from the
+/// same parse).
 fn recheck<C, St>(
     cfg: &Config<C, St>,
     client: &Client,
     stored: &PushedRequest,
-) -> Result<bool, OAuthError> {
+) -> Result<(bool, Option<String>), OAuthError> {
     // The stored form was parsed and checked when it was pushed.
     let params = Params::parse(stored.params.as_bytes())
         .map_err(|_| OAuthError::server_error("stored authorization request unreadable"))?;
     crate::validate::check(&cfg.rules(), client, &params)?;
-    Ok(is_form_post(&params))
+    let dpop_jkt = params.get("dpop_jkt").map(str::to_owned);
+    Ok((is_form_post(&params), dpop_jkt))
 }
 
 /// Whether the authorization response goes back by
@@ -1043,6 +1073,7 @@ fn rewrite<B>(
         expires_at: stored.expires_at,
         compact_url,
         reentry,
+        dpop_jkt: None,
     });
     Ok(Request::from_parts(parts, body))
 }

@@ -167,6 +167,7 @@ fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par
         "require_pushed_authorization_requests".into(),
         Value::Bool(cfg.require_par || cfg.is_fapi()),
     );
+    add_jwt_members(cfg, doc);
     // META-11: when the layer requires PKCE, S256 is listed. The rest of
     // the wrapped server's list stays (META-14): it describes its
     // authorization endpoint for requests that do not go through PAR too.
@@ -186,6 +187,74 @@ fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par
         }
     }
 }
+
+/// What the layer enforces at the PAR endpoint for client authentication,
+/// request objects and DPoP (META-9, META-10).
+///
+/// - Client authentication: under FAPI the layer decides it (FAPI-5,
+///   FAPI-25), so its members replace the wrapped server's; otherwise the
+///   wrapped server's token endpoint may accept more or less than the PAR
+///   endpoint, and its members are kept when present.
+/// - Request objects at the PAR endpoint are the layer's alone: the member
+///   says what it verifies.
+/// - DPoP: the layer verifies proofs at the PAR endpoint and binds the
+///   request to the key, but only a token endpoint that enforces the
+///   binding makes tokens sender-constrained (DPOP-11). So the member is
+///   advertised under FAPI (which requires sender-constrained tokens,
+///   FAPI-4) and, otherwise, only when the wrapped server already
+///   advertises DPoP; its value is then what the layer verifies.
+#[cfg(feature = "jwt")]
+fn add_jwt_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>) {
+    use crate::jose;
+    let names = |algs: &[jose::Alg]| -> Value {
+        algs.iter()
+            .map(|a| Value::String(jose::alg_name(*a).into()))
+            .collect()
+    };
+    let fapi = cfg.is_fapi();
+    let (methods, auth_algs) = if fapi {
+        (serde_json::json!(["private_key_jwt"]), names(jose::FAPI))
+    } else {
+        let mut algs = jose::ASYMMETRIC.to_vec();
+        algs.extend_from_slice(jose::HMAC);
+        (
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_jwt",
+                "none"
+            ]),
+            names(&algs),
+        )
+    };
+    for (member, value) in [
+        ("token_endpoint_auth_methods_supported", methods),
+        (
+            "token_endpoint_auth_signing_alg_values_supported",
+            auth_algs,
+        ),
+    ] {
+        if fapi || !doc.contains_key(member) {
+            doc.insert(member.into(), value);
+        }
+    }
+    let asymmetric = names(cfg.asymmetric_algs());
+    doc.insert(
+        "request_object_signing_alg_values_supported".into(),
+        asymmetric.clone(),
+    );
+    const DPOP: &str = "dpop_signing_alg_values_supported";
+    if fapi || doc.contains_key(DPOP) {
+        doc.insert(DPOP.into(), asymmetric);
+    }
+    if cfg.jwt.require_signed_request_object {
+        doc.insert("require_signed_request_object".into(), Value::Bool(true));
+    }
+}
+
+#[cfg(not(feature = "jwt"))]
+fn add_jwt_members<C, St>(_cfg: &Config<C, St>, _doc: &mut Map<String, Value>) {}
 
 fn own_document<C, St>(cfg: &Config<C, St>, par_endpoint: String) -> Response<Full<Bytes>> {
     let mut doc = Map::new();

@@ -1,9 +1,10 @@
 //! The PAR endpoint (RFC 9126 §2), top to bottom:
 //! method → content type → body → parameters → client authentication →
-//! `request_uri` check → validation → store → `201`.
+//! `request_uri` check → request object (JAR) → DPoP proof → validation →
+//! store → `201`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -95,6 +96,11 @@ where
         .map_err(|e| e.into_oauth(cfg.max_body))?;
     let params = Params::parse(&bytes).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
 
+    // DPOP-7: a proof that lacks a recent nonce is answered before the
+    // client assertion's `jti` is spent, so the retry can reuse it.
+    #[cfg(feature = "jwt")]
+    crate::dpop::precheck_nonce(cfg, parts)?;
+
     // PAR-11 step 1: authenticate the client as the token endpoint would.
     let credentials = read_credentials(&parts.headers, &params)?;
     let client = authenticate(cfg, &credentials, parts).await?;
@@ -105,25 +111,59 @@ where
             "request_uri must not be pushed",
         ));
     }
-    // PAR-24..26: a request object would have to be decrypted, verified and
-    // matched to the client before its claims could be trusted; refused
-    // rather than forwarded unchecked.
-    if params.contains("request") {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "request_not_supported",
-            "request objects are not supported at this endpoint",
+    // PAR-24..26, JAR-6: a request object's claims are the whole request;
+    // `object_form` holds them for as long as `params` borrows it.
+    let object_form: String;
+    let mut object_exp = None;
+    let params = match params.get("request") {
+        Some(token) => {
+            let (form, exp) = request_object(cfg, &client, &params, token)?;
+            object_form = form;
+            object_exp = exp;
+            Params::parse(object_form.as_bytes()).map_err(|e| {
+                OAuthError::invalid_request_object(format!(
+                    "the request object's claims are not a valid request: {e}"
+                ))
+            })?
+        }
+        // PAR-19, JAR-8: a client (or a server) that requires signed
+        // request objects accepts nothing else.
+        None if client.require_signed_request_object || requires_signed_objects(cfg) => {
+            return Err(OAuthError::invalid_request(
+                "this client must push its authorization request as a signed request \
+                 object (the request parameter)",
+            ));
+        }
+        None => params,
+    };
+    // DPOP-2, DPOP-11: the key the code is bound to, from a verified proof
+    // or from the pushed `dpop_jkt`.
+    let proof_jkt = dpop_proof(cfg, parts).await?;
+    let pushed_jkt = params.get("dpop_jkt");
+    if pushed_jkt.is_some_and(|jkt| !is_jkt(jkt)) {
+        return Err(OAuthError::invalid_request(
+            "dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)",
         ));
     }
-    // DPOP-3: a proof the layer cannot verify must not be dropped silently;
-    // `dpop_jkt` is forwarded like any other parameter.
-    if parts.headers.contains_key("dpop") {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_dpop_proof",
-            "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
-        ));
+    // DPOP-3: two keys for one request.
+    if let (Some(proof), Some(pushed)) = (&proof_jkt, pushed_jkt) {
+        if proof != pushed {
+            return Err(OAuthError::invalid_dpop_proof(
+                "the DPoP proof's key does not match the pushed dpop_jkt",
+            ));
+        }
     }
+    // DPOP-2 (b): as if the proof key's thumbprint had been pushed, for
+    // the validators as much as for the wrapped service.
+    let jkt_form: String;
+    let params = match proof_jkt.as_deref().filter(|_| pushed_jkt.is_none()) {
+        Some(jkt) => {
+            jkt_form = with_pair(&params, "dpop_jkt", jkt);
+            Params::parse(jkt_form.as_bytes())
+                .map_err(|e| OAuthError::invalid_request(e.to_string()))?
+        }
+        None => params,
+    };
     // A name another parser folds onto one the layer checks or drops would
     // reach that parser as the checked parameter, unchecked (PAR-8, PAR-11).
     if let Some((name, _)) = params.iter().find(|(n, _)| names::confusable(n)) {
@@ -147,7 +187,8 @@ where
     }
 
     // PAR-13, PAR-15: store, bound to the client, and hand out the reference.
-    let lifetime = cfg.lifetime_for(client.request_uri_lifetime);
+    // A request object that expires sooner shortens the lifetime.
+    let lifetime = shortened_lifetime(cfg.lifetime_for(client.request_uri_lifetime), object_exp);
     let uri = RequestUri::generate();
     let redirect_uri = effective_redirect_uri(&client, &params);
     // Room for the redirect URI after the form: a store that keeps both in
@@ -169,7 +210,118 @@ where
         .await
         .map_err(store_error)?;
     crate::trace::pushed(&client.client_id, &uri);
-    Ok(created(&uri, lifetime.as_secs()))
+    let mut res = created(&uri, lifetime.as_secs());
+    if proof_jkt.is_some() {
+        // RFC 9449 §8.2: the nonce for the client's next proof.
+        add_dpop_nonce(cfg, &mut res);
+    }
+    Ok(res)
+}
+
+/// Verifies the `request` parameter (feature `jwt`): the stored form it
+/// carries and its `exp`.
+#[cfg(feature = "jwt")]
+fn request_object<C, St>(
+    cfg: &Config<C, St>,
+    client: &Client,
+    params: &Params,
+    token: &str,
+) -> Result<(String, Option<u64>), OAuthError> {
+    let object = crate::jar::verify(cfg, client, params, token)?;
+    Ok((object.form, object.exp))
+}
+
+/// Without the `jwt` feature a request object cannot be verified: refused
+/// rather than forwarded unchecked (PAR-24..26).
+#[cfg(not(feature = "jwt"))]
+fn request_object<C, St>(
+    _cfg: &Config<C, St>,
+    _client: &Client,
+    _params: &Params,
+    _token: &str,
+) -> Result<(String, Option<u64>), OAuthError> {
+    Err(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "request_not_supported",
+        "request objects are not supported at this endpoint",
+    ))
+}
+
+#[cfg(feature = "jwt")]
+fn requires_signed_objects<C, St>(cfg: &Config<C, St>) -> bool {
+    cfg.jwt.require_signed_request_object
+}
+
+#[cfg(not(feature = "jwt"))]
+fn requires_signed_objects<C, St>(_cfg: &Config<C, St>) -> bool {
+    false
+}
+
+#[cfg(feature = "jwt")]
+fn shortened_lifetime(lifetime: Duration, exp: Option<u64>) -> Duration {
+    crate::jar::shortened_lifetime(lifetime, exp)
+}
+
+#[cfg(not(feature = "jwt"))]
+fn shortened_lifetime(lifetime: Duration, _exp: Option<u64>) -> Duration {
+    lifetime
+}
+
+/// The push's DPoP proof, verified (feature `jwt`): its key's thumbprint.
+#[cfg(feature = "jwt")]
+async fn dpop_proof<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<Option<String>, OAuthError>
+where
+    St: ParStore,
+{
+    crate::dpop::verify_push_proof(cfg, parts).await
+}
+
+/// DPOP-3: without the `jwt` feature a proof cannot be verified, and must
+/// not be dropped silently; `dpop_jkt` is forwarded like any other
+/// parameter.
+#[cfg(not(feature = "jwt"))]
+async fn dpop_proof<C, St>(
+    _cfg: &Config<C, St>,
+    parts: &Parts,
+) -> Result<Option<String>, OAuthError>
+where
+    St: ParStore,
+{
+    if parts.headers.contains_key("dpop") {
+        return Err(OAuthError::invalid_dpop_proof(
+            "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
+        ));
+    }
+    Ok(None)
+}
+
+#[cfg(feature = "jwt")]
+fn add_dpop_nonce<C, St>(cfg: &Config<C, St>, res: &mut Response<Full<Bytes>>) {
+    if let Some(nonce) =
+        crate::dpop::current_nonce(cfg).and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        res.headers_mut()
+            .insert(crate::dpop::DPOP_NONCE_HEADER, nonce);
+    }
+}
+
+#[cfg(not(feature = "jwt"))]
+fn add_dpop_nonce<C, St>(_cfg: &Config<C, St>, _res: &mut Response<Full<Bytes>>) {}
+
+/// DPOP-1: a SHA-256 JWK thumbprint is 32 bytes, 43 base64url characters.
+fn is_jkt(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The pushed pairs as sent, then `name=value`.
+fn with_pair(params: &Params, name: &str, value: &str) -> String {
+    let mut form = String::with_capacity(params.raw_len() + 1 + name.len() + 1 + value.len() * 3);
+    params.encode_filtered_into(&mut form, |_| true);
+    crate::params::append_pair(&mut form, name, value);
+    form
 }
 
 /// `http::Uri`'s limit on a URI (`u16::MAX - 1` bytes: the http crate's

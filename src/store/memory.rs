@@ -372,7 +372,7 @@ fn unix_millis(t: SystemTime) -> u64 {
 fn ceil_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        if d.subsec_nanos() % 1_000_000 == 0 {
+        if d.subsec_nanos().is_multiple_of(1_000_000) {
             ms
         } else {
             ms.saturating_add(1)
@@ -486,7 +486,7 @@ impl MemoryStore {
             c.set(n);
             n
         });
-        let by_count = n % inner.config.sweep_every.max(1) == 0;
+        let by_count = n.is_multiple_of(inner.config.sweep_every.max(1));
         let ms = unix_millis(now);
         let due = inner.next_step.load(Ordering::Relaxed);
         let by_time = ms >= due

@@ -44,7 +44,7 @@ impl TestKey {
 
     /// An RSA key of `bits` for `alg` (RS256, PS256, ...).
     pub fn rsa(alg: Algorithm, bits: usize) -> Self {
-        let sk = rsa::RsaPrivateKey::new(&mut rng(), bits).unwrap();
+        let sk = rsa::PrivateKey::new(&mut rng(), bits).unwrap();
         let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&sk, LineEnding::LF)
             .unwrap()
             .to_string();
