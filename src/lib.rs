@@ -99,8 +99,16 @@
 //!   with the `jsonwebtoken` crate on its pure-Rust RustCrypto backend.
 //!   Encrypted request objects (JWE) are refused with
 //!   `invalid_request_object`.
+//! - `jwks-fetch` (default): `HttpJwksFetcher`, which fetches the keys of
+//!   clients registered with a `jwks_uri` (HTTPS through rustls with the
+//!   webpki roots; plain HTTP to loopback only), cached per URI; without
+//!   it, set a `JwksFetcher` of your own with `ParLayer::jwks_fetcher`.
 //! - `redis` (default): [`RedisStore`], pushed requests and the replay
 //!   cache shared by several instances.
+//!
+//! A token endpoint of your own authenticates clients as the PAR endpoint
+//! does, with the same registry and replay cache, through
+//! [`ParLayer::token_endpoint`] ([`TokenEndpoint`]).
 //!
 //! # FAPI 2.0
 //!

@@ -438,13 +438,17 @@ impl ClientKeys {
     }
 }
 
+/// A fetch in progress for this long was abandoned by its waiters (a
+/// fetch is driven by the requests awaiting it): its slot may go.
+const ABANDONED: Duration = Duration::from_secs(600);
+
 /// Makes room for one slot: drops every stale slot, or else the one
 /// fetched longest ago. Slots with a fetch in progress stay (their waiters
-/// hold them). `false` when every slot is busy.
+/// hold them) unless abandoned. `false` when every slot is busy.
 fn evict(slots: &mut HashMap<String, Slot>, now: Instant) -> bool {
     let before = slots.len();
     slots.retain(|_, s| {
-        s.in_flight.is_some()
+        (s.in_flight.is_some() && now.duration_since(s.fetched_at) < ABANDONED)
             || s.keys.as_ref().is_some_and(|(_, until)| now < *until)
             || s.failure.as_ref().is_some_and(|(_, until)| now < *until)
     });
