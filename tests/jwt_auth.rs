@@ -720,6 +720,16 @@ async fn auth12_without_issuer_assertions_are_refused() {
     assert!(desc.contains("issuer"), "{desc}");
 }
 
+/// `CachingClients` hands the wrapped registry's secret through, so
+/// `client_secret_jwt` works behind it.
+#[tokio::test]
+async fn auth13_client_secret_jwt_through_caching_clients() {
+    let cached = tower_par::CachingClients::new(registry(), Duration::from_secs(60), 16);
+    let (svc, _) = layered(&ParLayer::new(cached).issuer(ISS).unwrap());
+    let a = hmac_assertion(S_384, Algorithm::HS384, |_| {});
+    assert_created(send(&svc, push(S_384, &a)).await, 60).await;
+}
+
 /// RFC 7518 §3.2: an HMAC key shorter than the hash is refused, even
 /// when a registry of the user's own hands one out (`StaticClients`
 /// refuses it at registration).
