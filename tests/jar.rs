@@ -460,7 +460,38 @@ async fn jar11_expired_and_not_yet_valid_objects_are_refused() {
 #[tokio::test]
 async fn fapi_request_objects_need_exp_and_nbf_within_an_hour() {
     let k = keys();
-    let (svc, _) = layered(&layer(&k).profile(Profile::Fapi2));
+    // FAPI-5: under FAPI, J authenticates with private_key_jwt (its key k1).
+    let two = Jwks::from_value(json!({"keys": [k.es.jwk_with_kid("k1"), k.ed.jwk_with_kid("k2")]}))
+        .unwrap();
+    let fapi_clients = StaticClients::new()
+        .with_client(
+            Client::new(J, AuthMethod::PrivateKeyJwt)
+                .redirect_uri(J_REDIRECT)
+                .jwks(two),
+            None,
+        )
+        .unwrap();
+    let fapi = ParLayer::new(fapi_clients)
+        .issuer(ISSUER)
+        .unwrap()
+        .profile(Profile::Fapi2);
+    let (svc, _) = layered(&fapi);
+    let push_object = |client_id: &str, object: &str, _extra: &[(&str, &str)]| {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        let assertion =
+            k.es.sign(h, &keys::assertion_claims(client_id, json!(ISSUER)));
+        let body = form(&[
+            ("request", object),
+            ("client_id", client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ]);
+        form_post("/par", body, &[])
+    };
     for (changes, expect) in [
         (
             json!({"exp": now() + 3700, "nbf": now() - 10}),
