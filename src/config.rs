@@ -200,6 +200,9 @@ pub(crate) struct Config<C, St> {
     pub(crate) store: St,
     pub(crate) validator: Option<Arc<dyn Validator>>,
     pub(crate) jwt: JwtSettings,
+    /// Clients' keys: inline `jwks`, or `jwks_uri` fetched and cached.
+    #[cfg(feature = "jwt")]
+    pub(crate) client_keys: crate::client::ClientKeys,
 }
 
 impl<C, St> Config<C, St> {
@@ -229,6 +232,8 @@ impl<C, St> Config<C, St> {
             store,
             validator: None,
             jwt: JwtSettings::default(),
+            #[cfg(feature = "jwt")]
+            client_keys: crate::client::ClientKeys::default_for_layer(),
         }
     }
 
@@ -255,6 +260,8 @@ impl<C, St> Config<C, St> {
             store,
             validator: self.validator,
             jwt: self.jwt,
+            #[cfg(feature = "jwt")]
+            client_keys: self.client_keys,
         }
     }
 

@@ -54,15 +54,13 @@ fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError
 }
 
 /// The proof of a push, if it carries one (RFC 9449 §10.1, DPOP-2): checked
-/// against the PAR endpoint URL from configuration. Returns the proof key's
-/// RFC 7638 thumbprint.
-pub(crate) async fn verify_push_proof<C, St>(
+/// against the PAR endpoint URL from configuration, not yet recorded.
+/// [`Proof::record`] spends its `jti` once the push has passed validation,
+/// so that refused pushes do not fill the replay cache.
+pub(crate) fn check_push_proof<C, St>(
     cfg: &Config<C, St>,
     parts: &Parts,
-) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
+) -> Result<Option<Proof>, OAuthError> {
     if !parts.headers.contains_key(DPOP_HEADER) {
         return Ok(None);
     }
@@ -74,7 +72,36 @@ where
              a proof's htu must name",
         )
     })?;
-    verify_proof(cfg, parts, &Method::POST, &htu).await
+    check_request_proof(cfg, parts, &Method::POST, &htu)
+}
+
+/// A proof that passed every check but the replay one.
+#[derive(Debug)]
+pub(crate) struct Proof {
+    /// The proof key's RFC 7638 thumbprint.
+    pub(crate) jkt: String,
+    replay_key: String,
+    ttl: std::time::Duration,
+}
+
+impl Proof {
+    /// DPOP-9: records the proof's `jti`, refusing a replay.
+    pub(crate) async fn record<St: ParStore>(self, store: &St) -> Result<String, OAuthError> {
+        match store.mark_once(&self.replay_key, self.ttl).await {
+            Ok(true) => Ok(self.jkt),
+            Ok(false) => Err(invalid(
+                "the DPoP proof was already used; expected a fresh proof with a new jti",
+            )),
+            Err(StoreError::Full { retry_after }) => Err(OAuthError::temporarily_unavailable(
+                "too many recent DPoP proofs, retry later",
+                retry_after,
+            )),
+            Err(_) => Err(OAuthError::temporarily_unavailable(
+                "DPoP proofs cannot be checked for replay right now, retry later",
+                5,
+            )),
+        }
+    }
 }
 
 /// Verifies the request's DPoP proof for `htm` and `htu` (RFC 9449 §4.3),
@@ -95,6 +122,19 @@ pub(crate) async fn verify_proof<C, St>(
 where
     St: ParStore,
 {
+    match check_request_proof(cfg, parts, htm, htu)? {
+        Some(proof) => proof.record(&cfg.store).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every check of a request's DPoP proof but the replay one.
+pub(crate) fn check_request_proof<C, St>(
+    cfg: &Config<C, St>,
+    parts: &Parts,
+    htm: &Method,
+    htu: &str,
+) -> Result<Option<Proof>, OAuthError> {
     let mut values = parts.headers.get_all(DPOP_HEADER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -111,24 +151,15 @@ where
     let now = unix_now();
     let checked = check_proof(cfg, token, htm, &expected_htu, now)?;
     // DPOP-9: a jti is used once while its proof could be accepted: up to
-    // `leeway` ahead, then `max_age + leeway` after its `iat`.
+    // `leeway` ahead, then `max_age + leeway` after its `iat`; one second
+    // more, as acceptance compares whole seconds.
     let leeway = cfg.jwt_leeway();
-    let ttl = cfg.jwt.dpop_max_age + leeway + leeway;
-    let key = replay_key(&expected_htu, &checked.jti);
-    match cfg.store.mark_once(&key, ttl).await {
-        Ok(true) => Ok(Some(checked.jkt)),
-        Ok(false) => Err(invalid(
-            "the DPoP proof was already used; expected a fresh proof with a new jti",
-        )),
-        Err(StoreError::Full { retry_after }) => Err(OAuthError::temporarily_unavailable(
-            "too many recent DPoP proofs, retry later",
-            retry_after,
-        )),
-        Err(_) => Err(OAuthError::temporarily_unavailable(
-            "DPoP proofs cannot be checked for replay right now, retry later",
-            5,
-        )),
-    }
+    let ttl = cfg.jwt.dpop_max_age + leeway + leeway + std::time::Duration::from_secs(1);
+    Ok(Some(Proof {
+        jkt: checked.jkt,
+        replay_key: replay_key(&expected_htu, &checked.jti),
+        ttl,
+    }))
 }
 
 /// What a good proof yields.
@@ -366,7 +397,18 @@ pub(crate) fn normalize_url(url: &str) -> Option<String> {
         }
     };
     let host = normalize_percent(host)?.to_ascii_lowercase();
-    if host.is_empty() {
+    // RFC 3986 §3.2.2: a reg-name or IPv4 address holds no ':' (an IPv6
+    // literal is bracketed) and no other gen-delim.
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    let inner = if bracketed {
+        &host[1..host.len() - 1]
+    } else {
+        &host[..]
+    };
+    if inner.is_empty()
+        || inner.contains(['[', ']', '@', '\\'])
+        || (!bracketed && inner.contains(':'))
+    {
         return None;
     }
     let port = match port.strip_prefix(':') {

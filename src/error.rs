@@ -196,6 +196,25 @@ impl OAuthError {
         .to_string()
     }
 
+    /// The token-endpoint style response (RFC 6749 §5.2): this status, the
+    /// JSON body of [`to_json`](Self::to_json), `Cache-Control: no-store`,
+    /// and the headers the error carries (`WWW-Authenticate` on a `401`,
+    /// `Retry-After`, `Allow`). For a token endpoint of your own, with
+    /// [`TokenEndpoint`](crate::TokenEndpoint).
+    ///
+    /// ```
+    /// use tower_par::OAuthError;
+    ///
+    /// let res = OAuthError::temporarily_unavailable("try again", 5).to_response();
+    /// assert_eq!(res.status(), 503);
+    /// assert_eq!(res.headers()["content-type"], "application/json");
+    /// assert_eq!(res.headers()["cache-control"], "no-store");
+    /// assert_eq!(res.headers()["retry-after"], "5");
+    /// ```
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        self.json_response()
+    }
+
     /// The token-endpoint style response: JSON, `no-store`.
     pub(crate) fn json_response(&self) -> Response<Full<Bytes>> {
         let mut res = no_store_response(self.status, "application/json", self.to_json().into());

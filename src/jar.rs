@@ -61,6 +61,18 @@ pub(crate) fn verify<C, St>(
     let jwt = jose::verify_with_keys(token, keys, &allowed)
         .map_err(|e| invalid(format!("the request object was refused: {e}")))?;
     let claims = &jwt.claims;
+    // AUTH-17, JAR-10: a JWT typed for another purpose (a client assertion,
+    // a DPoP proof, an access token) is not a request object, whoever
+    // signed it. Untyped and `JWT`/`oauth-authz-req+jwt` objects pass.
+    if let Some(typ) = jwt.header.typ.as_deref() {
+        let t = typ.to_ascii_lowercase();
+        let t = t.strip_prefix("application/").unwrap_or(&t);
+        if !matches!(t, "jwt" | "oauth-authz-req+jwt") {
+            return Err(invalid(
+                "the request object's typ must be oauth-authz-req+jwt, JWT, or absent",
+            ));
+        }
+    }
 
     // PAR-26 step 3, JAR-6, JAR-9: one client everywhere.
     let claim_id = jwt.str_claim("client_id").ok_or_else(|| {

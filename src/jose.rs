@@ -320,6 +320,59 @@ impl KeySet {
     pub(crate) fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
+
+    /// Whether [`verify_with_keys`] would find a key to try for a token
+    /// with this `kid` (if any) and `alg`: when not, the set may be stale
+    /// (key rotation) and a fetched set is worth refetching.
+    pub(crate) fn has_key_for(&self, kid: Option<&str>, alg: Alg) -> bool {
+        self.keys
+            .iter()
+            .any(|k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid)) && k.accepts(alg))
+    }
+
+    /// Parses a JWK Set as published at a `jwks_uri`, where a client may
+    /// list keys for other purposes too (encryption keys, key types this
+    /// module does not verify): those are skipped rather than refusing the
+    /// set. A private key member still refuses the whole set (the
+    /// publisher leaked a private key), and so does a set with more than
+    /// `max_keys` keys. Returns the set and the number of keys skipped.
+    pub(crate) fn from_published_json(
+        value: &Value,
+        max_keys: usize,
+    ) -> Result<(Self, usize), JoseError> {
+        let keys = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| JoseError::new("a JWK Set must be an object with a 'keys' array"))?;
+        if keys.len() > max_keys {
+            return Err(JoseError::new(format!(
+                "the JWK Set has more than {max_keys} keys"
+            )));
+        }
+        let mut parsed = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(member) = k.as_object().and_then(private_member) {
+                return Err(JoseError::new(format!(
+                    "key {i} holds the private key member '{member}'; only public keys may be published"
+                )));
+            }
+            if let Ok(key) = PublicKey::from_json(k) {
+                parsed.push(key);
+            }
+        }
+        if parsed.len() > MAX_KEYS {
+            return Err(JoseError::new(format!(
+                "the JWK Set has more than {MAX_KEYS} signature keys"
+            )));
+        }
+        let skipped = keys.len() - parsed.len();
+        Ok((
+            Self {
+                keys: parsed.into(),
+            },
+            skipped,
+        ))
+    }
 }
 
 /// A JWT's header and claims. Only ever built from a token whose signature

@@ -408,6 +408,36 @@ where
         self
     }
 
+    /// Fetches the keys of clients registered with a `jwks_uri` through
+    /// `fetcher` (default with the `jwks-fetch` feature:
+    /// [`HttpJwksFetcher`](crate::HttpJwksFetcher); without it, such
+    /// clients cannot authenticate until a fetcher is set). Fetched sets
+    /// are cached per URI as [`jwks_cache`](Self::jwks_cache) says.
+    #[cfg(feature = "jwt")]
+    pub fn jwks_fetcher(mut self, fetcher: impl crate::JwksFetcher) -> Self {
+        let keys = self.config.client_keys.with_fetcher(Arc::new(fetcher));
+        self.config_mut().client_keys = keys;
+        self
+    }
+
+    /// How fetched JWK Sets are cached (default
+    /// [`JwksCacheConfig::default`](crate::JwksCacheConfig)).
+    #[cfg(feature = "jwt")]
+    pub fn jwks_cache(mut self, cache: crate::JwksCacheConfig) -> Result<Self, ConfigError> {
+        cache.check()?;
+        let keys = self.config.client_keys.with_settings(cache);
+        self.config_mut().client_keys = keys;
+        Ok(self)
+    }
+
+    /// Client authentication for your own token endpoint, with this
+    /// layer's registry, profile, key cache and replay cache: see
+    /// [`TokenEndpoint`](crate::TokenEndpoint). Build it from the finished
+    /// layer (later builder calls do not reach it).
+    pub fn token_endpoint(&self) -> crate::TokenEndpoint<C, St> {
+        crate::TokenEndpoint::new(self.config.clone())
+    }
+
     /// Adds your own push-time rules; they run after the built-in ones.
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.config_mut().validator = Some(Arc::new(validator));

@@ -99,8 +99,16 @@
 //!   with the `jsonwebtoken` crate on its pure-Rust RustCrypto backend.
 //!   Encrypted request objects (JWE) are refused with
 //!   `invalid_request_object`.
+//! - `jwks-fetch` (default): `HttpJwksFetcher`, which fetches the keys of
+//!   clients registered with a `jwks_uri` (HTTPS through rustls with the
+//!   webpki roots; plain HTTP to loopback only), cached per URI; without
+//!   it, set a `JwksFetcher` of your own with `ParLayer::jwks_fetcher`.
 //! - `redis` (default): [`RedisStore`], pushed requests and the replay
 //!   cache shared by several instances.
+//!
+//! A token endpoint of your own authenticates clients as the PAR endpoint
+//! does, with the same registry and replay cache, through
+//! [`ParLayer::token_endpoint`] ([`TokenEndpoint`]).
 //!
 //! # FAPI 2.0
 //!
@@ -151,14 +159,19 @@ mod params;
 mod request_uri;
 mod service;
 mod store;
+mod token;
 mod trace;
 mod validate;
 
 pub use body::{ParRequestBody, ParResponseBody};
+#[cfg(feature = "jwks-fetch")]
+pub use client::HttpJwksFetcher;
 pub use client::{
     AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
     Jwks, Secret, StaticClients, StaticClientsError,
 };
+#[cfg(feature = "jwt")]
+pub use client::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
 pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
 pub use endpoint::authorize::PushedAuthorization;
 pub use error::OAuthError;
@@ -173,6 +186,7 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreConfig};
+pub use token::TokenEndpoint;
 pub use validate::{validator_fn, BoxFuture, FnValidator, PushContext, Validator};
 
 /// The README's code blocks, compiled as doc-tests.

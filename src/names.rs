@@ -24,7 +24,8 @@ pub(crate) use crate::params::sanitized_name as sanitized;
 /// - refused at push (PAR-7, PAR-24): `request_uri`, `request`;
 /// - checked at push and at redemption (PAR-9, PAR-11, PAR-41):
 ///   `client_id`, `redirect_uri`, `response_type`, `scope`,
-///   `code_challenge`, `code_challenge_method`, `prompt`, `nonce`;
+///   `code_challenge`, `code_challenge_method`, `prompt`, `nonce`,
+///   `dpop_jkt` (DPOP-3: compared with the proof's key);
 /// - read at redemption (form_post detection): `response_mode`.
 const CHECKED: &[&str] = &[
     "client_secret",
@@ -44,6 +45,7 @@ const CHECKED: &[&str] = &[
     "code_challenge_method",
     "prompt",
     "nonce",
+    "dpop_jkt",
     "response_mode",
 ];
 

@@ -69,8 +69,60 @@ fn layer() -> ParLayer {
     ParLayer::new(spec_clients()).issuer(ISSUER).unwrap()
 }
 
+/// FAPI-5: a FAPI layer authenticates `private_key_jwt` clients only; `F`
+/// is one, next to the spec clients.
+const F: &str = "F";
+const F_REDIRECT: &str = "https://f.example/cb";
+
+fn f_key() -> &'static TestKey {
+    static KEY: std::sync::OnceLock<TestKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(TestKey::es256)
+}
+
 fn fapi_layer() -> ParLayer {
-    layer().profile(Profile::Fapi2)
+    let clients = spec_clients()
+        .with_client(
+            Client::new(F, AuthMethod::PrivateKeyJwt)
+                .redirect_uri(F_REDIRECT)
+                .jwks(Jwks::from_value(f_key().jwks("f1")).unwrap()),
+            None,
+        )
+        .unwrap();
+    ParLayer::new(clients)
+        .issuer(ISSUER)
+        .unwrap()
+        .profile(Profile::Fapi2)
+}
+
+/// `POST /par` as `F` (private_key_jwt) with the base body and `proof`.
+fn fapi_push(proof: &str) -> Request<Full<Bytes>> {
+    let header = Header {
+        kid: Some("f1".into()),
+        ..Header::default()
+    };
+    let assertion = f_key().sign(header, &keys::assertion_claims(F, json!(ISSUER)));
+    let body = format!(
+        "{}&{}",
+        base_body_for(F, F_REDIRECT),
+        form(&[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            ),
+            ("client_assertion", &assertion),
+        ])
+    );
+    form_post("/par", body, &[("dpop", proof)])
+}
+
+/// The push of `proof` for the layer's profile: as `C` (Basic), or as `F`
+/// under FAPI; with the client that redeems.
+fn push_for(profile: &str, proof: &str) -> (Request<Full<Bytes>>, &'static str) {
+    if profile == "fapi2" {
+        (fapi_push(proof), F)
+    } else {
+        (push(proof), C)
+    }
 }
 
 fn nonce_layer(secret: &[u8]) -> ParLayer {
@@ -172,8 +224,9 @@ async fn dpop2_valid_proofs_bind_the_request_to_their_key() {
     for (layer, profile) in [(layer(), "rfc9126"), (fapi_layer(), "fapi2")] {
         let svc = svc(&layer);
         for key in [TestKey::es256(), TestKey::ps256(), TestKey::ed25519()] {
-            let uri = created_uri(send(&svc, push(&proof(&key))).await).await;
-            let seen = redeem(&svc, C, &uri).await;
+            let (req, client) = push_for(profile, &proof(&key));
+            let uri = created_uri(send(&svc, req).await).await;
+            let seen = redeem(&svc, client, &uri).await;
             let jkt = thumbprint(&key.public);
             assert_eq!(seen["dpop_jkt"], jkt, "{profile} {:?}", key.alg);
             let query = seen["query"].as_str().unwrap();
@@ -235,6 +288,33 @@ async fn dpop3_pushed_dpop_jkt_must_match_the_proof_key() {
     let p = proof(&key);
     let res = send(&svc, push_with(&body, &[&p])).await;
     assert_refused(res, &p, "does not match the pushed dpop_jkt").await;
+}
+
+/// DPOP-3, PAR-11: a name that other parsers read as `dpop_jkt` cannot
+/// carry a second binding past the comparison with the proof key.
+#[tokio::test]
+async fn dpop3_names_that_fold_onto_dpop_jkt_are_refused() {
+    let svc = svc(&layer());
+    let key = TestKey::es256();
+    let other = thumbprint(&TestKey::es256().public);
+    for name in [
+        "DPOP_JKT",
+        "DPoP_jkt",
+        "dpop.jkt",
+        "dpop_jkt[]",
+    ] {
+        let body = format!("{}&{name}={other}", base_body());
+        let res = send(&svc, push_with(&body, &[&proof(&key)])).await;
+        let d = assert_oauth_error(res, 400, "invalid_request").await;
+        assert!(
+            d.contains("could be read as a checked parameter"),
+            "{name}: {d}"
+        );
+        // Without a proof too: the format check cannot be sidestepped.
+        let body = format!("{}&{name}=garbage", base_body());
+        let res = send(&svc, push_with(&body, &[])).await;
+        assert_oauth_error(res, 400, "invalid_request").await;
+    }
 }
 
 /// DPOP-2 (a), T69: `dpop_jkt` alone is stored as pushed; a malformed one
@@ -325,7 +405,7 @@ async fn fapi25_proof_algorithms_outside_the_fapi_set_are_refused() {
     ] {
         let p = proof(&key);
         assert_refused(
-            send(&svc, push(&p)).await,
+            send(&svc, fapi_push(&p)).await,
             &p,
             "expected one of PS256, ES256, EdDSA",
         )
@@ -384,6 +464,10 @@ async fn dpop4_htu_must_be_the_configured_par_url() {
         "https://as.example:8443/par",
         "http://as.example/par",
         "/par",
+        // Not RFC 3986 authorities: a second port, a colon in a reg-name.
+        "https://as.example:443:443/par",
+        "https://as.example:0443:/par",
+        "https://as.example\\@evil.example/par",
     ] {
         let p = proof_with(&key, json!({ "htu": htu }));
         assert_refused(
@@ -439,15 +523,15 @@ async fn dpop9_iat_outside_the_window_is_refused() {
         let svc = svc(&layer);
         for iat in [now() - 3600, now() - 60 - 30 - 5] {
             let p = proof_with(&key, json!({ "iat": iat }));
-            assert_refused(send(&svc, push(&p)).await, &p, "too old").await;
+            assert_refused(send(&svc, push_for(name, &p).0).await, &p, "too old").await;
         }
         let p = proof_with(&key, json!({"iat": now() + 120}));
-        assert_refused(send(&svc, push(&p)).await, &p, "in the future").await;
+        assert_refused(send(&svc, push_for(name, &p).0).await, &p, "in the future").await;
         // FAPI-13: 0 to 10 s ahead is accepted, and so is a proof a
         // little older than the maximum age (the leeway).
         for iat in [now() + 5, now() - 65] {
             let p = proof_with(&key, json!({ "iat": iat }));
-            let res = send(&svc, push(&p)).await;
+            let res = send(&svc, push_for(name, &p).0).await;
             assert_eq!(res.status(), StatusCode::CREATED, "{name} iat {iat}");
         }
     }

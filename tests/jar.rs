@@ -460,7 +460,38 @@ async fn jar11_expired_and_not_yet_valid_objects_are_refused() {
 #[tokio::test]
 async fn fapi_request_objects_need_exp_and_nbf_within_an_hour() {
     let k = keys();
-    let (svc, _) = layered(&layer(&k).profile(Profile::Fapi2));
+    // FAPI-5: under FAPI, J authenticates with private_key_jwt (its key k1).
+    let two = Jwks::from_value(json!({"keys": [k.es.jwk_with_kid("k1"), k.ed.jwk_with_kid("k2")]}))
+        .unwrap();
+    let fapi_clients = StaticClients::new()
+        .with_client(
+            Client::new(J, AuthMethod::PrivateKeyJwt)
+                .redirect_uri(J_REDIRECT)
+                .jwks(two),
+            None,
+        )
+        .unwrap();
+    let fapi = ParLayer::new(fapi_clients)
+        .issuer(ISSUER)
+        .unwrap()
+        .profile(Profile::Fapi2);
+    let (svc, _) = layered(&fapi);
+    let push_object = |client_id: &str, object: &str, _extra: &[(&str, &str)]| {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        let assertion =
+            k.es.sign(h, &keys::assertion_claims(client_id, json!(ISSUER)));
+        let body = form(&[
+            ("request", object),
+            ("client_id", client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ]);
+        form_post("/par", body, &[])
+    };
     for (changes, expect) in [
         (
             json!({"exp": now() + 3700, "nbf": now() - 10}),
@@ -522,6 +553,40 @@ async fn jar3_alg_none_is_refused() {
         "alg none is refused",
     )
     .await;
+}
+
+/// AUTH-17, JAR-10: a JWT typed for another purpose (a client assertion, a
+/// DPoP proof) is refused as a request object even when the client signed
+/// it; untyped and `JWT` objects are accepted.
+#[tokio::test]
+async fn jar10_jwts_typed_for_another_purpose_are_refused() {
+    let k = keys();
+    let (svc, _) = layered(&layer(&k));
+    for typ in [
+        "client-authentication+jwt",
+        "dpop+jwt",
+        "at+jwt",
+        "application/dpop+jwt",
+    ] {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        h.typ = Some(typ.into());
+        let object = k.es.sign(h, &claims(J));
+        assert_refused(
+            send(&svc, push_object(J, &object, &[])).await,
+            &object,
+            "typ must be oauth-authz-req+jwt",
+        )
+        .await;
+    }
+    for typ in [None, Some("JWT"), Some("application/oauth-authz-req+jwt")] {
+        let mut h = Header::new(k.es.alg);
+        h.kid = Some("k1".into());
+        h.typ = typ.map(str::to_owned);
+        let object = k.es.sign(h, &claims(J));
+        let res = send(&svc, push_object(J, &object, &[])).await;
+        assert_eq!(res.status(), 201, "{typ:?}");
+    }
 }
 
 /// JAR-5, RFC 8725 §3.1: HMAC objects are refused (the layer verifies

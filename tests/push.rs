@@ -100,19 +100,6 @@ async fn par13_expires_in_is_the_layer_lifetime() {
     assert_created(res, LONG_LIFETIME_SECS).await;
 }
 
-/// T5, FAPI-17: under FAPI 2.0 `expires_in` stays below 600 even when the
-/// layer is configured for 600.
-#[tokio::test]
-async fn fapi17_expires_in_is_below_600() {
-    let layer = default_layer()
-        .request_uri_lifetime(Duration::from_secs(600))
-        .unwrap()
-        .profile(Profile::Fapi2);
-    let (svc, _) = layered(&layer);
-    let res = send(&svc, push_as_c(base_body())).await;
-    assert_created(res, 599).await;
-}
-
 /// T3, PAR-14, OA-10: pushes get distinct request URIs whose random part is
 /// at least 43 base64url characters (256 bits).
 #[tokio::test]
@@ -1066,6 +1053,9 @@ async fn par8_token_params_are_dropped_for_a_basic_client() {
     assert_eq!(echo["query"], base_body());
 }
 
+// FAPI-17, FAPI-18 and FAPI-16 under `Profile::Fapi2` are in
+// tests/jwt_auth.rs: FAPI-5 admits private_key_jwt clients only.
+
 /// FAPI-3, T19 (FAPI mode): public clients are refused.
 #[tokio::test]
 async fn fapi3_public_client_is_invalid_client() {
@@ -1077,35 +1067,6 @@ async fn fapi3_public_client_is_invalid_client() {
     let (svc, _) = layered(&default_layer());
     let res = send(&svc, form_post(PAR, base_body_for(P, P_REDIRECT), &[])).await;
     assert_created(res, 60).await;
-}
-
-/// T42 (FAPI), FAPI-18: `redirect_uri` is required even with a single
-/// registered URI.
-#[tokio::test]
-async fn fapi18_missing_redirect_uri_is_invalid_request() {
-    let (svc, _) = layered(&default_layer().profile(Profile::Fapi2));
-    let res = send(&svc, push_as_c(base_without("redirect_uri"))).await;
-    assert_oauth_error(res, 400, "invalid_request").await;
-    assert_created(send(&svc, push_as_c(base_body())).await, 60).await;
-}
-
-/// FAPI-16, T47 (FAPI): PKCE with S256 is mandatory, even if the layer was
-/// told to allow plain.
-#[tokio::test]
-async fn fapi16_pkce_s256_is_required() {
-    let layer = default_layer()
-        .allow_plain_pkce(true)
-        .profile(Profile::Fapi2);
-    let (svc, _) = layered(&layer);
-    let no_pkce = base_without("code_challenge").replace("&code_challenge_method=S256", "");
-    for body in [
-        no_pkce,
-        base_with("code_challenge_method", "plain"),
-        base_without("code_challenge_method"),
-    ] {
-        let res = send(&svc, push_as_c(body)).await;
-        assert_oauth_error(res, 400, "invalid_request").await;
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Client, ClientAuthError, ClientAuthenticator, ClientCredentials};
+use super::{Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Secret};
 
 /// Answers repeated [`ClientAuthenticator::client`] lookups from memory for
 /// a while, in front of a registry that costs a database round trip.
@@ -156,6 +156,12 @@ impl<C: ClientAuthenticator> ClientAuthenticator for CachingClients<C> {
 
     fn may_require_par(&self) -> bool {
         self.inner.may_require_par()
+    }
+
+    // Secrets are not kept here: each `client_secret_jwt` verification
+    // asks the wrapped registry.
+    async fn client_secret(&self, client_id: &str) -> Result<Option<Secret>, ClientAuthError> {
+        self.inner.client_secret(client_id).await
     }
 }
 

@@ -56,6 +56,67 @@ impl Jwks {
         })
     }
 
+    /// The most keys a published set may hold ([`Jwks::from_published`]).
+    pub const MAX_PUBLISHED_KEYS: usize = 64;
+
+    /// Parses a JWK Set as a client publishes it at its `jwks_uri`: keys
+    /// this layer cannot verify with (encryption keys, `use` other than
+    /// `sig`, other key types, RSA keys under 2048 bits) are skipped instead
+    /// of refusing the set, since such sets often list them. A private key
+    /// member (`d`, ...) still refuses the set, and so does a set of more
+    /// than [`MAX_PUBLISHED_KEYS`](Self::MAX_PUBLISHED_KEYS) keys, or of
+    /// more signature keys than a registered set may hold.
+    /// [`len`](Self::len) counts the keys kept. For a `JwksFetcher` of
+    /// your own.
+    ///
+    /// ```
+    /// use tower_par::Jwks;
+    ///
+    /// let published = r#"{"keys":[
+    ///   {"kty":"OKP","crv":"Ed25519","kid":"sig","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+    ///   {"kty":"OKP","crv":"X25519","kid":"enc","use":"enc","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    /// ]}"#;
+    /// # #[cfg(feature = "jwt")] {
+    /// assert_eq!(Jwks::from_published(published)?.len(), 1);
+    /// // Registered inline, the same set is a mistake to report.
+    /// assert!(Jwks::from_json(published).is_err());
+    /// # }
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn from_published(text: &str) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("jwks is not JSON: {e}"))?;
+        #[cfg(feature = "jwt")]
+        {
+            let (keys, _skipped) =
+                crate::jose::KeySet::from_published_json(&value, Self::MAX_PUBLISHED_KEYS)
+                    .map_err(|e| format!("jwks: {e}"))?;
+            Ok(Self {
+                json: Arc::new(value),
+                len: keys.len(),
+                keys,
+            })
+        }
+        #[cfg(not(feature = "jwt"))]
+        {
+            let len = value
+                .get("keys")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .ok_or_else(|| "jwks must be an object with a 'keys' array".to_owned())?;
+            if len > Self::MAX_PUBLISHED_KEYS {
+                return Err(format!(
+                    "jwks: the JWK Set has more than {} keys",
+                    Self::MAX_PUBLISHED_KEYS
+                ));
+            }
+            Ok(Self {
+                json: Arc::new(value),
+                len,
+            })
+        }
+    }
+
     /// The JWK Set as JSON.
     pub fn as_json(&self) -> &Value {
         &self.json

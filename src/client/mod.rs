@@ -10,11 +10,21 @@
 
 mod basic;
 mod cache;
+#[cfg(feature = "jwt")]
+mod fetch;
+#[cfg(feature = "jwt")]
+pub(crate) mod jwt;
 mod keys;
 mod registry;
 
 pub(crate) use basic::{decode_basic, is_basic};
 pub use cache::CachingClients;
+#[cfg(feature = "jwks-fetch")]
+pub use fetch::HttpJwksFetcher;
+#[cfg(feature = "jwt")]
+pub(crate) use fetch::{ClientKeys, KeysError};
+#[cfg(feature = "jwt")]
+pub use fetch::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
 pub use keys::Jwks;
 pub use registry::{StaticClients, StaticClientsError};
 

@@ -138,7 +138,8 @@ where
     };
     // DPOP-2, DPOP-11: the key the code is bound to, from a verified proof
     // or from the pushed `dpop_jkt`.
-    let proof_jkt = dpop_proof(cfg, parts).await?;
+    let proof = dpop_proof(cfg, parts)?;
+    let proof_jkt = proof.as_ref().map(|p| p.jkt.clone());
     let pushed_jkt = params.get("dpop_jkt");
     if pushed_jkt.is_some_and(|jkt| !is_jkt(jkt)) {
         return Err(OAuthError::invalid_request(
@@ -205,6 +206,11 @@ where
         lifetime,
     )
     .with_redirect_uri(redirect_uri);
+    // DPOP-9: the proof's jti is spent only by a push that passed every
+    // check, so refused pushes do not fill the replay cache.
+    if let Some(proof) = proof {
+        record_proof(cfg, proof).await?;
+    }
     cfg.store
         .insert(&uri, stored, lifetime)
         .await
@@ -269,24 +275,37 @@ fn shortened_lifetime(lifetime: Duration, _exp: Option<u64>) -> Duration {
 
 /// The push's DPoP proof, verified (feature `jwt`): its key's thumbprint.
 #[cfg(feature = "jwt")]
-async fn dpop_proof<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
-    crate::dpop::verify_push_proof(cfg, parts).await
+fn dpop_proof<C, St>(cfg: &Config<C, St>, parts: &Parts) -> Result<Option<Proof>, OAuthError> {
+    crate::dpop::check_push_proof(cfg, parts)
+}
+
+#[cfg(feature = "jwt")]
+use crate::dpop::Proof;
+
+#[cfg(feature = "jwt")]
+async fn record_proof<C, St: ParStore>(
+    cfg: &Config<C, St>,
+    proof: Proof,
+) -> Result<(), OAuthError> {
+    proof.record(&cfg.store).await.map(drop)
+}
+
+/// Without the `jwt` feature no proof is ever accepted.
+#[cfg(not(feature = "jwt"))]
+struct Proof {
+    jkt: String,
+}
+
+#[cfg(not(feature = "jwt"))]
+async fn record_proof<C, St>(_cfg: &Config<C, St>, _proof: Proof) -> Result<(), OAuthError> {
+    Ok(())
 }
 
 /// DPOP-3: without the `jwt` feature a proof cannot be verified, and must
 /// not be dropped silently; `dpop_jkt` is forwarded like any other
 /// parameter.
 #[cfg(not(feature = "jwt"))]
-async fn dpop_proof<C, St>(
-    _cfg: &Config<C, St>,
-    parts: &Parts,
-) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
+fn dpop_proof<C, St>(_cfg: &Config<C, St>, parts: &Parts) -> Result<Option<Proof>, OAuthError> {
     if parts.headers.contains_key("dpop") {
         return Err(OAuthError::invalid_dpop_proof(
             "DPoP proofs are not supported at this endpoint; send dpop_jkt instead",
@@ -359,7 +378,7 @@ fn redeemable<C, St>(cfg: &Config<C, St>, params: &Params, form: &str) -> Result
     Ok(())
 }
 
-fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {
+pub(crate) fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {
     let Some(query) = query else { return Ok(()) };
     for segment in query.split('&') {
         let name = segment.split('=').next().unwrap_or_default();
@@ -375,8 +394,9 @@ fn reject_query_credentials(query: Option<&str>) -> Result<(), OAuthError> {
 
 /// Reads which client the request claims to be and how it proves it
 /// (RFC 6749 §2.3), enforcing one method per request (AUTH-3) and a body
-/// `client_id` that agrees with the Basic one (AUTH-9).
-fn read_credentials(
+/// `client_id` that agrees with the Basic one or the assertion's (AUTH-9).
+/// Shared with [`TokenEndpoint`](crate::TokenEndpoint).
+pub(crate) fn read_credentials(
     headers: &http::HeaderMap,
     params: &Params,
 ) -> Result<ClientCredentials, OAuthError> {
@@ -407,12 +427,18 @@ fn read_credentials(
             "more than one client authentication method used",
         ));
     }
+    let body_id = params.get("client_id");
+    // AUTH-11: private_key_jwt, client_secret_jwt.
+    #[cfg(feature = "jwt")]
+    if assertion {
+        return crate::client::jwt::read_assertion(params, body_id);
+    }
+    #[cfg(not(feature = "jwt"))]
     if assertion {
         return Err(OAuthError::invalid_client(
             "client assertion authentication is not supported",
         ));
     }
-    let body_id = params.get("client_id");
     if let Some(header) = basic {
         let (client_id, secret) = decode_basic(header).ok_or_else(|| {
             OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge()
@@ -450,24 +476,42 @@ fn read_credentials(
     })
 }
 
-async fn authenticate<C, St>(
+/// Checks the credentials: the JWT methods here (feature `jwt`), the
+/// others through the [`ClientAuthenticator`]. Shared with
+/// [`TokenEndpoint`](crate::TokenEndpoint).
+pub(crate) async fn authenticate<C, St>(
     cfg: &Config<C, St>,
     credentials: &ClientCredentials,
     parts: &http::request::Parts,
 ) -> Result<Arc<Client>, OAuthError>
 where
     C: ClientAuthenticator,
+    St: ParStore,
 {
-    let failed = || {
-        // AUTH-1: one answer for every failure; AUTH-7: a Basic challenge
-        // when Basic was tried.
-        let e = OAuthError::invalid_client("client authentication failed");
+    let with_challenge = |e: OAuthError| {
+        // AUTH-7: a Basic challenge when Basic was tried.
         if credentials.method == AuthMethod::ClientSecretBasic {
             e.with_basic_challenge()
         } else {
             e
         }
     };
+    // AUTH-1: one answer for every failure.
+    let failed = || with_challenge(OAuthError::invalid_client("client authentication failed"));
+    // FAPI-5: private_key_jwt only (mTLS is not offered by the layer). The
+    // method comes from the request, not the client: refusing it first
+    // tells nothing about the client.
+    if cfg.is_fapi() && credentials.method != AuthMethod::PrivateKeyJwt {
+        return Err(with_challenge(OAuthError::invalid_client(format!(
+            "{} is not accepted under the FAPI 2.0 profile; clients authenticate with \
+             private_key_jwt",
+            credentials.method
+        ))));
+    }
+    #[cfg(feature = "jwt")]
+    if credentials.method.uses_assertion() {
+        return crate::client::jwt::authenticate(cfg, credentials).await;
+    }
     match cfg.clients.authenticate(credentials, parts).await {
         Ok(client) if client.client_id != credentials.client_id => Err(failed()),
         // FAPI-3: confidential clients only.
