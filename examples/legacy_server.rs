@@ -456,6 +456,21 @@ impl Tokens {
         }
     }
 
+    /// A fresh `DPoP-Nonce` for the client's next proof, when nonces are on.
+    #[cfg(feature = "jwt")]
+    fn dpop_nonce(&self) -> Option<String> {
+        match self {
+            Self::Memory(t) => t.dpop_nonce(),
+            #[cfg(feature = "redis")]
+            Self::Redis(t) => t.dpop_nonce(),
+        }
+    }
+
+    #[cfg(not(feature = "jwt"))]
+    fn dpop_nonce(&self) -> Option<String> {
+        None
+    }
+
     /// Without the `jwt` feature no proof can be checked: a request with
     /// one is refused, and so is any exchange of a DPoP-bound code.
     #[cfg(not(feature = "jwt"))]
@@ -897,6 +912,13 @@ async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Re
         Ok(params) => params,
         Err(e) => return token_error(OAuthError::invalid_request(e.to_string())),
     };
+    // The proof first: a `use_dpop_nonce` answer then comes before the
+    // client assertion's `jti` is spent, and before the code is looked at,
+    // so the client's retry with the nonce finds both unused.
+    let proof_jkt = match app.tokens.verify_dpop(&parts).await {
+        Ok(jkt) => jkt,
+        Err(e) => return token_error(e),
+    };
     let client = match app.tokens.authenticate(&parts, &params).await {
         Ok(client) => client,
         Err(e) => return token_error(e),
@@ -910,12 +932,6 @@ async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Re
     }
     let Some(code) = params.get("code") else {
         return token_error(OAuthError::invalid_request("code is required"));
-    };
-    // The proof is checked before the code is looked at: a `use_dpop_nonce`
-    // answer leaves the code for the retry with the nonce.
-    let proof_jkt = match app.tokens.verify_dpop(&parts).await {
-        Ok(jkt) => jkt,
-        Err(e) => return token_error(e),
     };
     // RFC 9449 §5.2, DPOP-10: such a client's tokens are always DPoP-bound.
     // FAPI-4: under FAPI every token is sender-constrained, and the demo
@@ -984,6 +1000,10 @@ async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Re
     let mut res = Json(body).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+    // RFC 9449 §8.2: the nonce for the client's next proof.
+    if let Some(nonce) = app.tokens.dpop_nonce().and_then(|n| n.parse().ok()) {
+        res.headers_mut().insert("dpop-nonce", nonce);
+    }
     res
 }
 
