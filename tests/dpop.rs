@@ -297,12 +297,7 @@ async fn dpop3_names_that_fold_onto_dpop_jkt_are_refused() {
     let svc = svc(&layer());
     let key = TestKey::es256();
     let other = thumbprint(&TestKey::es256().public);
-    for name in [
-        "DPOP_JKT",
-        "DPoP_jkt",
-        "dpop.jkt",
-        "dpop_jkt[]",
-    ] {
+    for name in ["DPOP_JKT", "DPoP_jkt", "dpop.jkt", "dpop_jkt[]"] {
         let body = format!("{}&{name}={other}", base_body());
         let res = send(&svc, push_with(&body, &[&proof(&key)])).await;
         let d = assert_oauth_error(res, 400, "invalid_request").await;
