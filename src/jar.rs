@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::OAuthError;
-use crate::jose::{self, KeySet};
+use crate::jose;
 use crate::params::{append_pair, Params};
 
 /// Registered JWT claims that are not authorization request parameters:
@@ -42,10 +42,10 @@ fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError
 
 /// Verifies the pushed `request` of `client` (RFC 9101 §6, RFC 9126 §3)
 /// and returns the request it carries. `outer` is the push's own form.
-pub(crate) fn verify<C, St>(
+pub(crate) async fn verify<C, St>(
     cfg: &Config<C, St>,
     client: &Client,
-    outer: &Params,
+    outer: &Params<'_>,
     token: &str,
 ) -> Result<RequestObject, OAuthError> {
     // JAR-3, JAR-8: an unsigned object is no request object.
@@ -55,10 +55,12 @@ pub(crate) fn verify<C, St>(
         ));
     }
     let allowed = allowed_algs(cfg, client)?;
-    let keys = client_keys(client)?;
     // JAR-4 (JWE refused, with its own message), JAR-5 (signature, kid,
-    // the client's keys and algorithm).
-    let jwt = jose::verify_with_keys(token, keys, &allowed)
+    // the client's keys, inline or at its jwks_uri, and algorithm).
+    let jwt = cfg
+        .client_keys
+        .verify_with_client_keys(client, token, &allowed)
+        .await
         .map_err(|e| invalid(format!("the request object was refused: {e}")))?;
     let claims = &jwt.claims;
     // AUTH-17, JAR-10: a JWT typed for another purpose (a client assertion,
@@ -128,20 +130,6 @@ fn allowed_algs<C, St>(cfg: &Config<C, St>, client: &Client) -> Result<Vec<jose:
                 jose::alg_list(profile)
             ))),
         },
-    }
-}
-
-/// The keys that verify `client`'s request objects: its registered `jwks`.
-pub(crate) fn client_keys(client: &Client) -> Result<&KeySet, OAuthError> {
-    match (&client.jwks, &client.jwks_uri) {
-        (Some(jwks), _) => Ok(&jwks.keys),
-        (None, Some(_)) => Err(invalid(
-            "request objects of clients whose keys are only at a jwks_uri cannot be \
-             verified yet; register the keys inline (jwks)",
-        )),
-        (None, None) => Err(invalid(
-            "the client has no registered keys (jwks) to verify a request object with",
-        )),
     }
 }
 

@@ -255,11 +255,6 @@ impl PublicKey {
         })
     }
 
-    /// The RFC 7638 SHA-256 thumbprint, base64url (DPoP `jkt`).
-    pub(crate) fn thumbprint(&self) -> &str {
-        &self.thumbprint
-    }
-
     fn accepts(&self, alg: Alg) -> bool {
         self.kind.fits(alg) && self.alg.is_none_or(|a| a == alg)
     }
@@ -314,11 +309,6 @@ impl KeySet {
     /// Number of keys.
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
-    }
-
-    /// Whether a key with this `kid` is in the set.
-    pub(crate) fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Whether [`verify_with_keys`] would find a key to try for a token
@@ -666,6 +656,7 @@ const DUMMY_ED25519: &str =
     r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
 
 /// The RFC 7638 SHA-256 thumbprint of a public JWK given as JSON.
+#[cfg(test)]
 pub(crate) fn thumbprint(jwk: &Value) -> Result<String, JoseError> {
     PublicKey::from_json(jwk).map(|k| k.thumbprint)
 }

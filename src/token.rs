@@ -13,6 +13,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::request::Parts;
+#[cfg(feature = "jwt")]
+use http::Method;
 
 use crate::client::{Client, ClientAuthenticator, StaticClients};
 use crate::config::Config;
@@ -118,5 +120,43 @@ where
         reject_query_credentials(parts.uri.query())?;
         let credentials = read_credentials(&parts.headers, params)?;
         authenticate(&self.config, &credentials, parts).await
+    }
+
+    /// Verifies the token request's `DPoP` proof (RFC 9449 §4.3, §5) with
+    /// the PAR endpoint's rules, replay cache and nonces: `htm` `POST`,
+    /// `htu` the token endpoint URL of the configuration
+    /// ([`ParLayer::token_endpoint_url`](crate::ParLayer::token_endpoint_url),
+    /// or the issuer's origin + `/token`). `Ok(None)` when the request has
+    /// no `DPoP` header; `Ok(Some(jkt))` with the proof key's RFC 7638
+    /// thumbprint.
+    ///
+    /// A code pushed with a `dpop_jkt` (the parameter the wrapped service
+    /// received, or [`PushedAuthorization::dpop_jkt`](crate::PushedAuthorization::dpop_jkt))
+    /// must only be exchanged with a proof whose `jkt` equals it (RFC 9449
+    /// §10, DPOP-1, DPOP-11): compare, and answer a mismatch or a missing
+    /// proof with `400 invalid_dpop_proof`.
+    ///
+    /// Call it before [`authenticate`](Self::authenticate): when the layer
+    /// requires nonces, a proof without a recent one is answered `400
+    /// use_dpop_nonce` (with a `DPoP-Nonce` header) before the client
+    /// assertion's `jti` is spent, so the client's retry can reuse it.
+    /// Send [`dpop_nonce`](Self::dpop_nonce) with a successful response.
+    #[cfg(feature = "jwt")]
+    pub async fn verify_dpop(&self, parts: &Parts) -> Result<Option<String>, OAuthError> {
+        crate::dpop::precheck_nonce(&self.config, parts)?;
+        let htu = self.config.advertised_token_endpoint().ok_or_else(|| {
+            OAuthError::invalid_dpop_proof(
+                "DPoP proofs cannot be checked here: the server is configured with \
+                 neither an issuer nor a token_endpoint_url",
+            )
+        })?;
+        crate::dpop::verify_proof(&self.config, parts, &Method::POST, &htu).await
+    }
+
+    /// A fresh `DPoP-Nonce` value for the client's next proof, when the
+    /// layer requires nonces ([`ParLayer::dpop_nonce_secret`](crate::ParLayer::dpop_nonce_secret)).
+    #[cfg(feature = "jwt")]
+    pub fn dpop_nonce(&self) -> Option<String> {
+        crate::dpop::current_nonce(&self.config)
     }
 }

@@ -14,7 +14,8 @@ use http::Response;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{json, Value};
 use tower_par::{
-    validator_fn, AuthMethod, Client, Jwks, OAuthError, ParLayer, Profile, StaticClients,
+    validator_fn, AuthMethod, BoxFuture, Client, FetchedJwks, Jwks, JwksFetchError, JwksFetcher,
+    OAuthError, ParLayer, Profile, StaticClients,
 };
 
 use common::*;
@@ -79,8 +80,30 @@ fn clients(k: &Keys) -> StaticClients {
         .unwrap()
 }
 
+/// The keys published at [`URI_ONLY`]'s `jwks_uri`, as a JWKS endpoint
+/// would serve them (no network: the layer's fetcher is this one).
+struct Published(Value);
+
+impl JwksFetcher for Published {
+    fn fetch<'a>(
+        &'a self,
+        jwks_uri: &'a str,
+    ) -> BoxFuture<'a, Result<FetchedJwks, JwksFetchError>> {
+        Box::pin(async move {
+            if jwks_uri != "https://j.example/jwks.json" {
+                return Err(JwksFetchError::new("no such jwks_uri"));
+            }
+            let jwks = Jwks::from_value(self.0.clone()).map_err(JwksFetchError::new)?;
+            Ok(FetchedJwks::new(jwks, None))
+        })
+    }
+}
+
 fn layer(k: &Keys) -> ParLayer {
-    ParLayer::new(clients(k)).issuer(ISSUER).unwrap()
+    ParLayer::new(clients(k))
+        .issuer(ISSUER)
+        .unwrap()
+        .jwks_fetcher(Published(json!({"keys": [k.es.jwk_with_kid("k1")]})))
 }
 
 fn auth(id: &str) -> String {
@@ -640,7 +663,7 @@ async fn jar5_wrong_key_and_bad_signature_are_refused() {
         "signature does not verify",
     )
     .await;
-    // A client with no keys at all, and one with keys only at a jwks_uri.
+    // A client with no keys at all.
     let object = sign(&k.es, "k1", &claims(C));
     assert_refused(
         send(&svc, push_object(C, &object, &[])).await,
@@ -648,11 +671,15 @@ async fn jar5_wrong_key_and_bad_signature_are_refused() {
         "no registered keys",
     )
     .await;
+    // Keys at a jwks_uri are used (JAR-5), and only those.
     let object = sign(&k.es, "k1", &claims(URI_ONLY));
+    let res = send(&svc, push_object(URI_ONLY, &object, &[])).await;
+    assert_eq!(res.status(), 201);
+    let object = sign(&k.ed, "k2", &claims(URI_ONLY));
     assert_refused(
         send(&svc, push_object(URI_ONLY, &object, &[])).await,
         &object,
-        "jwks_uri",
+        "no registered key",
     )
     .await;
 }

@@ -198,6 +198,8 @@ pub(crate) enum KeysError {
     NoFetcher,
     /// Its `jwks_uri` could not be fetched (the fetcher's description).
     Fetch(String),
+    /// Its key members are inconsistent.
+    Invalid(String),
 }
 
 impl KeysError {
@@ -209,6 +211,7 @@ impl KeysError {
                                 has no JWKS fetcher to retrieve them"
                 .into(),
             Self::Fetch(why) => format!("the client's jwks_uri could not be fetched: {why}"),
+            Self::Invalid(why) => format!("the client's keys are misregistered: {why}"),
         }
     }
 }
@@ -312,10 +315,18 @@ impl ClientKeys {
         kid: Option<&str>,
         alg: Alg,
     ) -> Result<Jwks, KeysError> {
+        // A registry other than `StaticClients` may hand out any `Client`:
+        // its key members are checked here, where they are used.
+        if client.jwks.is_some() && client.jwks_uri.is_some() {
+            return Err(KeysError::Invalid(
+                "the client registers both jwks and jwks_uri (RFC 7591 §2)".into(),
+            ));
+        }
         if let Some(jwks) = &client.jwks {
             return Ok(jwks.clone());
         }
         let uri = client.jwks_uri.as_deref().ok_or(KeysError::NoKeys)?;
+        super::registry::check_jwks_uri(uri).map_err(KeysError::Invalid)?;
         let fetcher = self.inner.fetcher.as_ref().ok_or(KeysError::NoFetcher)?;
         let step = self.step(uri, fetcher, kid, alg);
         match step {
@@ -330,7 +341,6 @@ impl ClientKeys {
     /// whole of [`keys_for`](Self::keys_for) and
     /// [`jose::verify_with_keys`], for callers that need nothing between.
     /// Claims are left to the caller.
-    #[allow(dead_code)] // For request objects (JAR-5).
     pub(crate) async fn verify_with_client_keys(
         &self,
         client: &Client,

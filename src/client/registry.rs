@@ -501,7 +501,7 @@ fn check_key_members(client: &Client) -> Result<(), String> {
 
 /// `jwks_uri`: an absolute `https` URL, or `http` to a loopback host (for
 /// development), without fragment.
-fn check_jwks_uri(uri: &str) -> Result<(), String> {
+pub(crate) fn check_jwks_uri(uri: &str) -> Result<(), String> {
     let parsed: http::Uri = uri
         .parse()
         .map_err(|_| format!("jwks_uri '{uri}' is not a URL"))?;

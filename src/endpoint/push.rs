@@ -117,7 +117,7 @@ where
     let mut object_exp = None;
     let params = match params.get("request") {
         Some(token) => {
-            let (form, exp) = request_object(cfg, &client, &params, token)?;
+            let (form, exp) = request_object(cfg, &client, &params, token).await?;
             object_form = form;
             object_exp = exp;
             Params::parse(object_form.as_bytes()).map_err(|e| {
@@ -227,23 +227,23 @@ where
 /// Verifies the `request` parameter (feature `jwt`): the stored form it
 /// carries and its `exp`.
 #[cfg(feature = "jwt")]
-fn request_object<C, St>(
+async fn request_object<C, St>(
     cfg: &Config<C, St>,
     client: &Client,
-    params: &Params,
+    params: &Params<'_>,
     token: &str,
 ) -> Result<(String, Option<u64>), OAuthError> {
-    let object = crate::jar::verify(cfg, client, params, token)?;
+    let object = crate::jar::verify(cfg, client, params, token).await?;
     Ok((object.form, object.exp))
 }
 
 /// Without the `jwt` feature a request object cannot be verified: refused
 /// rather than forwarded unchecked (PAR-24..26).
 #[cfg(not(feature = "jwt"))]
-fn request_object<C, St>(
+async fn request_object<C, St>(
     _cfg: &Config<C, St>,
     _client: &Client,
-    _params: &Params,
+    _params: &Params<'_>,
     _token: &str,
 ) -> Result<(String, Option<u64>), OAuthError> {
     Err(OAuthError::new(
