@@ -605,6 +605,42 @@ async fn dpop7_nonce_retry_as_a_client_does_it() {
     );
 }
 
+/// DPOP-7 with a client assertion: the nonce is asked for before the
+/// assertion's `jti` is spent, so a client that retries with the same
+/// assertion and a new proof gets in, and the assertion is single use
+/// from then on (AUTH-13).
+#[tokio::test]
+async fn dpop7_the_nonce_retry_can_reuse_the_client_assertion() {
+    let svc = svc(&fapi_layer().dpop_nonce_secret(NONCE_SECRET).unwrap());
+    let key = TestKey::es256();
+    let first = fapi_push(&proof(&key));
+    let (parts, body) = first.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let again = |proof: &str| {
+        let mut req = Request::from_parts(parts.clone(), Full::new(body.clone()));
+        req.headers_mut().insert("dpop", proof.parse().unwrap());
+        req
+    };
+    let res = send(&svc, again(&proof(&key))).await;
+    let nonces = dpop_nonces(&res);
+    assert_oauth_error(res, 400, "use_dpop_nonce").await;
+    let with_nonce = |nonce: &str| proof_with(&key, json!({ "nonce": nonce }));
+    let res = send(&svc, again(&with_nonce(&nonces[0]))).await;
+    let next = dpop_nonces(&res);
+    let uri = created_uri(res).await;
+    assert_eq!(
+        redeem(&svc, F, &uri).await["dpop_jkt"],
+        thumbprint(&key.public)
+    );
+    // The same assertion a third time: spent.
+    let res = send(&svc, again(&with_nonce(&next[0]))).await;
+    let d = assert_oauth_error(res, 401, "invalid_client").await;
+    assert!(d.contains("already used"), "{d}");
+}
+
 /// DPOP-7: a nonce the server did not issue (forged, from another
 /// secret) is refused with a fresh nonce; DPOP-8: so is a proof without
 /// one, even after nonces were handed out.
