@@ -428,31 +428,18 @@ enum Tokens {
 }
 
 impl Tokens {
-    /// Client authentication as at `/par`: every method, the same rules
-    /// and the same `jti` replay cache.
-    async fn authenticate(
+    /// Client authentication and the request's DPoP proof (htm POST, htu
+    /// the token endpoint URL), as the key thumbprint; `None` without a
+    /// `DPoP` header.
+    async fn authenticate_with_dpop(
         &self,
         parts: &http::request::Parts,
         params: &Params<'_>,
-    ) -> Result<Arc<Client>, OAuthError> {
+    ) -> Result<(Arc<Client>, Option<String>), OAuthError> {
         match self {
-            Self::Memory(t) => t.authenticate(parts, params).await,
+            Self::Memory(t) => t.authenticate_with_dpop(parts, params).await,
             #[cfg(feature = "redis")]
-            Self::Redis(t) => t.authenticate(parts, params).await,
-        }
-    }
-
-    /// The request's DPoP proof (htm POST, htu the token endpoint URL),
-    /// as the key thumbprint; `None` without a `DPoP` header.
-    #[cfg(feature = "jwt")]
-    async fn verify_dpop(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<Option<String>, OAuthError> {
-        match self {
-            Self::Memory(t) => t.verify_dpop(parts).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(t) => t.verify_dpop(parts).await,
+            Self::Redis(t) => t.authenticate_with_dpop(parts, params).await,
         }
     }
 
@@ -469,23 +456,6 @@ impl Tokens {
     #[cfg(not(feature = "jwt"))]
     fn dpop_nonce(&self) -> Option<String> {
         None
-    }
-
-    /// Without the `jwt` feature no proof can be checked: a request with
-    /// one is refused, and so is any exchange of a DPoP-bound code.
-    #[cfg(not(feature = "jwt"))]
-    async fn verify_dpop(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<Option<String>, OAuthError> {
-        if parts.headers.contains_key("dpop") {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_dpop_proof",
-                "DPoP proofs are not supported by this build (feature jwt)",
-            ));
-        }
-        Ok(None)
     }
 }
 
@@ -912,15 +882,10 @@ async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Re
         Ok(params) => params,
         Err(e) => return token_error(OAuthError::invalid_request(e.to_string())),
     };
-    // The proof first: a `use_dpop_nonce` answer then comes before the
-    // client assertion's `jti` is spent, and before the code is looked at,
-    // so the client's retry with the nonce finds both unused.
-    let proof_jkt = match app.tokens.verify_dpop(&parts).await {
-        Ok(jkt) => jkt,
-        Err(e) => return token_error(e),
-    };
-    let client = match app.tokens.authenticate(&parts, &params).await {
-        Ok(client) => client,
+    // Before the code is looked at: a `use_dpop_nonce` answer then leaves
+    // both the code and the client assertion unused for the retry.
+    let (client, proof_jkt) = match app.tokens.authenticate_with_dpop(&parts, &params).await {
+        Ok(found) => found,
         Err(e) => return token_error(e),
     };
     if params.get("grant_type") != Some("authorization_code") {

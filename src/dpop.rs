@@ -104,30 +104,6 @@ impl Proof {
     }
 }
 
-/// Verifies the request's DPoP proof for `htm` and `htu` (RFC 9449 §4.3),
-/// and records its `jti`. `Ok(None)` when the request carries no `DPoP`
-/// header; `Ok(Some(jkt))` with the proof key's RFC 7638 thumbprint when
-/// the proof is good.
-///
-/// Refusals are `400 invalid_dpop_proof`, or `400 use_dpop_nonce` with a
-/// fresh `DPoP-Nonce` header when the layer requires nonces and the proof
-/// has none or a stale one (DPOP-7), or `503` when the replay cache cannot
-/// be reached.
-pub(crate) async fn verify_proof<C, St>(
-    cfg: &Config<C, St>,
-    parts: &Parts,
-    htm: &Method,
-    htu: &str,
-) -> Result<Option<String>, OAuthError>
-where
-    St: ParStore,
-{
-    match check_request_proof(cfg, parts, htm, htu)? {
-        Some(proof) => proof.record(&cfg.store).await.map(Some),
-        None => Ok(None),
-    }
-}
-
 /// Every check of a request's DPoP proof but the replay one.
 pub(crate) fn check_request_proof<C, St>(
     cfg: &Config<C, St>,

@@ -122,35 +122,64 @@ where
         authenticate(&self.config, &credentials, parts).await
     }
 
-    /// Verifies the token request's `DPoP` proof (RFC 9449 §4.3, §5) with
-    /// the PAR endpoint's rules, replay cache and nonces: `htm` `POST`,
-    /// `htu` the token endpoint URL of the configuration
+    /// Authenticates the client like [`authenticate`](Self::authenticate)
+    /// and verifies the token request's `DPoP` proof (RFC 9449 §4.3, §5)
+    /// with the PAR endpoint's rules, replay cache and nonces: `htm`
+    /// `POST`, `htu` the token endpoint URL of the configuration
     /// ([`ParLayer::token_endpoint_url`](crate::ParLayer::token_endpoint_url),
-    /// or the issuer's origin + `/token`). `Ok(None)` when the request has
-    /// no `DPoP` header; `Ok(Some(jkt))` with the proof key's RFC 7638
-    /// thumbprint.
+    /// or the issuer's origin + `/token`). Returns the client and, when the
+    /// request has a `DPoP` header, the proof key's RFC 7638 thumbprint.
+    ///
+    /// The order protects the client and the server: a proof without a
+    /// recent nonce (when the layer requires nonces) is answered `400
+    /// use_dpop_nonce`, with a `DPoP-Nonce` header, before the client
+    /// assertion's `jti` is spent, so the retry can reuse it; the proof's
+    /// `jti` is recorded only once the client has authenticated, so that
+    /// nobody can fill the replay cache without credentials.
     ///
     /// A code pushed with a `dpop_jkt` (the parameter the wrapped service
     /// received, or [`PushedAuthorization::dpop_jkt`](crate::PushedAuthorization::dpop_jkt))
-    /// must only be exchanged with a proof whose `jkt` equals it (RFC 9449
-    /// §10, DPOP-1, DPOP-11): compare, and answer a mismatch or a missing
-    /// proof with `400 invalid_dpop_proof`.
-    ///
-    /// Call it before [`authenticate`](Self::authenticate): when the layer
-    /// requires nonces, a proof without a recent one is answered `400
-    /// use_dpop_nonce` (with a `DPoP-Nonce` header) before the client
-    /// assertion's `jti` is spent, so the client's retry can reuse it.
-    /// Send [`dpop_nonce`](Self::dpop_nonce) with a successful response.
-    #[cfg(feature = "jwt")]
-    pub async fn verify_dpop(&self, parts: &Parts) -> Result<Option<String>, OAuthError> {
-        crate::dpop::precheck_nonce(&self.config, parts)?;
-        let htu = self.config.advertised_token_endpoint().ok_or_else(|| {
-            OAuthError::invalid_dpop_proof(
-                "DPoP proofs cannot be checked here: the server is configured with \
-                 neither an issuer nor a token_endpoint_url",
-            )
-        })?;
-        crate::dpop::verify_proof(&self.config, parts, &Method::POST, &htu).await
+    /// must only be exchanged with a proof whose thumbprint equals it
+    /// (RFC 9449 §10, DPOP-1, DPOP-11): compare, and answer a mismatch or a
+    /// missing proof with `400 invalid_dpop_proof`. Send
+    /// [`dpop_nonce`](Self::dpop_nonce) with a successful response. Without
+    /// the `jwt` feature a request with a `DPoP` header is refused.
+    pub async fn authenticate_with_dpop(
+        &self,
+        parts: &Parts,
+        params: &Params<'_>,
+    ) -> Result<(Arc<Client>, Option<String>), OAuthError> {
+        #[cfg(feature = "jwt")]
+        {
+            crate::dpop::precheck_nonce(&self.config, parts)?;
+            let proof = match parts.headers.contains_key(crate::dpop::DPOP_HEADER) {
+                false => None,
+                true => {
+                    let htu = self.config.advertised_token_endpoint().ok_or_else(|| {
+                        OAuthError::invalid_dpop_proof(
+                            "DPoP proofs cannot be checked here: the server is configured \
+                             with neither an issuer nor a token_endpoint_url",
+                        )
+                    })?;
+                    crate::dpop::check_request_proof(&self.config, parts, &Method::POST, &htu)?
+                }
+            };
+            let client = self.authenticate(parts, params).await?;
+            let jkt = match proof {
+                Some(proof) => Some(proof.record(&self.config.store).await?),
+                None => None,
+            };
+            Ok((client, jkt))
+        }
+        #[cfg(not(feature = "jwt"))]
+        {
+            if parts.headers.contains_key("dpop") {
+                return Err(OAuthError::invalid_dpop_proof(
+                    "DPoP proofs cannot be checked: this build has no jwt feature",
+                ));
+            }
+            Ok((self.authenticate(parts, params).await?, None))
+        }
     }
 
     /// A fresh `DPoP-Nonce` value for the client's next proof, when the

@@ -60,3 +60,14 @@ pub(crate) fn auth_failed(client_id: &str, reason: &crate::ClientAuthError) {
     #[cfg(feature = "tracing")]
     tracing::debug!(target: "tower_par", client_id, reason = %reason, "client authentication failed");
 }
+
+/// A client's keys could not be had (fetch failure, misregistration): the
+/// client is answered like any failed authentication (AUTH-1), the detail
+/// is logged here.
+#[cfg(feature = "jwt")]
+pub(crate) fn keys_unavailable(client_id: &str, why: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: "tower_par", client_id, why, "client keys unavailable");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (client_id, why);
+}

@@ -147,7 +147,11 @@ fn registry() -> StaticClients {
 }
 
 fn layer() -> ParLayer {
-    ParLayer::new(registry()).issuer(ISS).unwrap()
+    ParLayer::new(registry())
+        .issuer(ISS)
+        .unwrap()
+        .token_endpoint_url(TOKEN_URL)
+        .unwrap()
 }
 
 fn fapi_layer() -> ParLayer {
@@ -1073,4 +1077,97 @@ async fn token_endpoint_applies_the_fapi_profile() {
         .unwrap_err();
     assert!(err.description().contains("single string"), "{err}");
     assert!(format!("{tokens:?}").contains("Fapi2"));
+}
+
+/// PAR-6: the token endpoint URL is an accepted `aud` only when it is
+/// configured: one guessed from the issuer's origin could be another
+/// tenant's on the same host.
+#[tokio::test]
+async fn par6_a_token_url_guessed_from_the_issuer_is_not_an_audience() {
+    let k = keys();
+    let (svc, _) = layered(
+        &ParLayer::new(registry())
+            .issuer("https://as.example/tenant-a")
+            .unwrap(),
+    );
+    for aud in ["https://as.example/token", "https://as.example/tenant-b"] {
+        let a = assertion(K_ES256, &k.es256, |c| c["aud"] = json!(aud));
+        assert_refused(send(&svc, push(K_ES256, &a)).await, &a, &[]).await;
+    }
+    let a = assertion(K_ES256, &k.es256, |c| {
+        c["aud"] = json!("https://as.example/tenant-a")
+    });
+    assert_eq!(send(&svc, push(K_ES256, &a)).await.status(), 201);
+}
+
+/// DPOP-9 without credentials: a token request's proof is recorded only
+/// once its client has authenticated, so requests without credentials
+/// cannot fill the replay cache; the same proof then still works once.
+#[tokio::test]
+async fn token_endpoint_records_a_dpop_proof_only_for_an_authenticated_client() {
+    let tokens = layer().token_endpoint();
+    let dpop = TestKey::es256();
+    let proof = keys::dpop_proof(&dpop, "POST", TOKEN_URL, Default::default());
+    let (parts, bytes) = token_request(
+        "grant_type=authorization_code&code=c",
+        &[("authorization", &basic(B, "wrong")), ("dpop", &proof)],
+    );
+    let err = tokens
+        .authenticate_with_dpop(&parts, &Params::parse(&bytes).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_client");
+    let (parts, bytes) = token_request(
+        "grant_type=authorization_code&code=c",
+        &[("authorization", &basic(B, B_SECRET)), ("dpop", &proof)],
+    );
+    let (client, jkt) = tokens
+        .authenticate_with_dpop(&parts, &Params::parse(&bytes).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(client.client_id, B);
+    assert_eq!(jkt.as_deref().map(str::len), Some(43));
+    // Now it is spent.
+    let err = tokens
+        .authenticate_with_dpop(&parts, &Params::parse(&bytes).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_dpop_proof");
+}
+
+/// A registry whose clients can be removed while the layer runs.
+#[derive(Clone)]
+struct Mutable(std::sync::Arc<std::sync::Mutex<StaticClients>>);
+
+impl ClientAuthenticator for Mutable {
+    async fn authenticate(
+        &self,
+        credentials: &ClientCredentials,
+        request: &http::request::Parts,
+    ) -> Result<std::sync::Arc<Client>, ClientAuthError> {
+        let inner = self.0.lock().unwrap().clone();
+        inner.authenticate(credentials, request).await
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<std::sync::Arc<Client>>, ClientAuthError> {
+        let inner = self.0.lock().unwrap().clone();
+        inner.client(id).await
+    }
+}
+
+/// `CachingClients` answers lookups from memory, but JWT authentication
+/// asks the wrapped registry: a removed client stops authenticating at
+/// once, not when its cache entry expires.
+#[tokio::test]
+async fn a_removed_client_stops_authenticating_through_caching_clients() {
+    let k = keys();
+    let registry = Mutable(std::sync::Arc::new(std::sync::Mutex::new(registry())));
+    let cached =
+        tower_par::CachingClients::new(registry.clone(), std::time::Duration::from_secs(3600), 100);
+    let (svc, _) = layered(&ParLayer::new(cached).issuer(ISS).unwrap());
+    let a = assertion(K_ES256, &k.es256, |_| {});
+    assert_eq!(send(&svc, push(K_ES256, &a)).await.status(), 201);
+    *registry.0.lock().unwrap() = StaticClients::new();
+    let a = assertion(K_ES256, &k.es256, |_| {});
+    assert_refused(send(&svc, push(K_ES256, &a)).await, &a, &[]).await;
 }

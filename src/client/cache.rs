@@ -158,6 +158,16 @@ impl<C: ClientAuthenticator> ClientAuthenticator for CachingClients<C> {
         self.inner.may_require_par()
     }
 
+    /// JWT client authentication reads the registration from the wrapped
+    /// registry, never from the cache: a removed client, key or method
+    /// stops authenticating at once.
+    async fn client_for_authentication(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<Client>>, ClientAuthError> {
+        self.inner.client(client_id).await
+    }
+
     // Secrets are not kept here: each `client_secret_jwt` verification
     // asks the wrapped registry.
     async fn client_secret(&self, client_id: &str) -> Result<Option<Secret>, ClientAuthError> {

@@ -200,6 +200,8 @@ pub(crate) enum KeysError {
     Fetch(String),
     /// Its key members are inconsistent.
     Invalid(String),
+    /// Every cache slot was fetched within the refetch interval.
+    CacheFull,
 }
 
 impl KeysError {
@@ -212,6 +214,7 @@ impl KeysError {
                 .into(),
             Self::Fetch(why) => format!("the client's jwks_uri could not be fetched: {why}"),
             Self::Invalid(why) => format!("the client's keys are misregistered: {why}"),
+            Self::CacheFull => "too many key sets are being fetched; retry later".into(),
         }
     }
 }
@@ -259,6 +262,7 @@ enum Step {
     Ready(Jwks),
     Failed(String),
     Wait(SharedFetch),
+    CacheFull,
 }
 
 impl ClientKeys {
@@ -332,6 +336,7 @@ impl ClientKeys {
         match step {
             Step::Ready(jwks) => Ok(jwks),
             Step::Failed(why) => Err(KeysError::Fetch(why)),
+            Step::CacheFull => Err(KeysError::CacheFull),
             Step::Wait(fetch) => fetch.await.map_err(KeysError::Fetch),
         }
     }
@@ -385,8 +390,9 @@ impl ClientKeys {
             slot.in_flight = Some(fetch.clone());
             return Step::Wait(fetch);
         }
-        if slots.len() >= settings.max_entries && !evict(&mut slots, now) {
-            return Step::Failed("too many key sets are being fetched; retry later".into());
+        if slots.len() >= settings.max_entries && !evict(&mut slots, now, settings.refetch_interval)
+        {
+            return Step::CacheFull;
         }
         let fetch = self.start(uri, fetcher);
         slots.insert(
@@ -455,7 +461,7 @@ const ABANDONED: Duration = Duration::from_secs(600);
 /// Makes room for one slot: drops every stale slot, or else the one
 /// fetched longest ago. Slots with a fetch in progress stay (their waiters
 /// hold them) unless abandoned. `false` when every slot is busy.
-fn evict(slots: &mut HashMap<String, Slot>, now: Instant) -> bool {
+fn evict(slots: &mut HashMap<String, Slot>, now: Instant, refetch_interval: Duration) -> bool {
     let before = slots.len();
     slots.retain(|_, s| {
         (s.in_flight.is_some() && now.duration_since(s.fetched_at) < ABANDONED)
@@ -465,9 +471,14 @@ fn evict(slots: &mut HashMap<String, Slot>, now: Instant) -> bool {
     if slots.len() < before {
         return true;
     }
+    // A slot fetched within the refetch interval stays: evicting it would
+    // let requests that rotate over more URIs than the cache holds force
+    // one fetch each.
     let oldest = slots
         .iter()
-        .filter(|(_, s)| s.in_flight.is_none())
+        .filter(|(_, s)| {
+            s.in_flight.is_none() && now.duration_since(s.fetched_at) >= refetch_interval
+        })
         .min_by_key(|(_, s)| s.fetched_at)
         .map(|(k, _)| k.clone());
     match oldest {
@@ -807,8 +818,30 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_holds_at_most_max_entries() {
+        // Slots fetched within the refetch interval are not evicted: the
+        // third URI waits (a rotation over many URIs cannot force a fetch
+        // per request).
         let settings = JwksCacheConfig {
             max_entries: 2,
+            ..JwksCacheConfig::default()
+        };
+        let keys = ClientKeys::new(Some(Arc::new(Fixed)), settings);
+        for i in 0..2 {
+            let client = Client::new("c", AuthMethod::PrivateKeyJwt)
+                .jwks_uri(format!("https://c{i}.example/jwks"));
+            assert!(keys.keys_for(&client, Some("k1"), Alg::EdDSA).await.is_ok());
+        }
+        let third = Client::new("c", AuthMethod::PrivateKeyJwt).jwks_uri("https://c2.example/jwks");
+        assert_eq!(
+            keys.keys_for(&third, Some("k1"), Alg::EdDSA)
+                .await
+                .unwrap_err(),
+            KeysError::CacheFull
+        );
+        // Past the interval they are.
+        let settings = JwksCacheConfig {
+            max_entries: 2,
+            refetch_interval: Duration::ZERO,
             ..JwksCacheConfig::default()
         };
         let keys = ClientKeys::new(Some(Arc::new(Fixed)), settings);

@@ -198,7 +198,7 @@ where
         crate::trace::auth_failed(client_id, &reason);
         refused(NOT_VERIFIED)
     };
-    let client = match cfg.clients.client(client_id).await {
+    let client = match cfg.clients.client_for_authentication(client_id).await {
         Ok(Some(client)) if client.client_id == client_id => client,
         Ok(_) => return Err(not_verified(ClientAuthError::UnknownClient)),
         Err(ClientAuthError::Unavailable(_)) => return Err(unavailable()),
@@ -230,8 +230,14 @@ where
             .await
         {
             Ok(jwks) => jwks,
-            Err(KeysError::NoKeys) => return Err(not_verified(ClientAuthError::BadCredentials)),
-            Err(e) => return Err(refused(e.description())),
+            // AUTH-1: a key lookup that failed tells nothing more than a bad
+            // signature would (the detail goes to the log); a full cache is
+            // the server's problem, not the client's.
+            Err(KeysError::CacheFull) => return Err(unavailable()),
+            Err(e) => {
+                crate::trace::keys_unavailable(client_id, &e.description());
+                return Err(not_verified(ClientAuthError::BadCredentials));
+            }
         };
         jose::verify_with_keys(token, &jwks.keys, &[alg])
     };
@@ -362,9 +368,11 @@ fn check_aud<C, St>(
             ))),
         };
     }
+    // The token endpoint URL only when configured: a URL guessed from the
+    // issuer's origin could be another tenant's on the same host.
     let accepted = [
         Some(issuer.to_owned()),
-        cfg.advertised_token_endpoint(),
+        cfg.token_endpoint_url.clone(),
         cfg.advertised_par_endpoint(),
     ];
     let names_us = |s: &str| accepted.iter().flatten().any(|a| a == s);
@@ -403,7 +411,14 @@ async fn mark_used<C, St: ParStore>(
     now: u64,
 ) -> Result<(), OAuthError> {
     let leeway = cfg.jwt_leeway().as_secs();
-    let ttl = Duration::from_secs(exp.saturating_add(leeway).saturating_sub(now).max(1));
+    // One second more: acceptance compares whole seconds, so an assertion
+    // is accepted until just before `exp + leeway + 1`.
+    let ttl = Duration::from_secs(
+        exp.saturating_add(leeway)
+            .saturating_add(1)
+            .saturating_sub(now)
+            .max(1),
+    );
     match cfg.store.mark_once(&replay_key(client_id, jti), ttl).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(refused(

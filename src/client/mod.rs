@@ -423,6 +423,18 @@ pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
         true
     }
 
+    /// Looks a client up to authenticate it with a JWT assertion: its
+    /// method, pinned algorithm and keys. The default is
+    /// [`client`](Self::client); a caching wrapper answers from the
+    /// registry itself, so that a removed client or key stops
+    /// authenticating at once.
+    fn client_for_authentication(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Client>>, ClientAuthError>> + Send {
+        self.client(client_id)
+    }
+
     /// The client secret itself, for a `client_secret_jwt` client: the key
     /// of its HMAC assertions (OIDC Core §9). A registry that keeps only
     /// digests cannot offer this method; the default answers `Ok(None)`,
