@@ -114,9 +114,13 @@ where
         Ok(self)
     }
 
-    /// The token endpoint advertised in the document that
+    /// The token endpoint URL: advertised in the document that
     /// [`metadata_document`](Self::metadata_document) serves (default: the
-    /// issuer's origin + `/token`).
+    /// issuer's origin + `/token`), the `htu` of DPoP proofs at
+    /// [`TokenEndpoint`](crate::TokenEndpoint), and, once set, an accepted
+    /// client-assertion `aud` outside FAPI (RFC 9126 §2). Without it, only
+    /// the issuer and the PAR endpoint URL are accepted audiences: a URL
+    /// guessed from the issuer's origin could be another tenant's.
     pub fn token_endpoint_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
         check_url("token_endpoint_url", &url)?;

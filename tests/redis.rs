@@ -847,3 +847,102 @@ async fn unreachable_redis_fails_to_connect_with_a_clear_error() {
     assert!(text.contains("unavailable"), "{text}");
     assert!(!text.contains("pw@"), "{text}");
 }
+
+// ---- JWT replay across instances (AUTH-13, DPOP-9) --------------------------
+
+mod keys;
+
+/// Two layers, each with its own connection to one Redis, refuse each
+/// other's replays: a client assertion's `jti` and a DPoP proof's `jti`
+/// are recorded through `mark_once` in the shared store.
+#[tokio::test]
+async fn assertion_and_dpop_replays_are_refused_across_instances_on_redis() {
+    use tower::ServiceExt;
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let key = keys::TestKey::es256();
+    let dpop = keys::TestKey::es256();
+    let clients = StaticClients::new()
+        .with_client(
+            Client::new("k", AuthMethod::PrivateKeyJwt)
+                .redirect_uri(CB)
+                .jwks(tower_par::Jwks::from_value(key.jwks("k1")).unwrap()),
+            None,
+        )
+        .unwrap();
+    let prefix = unique_prefix();
+    let instance = |store: RedisStore| {
+        ParLayer::new(clients.clone())
+            .issuer("https://as.example")
+            .unwrap()
+            .with_store(store)
+            .layer(tower::service_fn(
+                |_req: Request<ParRequestBody<Full<Bytes>>>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                },
+            ))
+    };
+    let a = instance(redis.store(&prefix).await);
+    let b = instance(redis.store(&prefix).await);
+    let assertion = || {
+        let mut header = jsonwebtoken::Header::default();
+        header.kid = Some("k1".into());
+        key.sign(
+            header,
+            &keys::assertion_claims("k", "https://as.example".into()),
+        )
+    };
+    let push = |assertion: &str, proof: &str| {
+        let body = format!(
+            "response_type=code&client_id=k&redirect_uri={}&client_assertion_type={}&client_assertion={assertion}",
+            "https%3A%2F%2Fc.example%2Fcb",
+            "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        );
+        Request::post("/par")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("dpop", proof)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let proof = || keys::dpop_proof(&dpop, "POST", "https://as.example/par", Default::default());
+    let (used_assertion, used_proof) = (assertion(), proof());
+    let res = a
+        .clone()
+        .oneshot(push(&used_assertion, &used_proof))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // The same assertion at the other instance, with a fresh proof.
+    let res = b
+        .clone()
+        .oneshot(push(&used_assertion, &proof()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("already used"));
+
+    // The same proof at the other instance, with a fresh assertion.
+    let res = b
+        .clone()
+        .oneshot(push(&assertion(), &used_proof))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("invalid_dpop_proof") && body.contains("already used"),
+        "{body}"
+    );
+
+    // Both fresh: accepted there too.
+    let res = b
+        .clone()
+        .oneshot(push(&assertion(), &proof()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
