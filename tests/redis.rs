@@ -886,8 +886,10 @@ async fn assertion_and_dpop_replays_are_refused_across_instances_on_redis() {
     let a = instance(redis.store(&prefix).await);
     let b = instance(redis.store(&prefix).await);
     let assertion = || {
-        let mut header = jsonwebtoken::Header::default();
-        header.kid = Some("k1".into());
+        let header = jsonwebtoken::Header {
+            kid: Some("k1".into()),
+            ..Default::default()
+        };
         key.sign(
             header,
             &keys::assertion_claims("k", "https://as.example".into()),
