@@ -47,6 +47,25 @@ impl<B> ParRequestBody<B> {
     }
 }
 
+/// An empty body, whatever `B` is: for middleware that builds a request
+/// of its own.
+///
+/// ```
+/// use http_body::Body;
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower_par::ParRequestBody;
+///
+/// let body = ParRequestBody::<Full<Bytes>>::default();
+/// assert!(body.is_end_stream());
+/// assert_eq!(body.size_hint().exact(), Some(0));
+/// ```
+impl<B> Default for ParRequestBody<B> {
+    fn default() -> Self {
+        Self::rewritten(Bytes::new())
+    }
+}
+
 impl<B> Body for ParRequestBody<B>
 where
     B: Body<Data = Bytes>,
@@ -116,6 +135,27 @@ impl<B> ParResponseBody<B> {
         Self {
             kind: ResponseKind::Own { body },
         }
+    }
+}
+
+/// An empty body, whatever `B` is. tower-http's `CorsLayer` (preflight
+/// answers) and `TimeoutLayer` (`408`) answer with `ResBody::default()`,
+/// so they compose over the layer even when `B` itself has no default
+/// (hyper's `Incoming`, for instance).
+///
+/// ```
+/// use http_body::Body;
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower_par::ParResponseBody;
+///
+/// let body = ParResponseBody::<Full<Bytes>>::default();
+/// assert!(body.is_end_stream());
+/// assert_eq!(body.size_hint().exact(), Some(0));
+/// ```
+impl<B> Default for ParResponseBody<B> {
+    fn default() -> Self {
+        Self::own(Full::new(Bytes::new()))
     }
 }
 

@@ -158,6 +158,7 @@ mod names;
 mod params;
 mod request_uri;
 mod service;
+mod span;
 mod store;
 mod token;
 mod trace;
@@ -180,6 +181,9 @@ pub use layer::ParLayer;
 pub use params::{Params, ParamsError};
 pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
 pub use service::Par;
+#[cfg(feature = "tower-http")]
+pub use span::RedactedMakeSpan;
+pub use span::{redacted_uri, REDACTED_PARAMS};
 pub use store::{
     Completion, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
     StoreError,
