@@ -86,12 +86,19 @@ where
 async fn document<S, C, St, B, ResB>(
     cfg: Arc<Config<C, St>>,
     mut inner: S,
-    req: Request<B>,
+    mut req: Request<B>,
 ) -> Result<Response<ParResponseBody<ResB>>, S::Error>
 where
     S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
     ResB: Body<Data = Bytes>,
 {
+    // META-13: ask for the document unencoded, so that a compression layer
+    // inside this one cannot hide it; one outside still compresses the
+    // result.
+    req.headers_mut().insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let res = inner.call(req.map(ParRequestBody::original)).await?;
     let Some(par_endpoint) = cfg.advertised_par_endpoint() else {
         return Ok(res.map(ParResponseBody::inner));
