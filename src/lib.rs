@@ -67,6 +67,118 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Placement in a stack
+//!
+//! The layer answers the PAR endpoint itself and edits the discovery
+//! documents on their way out: what runs outside it sees every request;
+//! what runs inside it sees only what it passes on, never a push. From
+//! the outside in:
+//!
+//! | layer | where | why |
+//! |---|---|---|
+//! | `TraceLayer` | outside | inside, it never sees `/par`. Its default span records the full URI, `request_uri` included: make the span with [`redacted_uri`] (or `RedactedMakeSpan`, feature `tower-http`) |
+//! | `CorsLayer` | outside | inside, it never sees the preflight to `/par`, which the PAR endpoint answers `405` (PAR-20) |
+//! | `CompressionLayer` | either | the layer asks for the document it edits uncompressed (META-13); outside, its own answers are compressed too |
+//! | `TimeoutLayer` | outside | it then bounds the push too: client authentication, JWKS fetches, the store |
+//! | `RequestBodyLimitLayer` | either | outside, it also bounds `/par` (`413` for a declared `Content-Length`); [`ParLayer::max_body_size`] bounds `/par` in any case |
+//!
+//! With [`ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
+//! the first `.layer` is the outermost; with axum's `Router::layer` the
+//! last call is.
+//!
+//! The layer does not answer CORS preflights itself: which origins may
+//! push is a policy it has no setting for, and most PAR clients are
+//! servers, which send none. For a browser-based client, put a
+//! `CorsLayer` outside the layer, and keep CORS off the authorization
+//! endpoint, which is navigated to, never fetched (FAPI 2.0 forbids CORS
+//! there, FAPI-26); `AllowOrigin::predicate` sees the path:
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use http::{header, Method, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_http::{
+//!     compression::CompressionLayer,
+//!     cors::{AllowOrigin, CorsLayer},
+//!     limit::RequestBodyLimitLayer,
+//!     timeout::TimeoutLayer,
+//!     trace::TraceLayer,
+//! };
+//! use tower_par::{redacted_uri, AuthMethod, Client, ParLayer, StaticClients};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let clients = StaticClients::new().with_client(
+//!     Client::new("spa", AuthMethod::None).redirect_uri("https://spa.example/cb"),
+//!     None,
+//! )?;
+//! let par = ParLayer::new(clients).issuer("https://as.example")?.metadata(true);
+//! let cors = CorsLayer::new()
+//!     .allow_origin(AllowOrigin::predicate(|origin, parts| {
+//!         origin == "https://spa.example" && parts.uri.path() == "/par"
+//!     }))
+//!     .allow_methods([Method::POST])
+//!     .allow_headers([header::CONTENT_TYPE]);
+//!
+//! let app = Router::new()
+//!     .route("/authorize", get(|| async { "your authorization endpoint" }))
+//!     // `Router::layer`: the last call is the outermost layer.
+//!     .layer(par)
+//!     .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)))
+//!     .layer(RequestBodyLimitLayer::new(64 * 1024))
+//!     .layer(CompressionLayer::new())
+//!     .layer(cors)
+//!     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+//!         tracing::info_span!("request", method = %req.method(), uri = %redacted_uri(req.uri()))
+//!     }));
+//!
+//! let preflight = Request::options("/par")
+//!     .header("origin", "https://spa.example")
+//!     .header("access-control-request-method", "POST")
+//!     .body(axum::body::Body::empty())?;
+//! let res = app.oneshot(preflight).await?;
+//! assert_eq!(res.headers()["access-control-allow-origin"], "https://spa.example");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Under a path prefix
+//!
+//! `Router::new().nest("/oauth", routes.layer(par))` answers `404` for
+//! `/oauth/par`: `nest` takes over the nested router's routes (each with
+//! its layers) under the prefix, and `/par` is not one of them, so the
+//! request falls to the outer router's fallback, which the layer does not
+//! wrap. Either put the layer outside the nest, with the prefixed paths,
+//! or mount the layered router with `nest_service`, which strips the
+//! prefix; the layer then still sees `/par`, so tell it the URL it is
+//! published at (advertised in the metadata, and the URL that DPoP proofs
+//! and client assertions name):
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_par::{ParLayer, StaticClients};
+//!
+//! # fn main() -> Result<(), tower_par::ConfigError> {
+//! fn routes() -> Router {
+//!     Router::new().route("/authorize", get(|| async { "your authorization endpoint" }))
+//! }
+//!
+//! // The layer outside the nest: `/oauth/par`, `/oauth/authorize`.
+//! let par = ParLayer::new(StaticClients::new())
+//!     .issuer("https://as.example")?
+//!     .par_path("/oauth/par")?
+//!     .authorize_path("/oauth/authorize")?;
+//! let app: Router = Router::new().nest("/oauth", routes()).layer(par);
+//!
+//! // Or `nest_service`: the layer sees `/par` and `/authorize`.
+//! let par = ParLayer::new(StaticClients::new())
+//!     .issuer("https://as.example")?
+//!     .par_endpoint_url("https://as.example/oauth/par")?;
+//! let app: Router = Router::new().nest_service("/oauth", routes().layer(par));
+//! # let _ = app;
+//! # Ok(()) }
+//! ```
+//!
 //! # What the layer validates
 //!
 //! At the PAR endpoint (RFC 9126 §2.1): POST with a form body only, no
@@ -105,6 +217,8 @@
 //!   it, set a `JwksFetcher` of your own with `ParLayer::jwks_fetcher`.
 //! - `redis` (default): [`RedisStore`], pushed requests and the replay
 //!   cache shared by several instances.
+//! - `tower-http`: `RedactedMakeSpan`, a `MakeSpan` for tower-http's
+//!   `TraceLayer` whose spans carry the URI through [`redacted_uri`].
 //!
 //! A token endpoint of your own authenticates clients as the PAR endpoint
 //! does, with the same registry and replay cache, through

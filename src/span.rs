@@ -52,9 +52,8 @@ const REDACTED: &str = "[redacted]";
 /// Parameter names are compared after form-url-decoding and ignoring case,
 /// so `request%5Furi` and `Request_URI` are redacted too; a name that does
 /// not decode has its value redacted as well. Use it wherever a request
-/// URI is logged, e.g. in a `TraceLayer` span (see
-/// [`RedactedMakeSpan`](crate::RedactedMakeSpan) with the `tower-http`
-/// feature):
+/// URI is logged, e.g. in a `TraceLayer` span (or use `RedactedMakeSpan`,
+/// feature `tower-http`):
 ///
 /// ```
 /// use tower_par::redacted_uri;
@@ -75,10 +74,11 @@ const REDACTED: &str = "[redacted]";
 /// use tower_http::trace::TraceLayer;
 /// use tower_par::redacted_uri;
 ///
-/// let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+/// let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
 ///     tracing::info_span!("request", method = %req.method(), uri = %redacted_uri(req.uri()))
 /// });
-/// # let _ = trace;
+/// let app: axum::Router = axum::Router::new().layer(trace);
+/// # let _ = app;
 /// ```
 pub fn redacted_uri(uri: &Uri) -> String {
     let mut out = String::with_capacity(uri.path().len() + uri.query().map_or(0, str::len) + 16);

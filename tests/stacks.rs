@@ -64,7 +64,7 @@ fn par() -> ParLayer {
     layer().issuer(ISSUER).unwrap().metadata(true)
 }
 
-/// CORS for the PAR endpoint only: FAPI 2.0 (§5.3.2.1, FAPI-26) forbids
+/// CORS for the PAR endpoint only: FAPI 2.0 (FAPI-26) forbids
 /// CORS at the authorization endpoint, and `AllowOrigin::predicate` sees
 /// the request's path.
 fn cors() -> CorsLayer {
