@@ -545,3 +545,61 @@ async fn layer_outside_a_nest_with_prefixed_paths() {
     let seen = redeem_at(&app, "/oauth/authorize", &request_uri).await;
     assert_eq!(seen["query"], c_form());
 }
+
+// ---------------------------------------------------------------------------
+// hyper, with an inner body that has no `Default`
+// ---------------------------------------------------------------------------
+
+type Chunks = futures::stream::Iter<
+    std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+>;
+
+#[tokio::test]
+async fn cors_and_timeout_over_the_layer_on_hyper_with_a_streamed_inner_body() {
+    // `StreamBody` has no `Default`; `ParResponseBody<StreamBody<_>>` does,
+    // which is all `CorsLayer` and `TimeoutLayer` ask for.
+    let handler = |req: Request<tower_par::ParRequestBody<hyper::body::Incoming>>| async move {
+        let frames = vec![Ok(http_body::Frame::data(Bytes::from(
+            req.uri().query().unwrap_or("").to_owned(),
+        )))];
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(
+            futures::stream::iter(frames) as Chunks,
+        )))
+    };
+    let svc = ServiceBuilder::new()
+        .layer(cors())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(5),
+        ))
+        .layer(par())
+        .service_fn(handler);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    let http = client(addr, false);
+
+    let res = send(&http, preflight("/par")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(allow_origin(res.headers()), Some(SPA));
+
+    let request_uri = push_c(&http).await;
+    let uri = format!(
+        "/authorize?client_id={C_ID}&request_uri={}",
+        form_encode(&request_uri)
+    );
+    assert_eq!(body_string(send(&http, get(&uri)).await).await, c_form());
+}
