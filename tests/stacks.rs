@@ -513,13 +513,25 @@ fn under_oauth(mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
 async fn nest_service_mounts_the_layer_under_a_prefix() {
     // `nest_service` hands the whole nested service every request under
     // the prefix, with the prefix stripped: the layer's own paths stay
-    // `/par` and `/authorize`.
-    let app = Router::new().nest_service("/oauth", app().layer(par()));
+    // `/par` and `/authorize`, so it is told the URL it is published at.
+    let par = par()
+        .par_endpoint_url(format!("{ISSUER}/oauth/par"))
+        .unwrap();
+    let app = Router::new().nest_service("/oauth", app().layer(par));
     let svc = tower::service_fn(move |req| app.clone().oneshot(under_oauth(req)));
 
     let request_uri = push_c(&svc).await;
     let seen = redeem_at(&svc, "/authorize", &request_uri).await;
     assert_eq!(seen["query"], c_form());
+
+    let doc: Value = serde_json::from_str(
+        &body_string(svc.oneshot(metadata_request("identity")).await.unwrap()).await,
+    )
+    .unwrap();
+    assert_eq!(
+        doc["pushed_authorization_request_endpoint"],
+        format!("{ISSUER}/oauth/par")
+    );
 }
 
 #[tokio::test]
