@@ -157,8 +157,11 @@ mod layer;
 mod names;
 mod params;
 mod request_uri;
+mod secret;
 mod service;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod token;
 mod trace;
 mod validate;
@@ -172,13 +175,16 @@ pub use client::{
 };
 #[cfg(feature = "jwt")]
 pub use client::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
-pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
+pub use config::{
+    ConfigError, ConfigErrorKind, Metadata, PkcePolicy, Profile, Redemption, Setting,
+};
 pub use endpoint::authorize::PushedAuthorization;
 pub use error::OAuthError;
 pub use future::ResponseFuture;
 pub use layer::ParLayer;
 pub use params::{Params, ParamsError};
 pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
+pub use secret::{secret_sha256, verify_secret_sha256};
 pub use service::Par;
 pub use store::{
     Completion, MemoryStore, MemoryStoreConfig, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
