@@ -17,9 +17,13 @@ use crate::validate::Validator;
 
 /// Adds Pushed Authorization Requests (RFC 9126) to the wrapped service.
 ///
-/// Builder methods consume and return the layer; settings that can be
-/// wrong return `Result<Self, ConfigError>`, so nothing fails once the layer
-/// serves requests. Clones share the store and the configuration.
+/// Builder methods consume and return the layer. A setting that can be
+/// wrong on its own returns `Result<Self, ConfigError>`; settings that are
+/// only wrong together (discovery without an issuer to advertise) are
+/// checked by [`build`](Self::build), the last call of the chain. Either
+/// way the error is a typed [`ConfigError`] naming the [`Setting`], and
+/// nothing fails once the layer serves requests. Clones share the store
+/// and the configuration.
 ///
 /// ```
 /// use std::time::Duration;
@@ -34,7 +38,8 @@ use crate::validate::Validator;
 ///     .request_uri_lifetime(Duration::from_secs(90))?
 ///     .require_par(true)
 ///     .require_pkce(true)
-///     .metadata(true);
+///     .metadata(true)
+///     .build()?;
 /// # let _ = layer;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
