@@ -105,6 +105,9 @@
 //!   it, set a `JwksFetcher` of your own with `ParLayer::jwks_fetcher`.
 //! - `redis` (default): [`RedisStore`], pushed requests and the replay
 //!   cache shared by several instances.
+//! - `test-util`: `tower_par::test_util`, for your tests: push a request
+//!   through a layer and get its `request_uri`, and the store conformance
+//!   suite to run against a `ParStore` of your own.
 //!
 //! A token endpoint of your own authenticates clients as the PAR endpoint
 //! does, with the same registry and replay cache, through
