@@ -213,6 +213,10 @@ pub enum Setting {
     /// [`ParLayer::metadata_mode`](crate::ParLayer::metadata_mode) and its
     /// shorthands.
     Metadata,
+    /// [`ParLayer::profile`](crate::ParLayer::profile).
+    Profile,
+    /// `ParLayer::require_signed_request_object` (feature `jwt`).
+    RequireSignedRequestObject,
     /// `ParLayer::jwt_leeway` (feature `jwt`).
     JwtLeeway,
     /// `ParLayer::max_assertion_lifetime` (feature `jwt`).
@@ -241,6 +245,8 @@ impl Setting {
             Self::FlowWindow => "flow_window",
             Self::FlowCookieName => "flow_cookie_name",
             Self::Metadata => "metadata_mode",
+            Self::Profile => "profile",
+            Self::RequireSignedRequestObject => "require_signed_request_object",
             Self::JwtLeeway => "jwt_leeway",
             Self::MaxAssertionLifetime => "max_assertion_lifetime",
             Self::DpopProofMaxAge => "dpop_proof_max_age",
@@ -441,6 +447,23 @@ impl Settings {
                 Setting::Metadata,
                 ConfigErrorKind::Requires,
                 "metadata needs an issuer or a par_endpoint_url to advertise",
+            ));
+        }
+        // FAPI-3, FAPI-8: FAPI clients authenticate with private_key_jwt,
+        // whose only accepted `aud` is the issuer: without one, none could.
+        if self.is_fapi() && self.issuer.is_none() {
+            return Err(ConfigError::new(
+                Setting::Profile,
+                ConfigErrorKind::Requires,
+                "Profile::Fapi2 needs an issuer: it is the only accepted client assertion aud",
+            ));
+        }
+        // JAR-2: a request object's `aud` must contain the issuer.
+        if self.jwt.require_signed_request_object && self.issuer.is_none() {
+            return Err(ConfigError::new(
+                Setting::RequireSignedRequestObject,
+                ConfigErrorKind::Requires,
+                "require_signed_request_object needs an issuer: request objects are addressed to it",
             ));
         }
         Ok(())

@@ -549,8 +549,16 @@ where
         self
     }
 
-    /// Checks the combination of settings (e.g. discovery without an
-    /// issuer to advertise, [`Setting::Metadata`]) and returns the layer.
+    /// Checks the combination of settings and returns the layer. Refused
+    /// (all [`ConfigErrorKind::Requires`]):
+    ///
+    /// - discovery without an `issuer` or `par_endpoint_url` to advertise
+    ///   ([`Setting::Metadata`]);
+    /// - [`Profile::Fapi2`] without an `issuer`, the only accepted client
+    ///   assertion `aud` ([`Setting::Profile`]);
+    /// - `require_signed_request_object(true)` without an `issuer`, the
+    ///   request objects' audience ([`Setting::RequireSignedRequestObject`]).
+    ///
     /// The single-setting checks happened in the fallible setters; this is
     /// the one place where settings that are only wrong together are
     /// refused, before the layer serves a request.

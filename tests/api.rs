@@ -76,6 +76,24 @@ fn build_checks_combinations_once() {
         .build();
     assert!(ok.is_ok());
     assert!(default_layer().build().is_ok());
+
+    let err = default_layer().profile(Profile::Fapi2).build().unwrap_err();
+    assert_eq!(
+        (err.setting(), err.kind()),
+        (Setting::Profile, ConfigErrorKind::Requires)
+    );
+    let fapi = default_layer()
+        .profile(Profile::Fapi2)
+        .issuer("https://as.example");
+    assert!(fapi.unwrap().build().is_ok());
+    #[cfg(feature = "jwt")]
+    {
+        let err = default_layer()
+            .require_signed_request_object(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.setting(), Setting::RequireSignedRequestObject);
+    }
 }
 
 /// The bool shorthands write one `Metadata`, whatever their order: with

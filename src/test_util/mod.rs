@@ -4,7 +4,7 @@
 //!   client would, and returns the `request_uri`, to test an
 //!   authorization endpoint behind the layer without writing the PAR call.
 //! - [`store_conformance`] (and [`allowance_conformance`]): the checks every
-//!   built-in [`ParStore`](crate::ParStore) passes, for stores of your own.
+//!   built-in [`ParStore`] passes, for stores of your own.
 //!
 //! Enable it for tests only:
 //!
