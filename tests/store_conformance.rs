@@ -1,26 +1,26 @@
-//! The store conformance suite (`tests/conformance`) against `MemoryStore`.
+//! The store conformance suite (`tower_par::test_util`, feature
+//! `test-util`) against `MemoryStore`.
 
-mod conformance;
-
-use conformance::conformance;
+use tower_par::test_util::{allowance_conformance, store_conformance};
 use tower_par::{MemoryStore, MemoryStoreConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
-    conformance(MemoryStore::new).await;
+    store_conformance(MemoryStore::new).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_with_eager_sweeping_conforms() {
     // Sweeping after every insert must not change any answer.
-    conformance(|| MemoryStore::with_config(MemoryStoreConfig::default().sweep_every(1))).await;
+    store_conformance(|| MemoryStore::with_config(MemoryStoreConfig::default().sweep_every(1)))
+        .await;
 }
 
 /// PAR-20 (429 only for a client over its own rate): the per-client
 /// allowances, generic part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_allowances_conform() {
-    conformance::allowance_conformance(|a| {
+    allowance_conformance(|a| {
         MemoryStore::with_config(
             MemoryStoreConfig::default()
                 .max_pending_per_client(a.pushed_per_client)
