@@ -120,13 +120,13 @@ fn layer(es256: &Key, ps256: &Key) -> ParLayer {
     ParLayer::new(clients)
         .issuer(ISSUER)
         .unwrap()
-        .with_store(MemoryStore::with_config(MemoryStoreConfig {
-            max_pending: 10_000_000,
-            max_pending_per_client: 10_000_000,
-            max_in_flow_per_client: 10_000_000,
-            max_pending_bytes: usize::MAX,
-            ..MemoryStoreConfig::default()
-        }))
+        .with_store(MemoryStore::with_config(
+            MemoryStoreConfig::default()
+                .max_pending(10_000_000)
+                .max_pending_per_client(10_000_000)
+                .max_in_flow_per_client(10_000_000)
+                .max_pending_bytes(usize::MAX),
+        ))
 }
 
 fn request(body: String, headers: &[(&'static str, String)]) -> Request<Full<Bytes>> {

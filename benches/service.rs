@@ -58,13 +58,13 @@ fn layer() -> ParLayer {
     ParLayer::new(clients)
         .issuer("http://127.0.0.1:3001")
         .unwrap()
-        .with_store(MemoryStore::with_config(MemoryStoreConfig {
-            max_pending: 10_000_000,
-            max_pending_per_client: 10_000_000,
-            max_in_flow_per_client: 10_000_000,
-            max_pending_bytes: usize::MAX,
-            ..MemoryStoreConfig::default()
-        }))
+        .with_store(MemoryStore::with_config(
+            MemoryStoreConfig::default()
+                .max_pending(10_000_000)
+                .max_pending_per_client(10_000_000)
+                .max_in_flow_per_client(10_000_000)
+                .max_pending_bytes(usize::MAX),
+        ))
 }
 
 fn get(uri: &str) -> Request<Full<Bytes>> {

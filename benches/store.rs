@@ -18,14 +18,14 @@ const PARAMS: &str = "response_type=code&client_id=demo-client\
 const TTL: Duration = Duration::from_secs(600);
 
 fn store() -> MemoryStore {
-    MemoryStore::with_config(MemoryStoreConfig {
-        max_pending: 10_000_000,
-        max_pending_per_client: 10_000_000,
-        // The store that holds a million entries is past the default
-        // byte budget.
-        max_pending_bytes: usize::MAX,
-        ..MemoryStoreConfig::default()
-    })
+    MemoryStore::with_config(
+        MemoryStoreConfig::default()
+            .max_pending(10_000_000)
+            .max_pending_per_client(10_000_000)
+            // The store that holds a million entries is past the default
+            // byte budget.
+            .max_pending_bytes(usize::MAX),
+    )
 }
 
 fn request(client: &str) -> PushedRequest {

@@ -135,13 +135,13 @@ fn run(threads: usize, secs: u64, flow: bool) -> Result<f64, String> {
             Some("demo-secret"),
         )
         .map_err(|e| e.to_string())?;
-    let store = MemoryStore::with_config(MemoryStoreConfig {
-        max_pending: 50_000_000,
-        max_pending_per_client: 50_000_000,
-        max_in_flow_per_client: 50_000_000,
-        max_pending_bytes: usize::MAX,
-        ..MemoryStoreConfig::default()
-    });
+    let store = MemoryStore::with_config(
+        MemoryStoreConfig::default()
+            .max_pending(50_000_000)
+            .max_pending_per_client(50_000_000)
+            .max_in_flow_per_client(50_000_000)
+            .max_pending_bytes(usize::MAX),
+    );
     let svc = ParLayer::new(clients)
         .issuer("http://127.0.0.1:3001")
         .map_err(|e| e.to_string())?

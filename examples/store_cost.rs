@@ -105,13 +105,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ops = env("OPS", 20_000).min(1_000_000);
     let concurrency = env("CONCURRENCY", 32).clamp(1, 1024);
 
-    let memory = MemoryStore::with_config(MemoryStoreConfig {
-        max_pending: ops * 2,
-        max_pending_per_client: ops * 2,
-        max_in_flow_per_client: ops * 2,
-        max_pending_bytes: usize::MAX,
-        ..MemoryStoreConfig::default()
-    });
+    let memory = MemoryStore::with_config(
+        MemoryStoreConfig::default()
+            .max_pending(ops * 2)
+            .max_pending_per_client(ops * 2)
+            .max_in_flow_per_client(ops * 2)
+            .max_pending_bytes(usize::MAX),
+    );
     let redis = RedisStore::connect(
         RedisStoreConfig::new(url)
             .prefix(format!("cost{}:", std::process::id()))

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::validate::{Rules, Validator};
+use crate::validate::{DynValidator, Rules};
 
 /// A rule set for pushed requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,29 +155,183 @@ impl fmt::Debug for JwtSettings {
     }
 }
 
-/// Whether and how the layer touches the discovery documents.
+/// Whether and how the layer touches the discovery documents (RFC 8414,
+/// OpenID Connect Discovery), set with
+/// [`ParLayer::metadata_mode`](crate::ParLayer::metadata_mode).
+///
+/// Every mode but `Off` needs an [`issuer`](crate::ParLayer::issuer) or a
+/// [`par_endpoint_url`](crate::ParLayer::par_endpoint_url):
+/// [`ParLayer::build`](crate::ParLayer::build) refuses the combination
+/// otherwise ([`Setting::Metadata`]).
+///
+/// ```
+/// use tower_par::{Metadata, ParLayer, StaticClients};
+///
+/// let layer = ParLayer::new(StaticClients::new())
+///     .issuer("https://as.example")?
+///     .metadata_mode(Metadata::AugmentOrServe)
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), tower_par::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum MetadataMode {
+#[non_exhaustive]
+pub enum Metadata {
+    /// The default: discovery documents pass through untouched.
     #[default]
     Off,
+    /// Adds the PAR members to the wrapped service's discovery documents.
     Augment,
+    /// Like `Augment`, and serves a minimal RFC 8414 document when the
+    /// wrapped service answers 404 on the discovery paths.
     AugmentOrServe,
 }
 
-/// A setting that was rejected by the builder.
+/// The setting a [`ConfigError`] is about, named like its builder method
+/// on [`ParLayer`](crate::ParLayer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`ParLayer::par_path`](crate::ParLayer::par_path).
+    ParPath,
+    /// [`ParLayer::authorize_path`](crate::ParLayer::authorize_path).
+    AuthorizePath,
+    /// [`ParLayer::issuer`](crate::ParLayer::issuer).
+    Issuer,
+    /// [`ParLayer::par_endpoint_url`](crate::ParLayer::par_endpoint_url).
+    ParEndpointUrl,
+    /// [`ParLayer::token_endpoint_url`](crate::ParLayer::token_endpoint_url).
+    TokenEndpointUrl,
+    /// [`ParLayer::request_uri_lifetime`](crate::ParLayer::request_uri_lifetime).
+    RequestUriLifetime,
+    /// [`ParLayer::par_body_timeout`](crate::ParLayer::par_body_timeout).
+    ParBodyTimeout,
+    /// [`ParLayer::flow_window`](crate::ParLayer::flow_window).
+    FlowWindow,
+    /// [`ParLayer::flow_cookie_name`](crate::ParLayer::flow_cookie_name).
+    FlowCookieName,
+    /// [`ParLayer::metadata_mode`](crate::ParLayer::metadata_mode) and its
+    /// shorthands.
+    Metadata,
+    /// [`ParLayer::profile`](crate::ParLayer::profile).
+    Profile,
+    /// `ParLayer::require_signed_request_object` (feature `jwt`).
+    RequireSignedRequestObject,
+    /// `ParLayer::jwt_leeway` (feature `jwt`).
+    JwtLeeway,
+    /// `ParLayer::max_assertion_lifetime` (feature `jwt`).
+    MaxAssertionLifetime,
+    /// `ParLayer::dpop_proof_max_age` (feature `jwt`).
+    DpopProofMaxAge,
+    /// `ParLayer::dpop_nonce_secret` (feature `jwt`).
+    DpopNonceSecret,
+    /// `ParLayer::dpop_nonce_step` (feature `jwt`).
+    DpopNonceStep,
+    /// `ParLayer::jwks_cache` (feature `jwt`).
+    JwksCache,
+}
+
+impl Setting {
+    /// The builder method's name, e.g. `"issuer"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ParPath => "par_path",
+            Self::AuthorizePath => "authorize_path",
+            Self::Issuer => "issuer",
+            Self::ParEndpointUrl => "par_endpoint_url",
+            Self::TokenEndpointUrl => "token_endpoint_url",
+            Self::RequestUriLifetime => "request_uri_lifetime",
+            Self::ParBodyTimeout => "par_body_timeout",
+            Self::FlowWindow => "flow_window",
+            Self::FlowCookieName => "flow_cookie_name",
+            Self::Metadata => "metadata_mode",
+            Self::Profile => "profile",
+            Self::RequireSignedRequestObject => "require_signed_request_object",
+            Self::JwtLeeway => "jwt_leeway",
+            Self::MaxAssertionLifetime => "max_assertion_lifetime",
+            Self::DpopProofMaxAge => "dpop_proof_max_age",
+            Self::DpopNonceSecret => "dpop_nonce_secret",
+            Self::DpopNonceStep => "dpop_nonce_step",
+            Self::JwksCache => "jwks_cache",
+        }
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What is wrong with a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The value is malformed (not a URL, not a path, not a cookie name).
+    Invalid,
+    /// The value is outside the allowed range (a duration, a length).
+    OutOfRange,
+    /// The setting needs another one that is missing (checked by
+    /// [`ParLayer::build`](crate::ParLayer::build)).
+    Requires,
+}
+
+/// A setting that was rejected by the builder: which one
+/// ([`setting`](Self::setting)), what is wrong ([`kind`](Self::kind)), and
+/// a message for people ([`Display`](fmt::Display)).
+///
+/// ```
+/// use tower_par::{ConfigErrorKind, ParLayer, Setting, StaticClients};
+///
+/// let err = ParLayer::new(StaticClients::new()).issuer("as.example").unwrap_err();
+/// assert_eq!(err.setting(), Setting::Issuer);
+/// assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+/// assert!(err.to_string().starts_with("issuer 'as.example'"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub(crate) String);
+pub struct ConfigError {
+    setting: Setting,
+    kind: ConfigErrorKind,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(setting: Setting, kind: ConfigErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            setting,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn out_of_range(setting: Setting, message: impl Into<String>) -> Self {
+        Self::new(setting, ConfigErrorKind::OutOfRange, message)
+    }
+
+    /// The rejected setting.
+    pub fn setting(&self) -> Setting {
+        self.setting
+    }
+
+    /// What is wrong with it.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+/// Every setting of the layer but the registry and the store, so that
+/// [`Config::with_store`] moves them in one piece and a new setting is
+/// written in one place (here, `Settings::default` and `Debug`).
 #[derive(Clone)]
-pub(crate) struct Config<C, St> {
+pub(crate) struct Settings {
     pub(crate) par_path: String,
     pub(crate) authorize_path: String,
     pub(crate) issuer: Option<String>,
@@ -191,22 +345,28 @@ pub(crate) struct Config<C, St> {
     pub(crate) require_par_clients: HashSet<String>,
     pub(crate) profile: Profile,
     pub(crate) pkce: PkcePolicy,
-    pub(crate) metadata: MetadataMode,
+    /// The `metadata(bool)` shorthand: augment the discovery documents.
+    pub(crate) metadata_augment: bool,
+    /// The `metadata_document(bool)` shorthand: also serve a document on
+    /// 404. Two flags, so that the shorthands' order does not matter.
+    pub(crate) metadata_serve: bool,
     pub(crate) pass_foreign_request_uris: bool,
     pub(crate) redemption: Redemption,
     pub(crate) flow_window: Duration,
     pub(crate) flow_cookie: FlowCookie,
-    pub(crate) clients: C,
-    pub(crate) store: St,
-    pub(crate) validator: Option<Arc<dyn Validator>>,
+    /// The user's push-time rules, run in the order they were added.
+    pub(crate) validators: Vec<Arc<dyn DynValidator>>,
+    /// Renders the browser-facing error pages of the authorization
+    /// endpoint; `None`: the built-in HTML or JSON.
+    pub(crate) error_page: Option<crate::error::ErrorPageFn>,
     pub(crate) jwt: JwtSettings,
     /// Clients' keys: inline `jwks`, or `jwks_uri` fetched and cached.
     #[cfg(feature = "jwt")]
     pub(crate) client_keys: crate::client::ClientKeys,
 }
 
-impl<C, St> Config<C, St> {
-    pub(crate) fn new(clients: C, store: St) -> Self {
+impl Default for Settings {
+    fn default() -> Self {
         Self {
             par_path: "/par".into(),
             authorize_path: "/authorize".into(),
@@ -220,7 +380,8 @@ impl<C, St> Config<C, St> {
             require_par_clients: HashSet::new(),
             profile: Profile::Rfc9126,
             pkce: PkcePolicy::default(),
-            metadata: MetadataMode::Off,
+            metadata_augment: false,
+            metadata_serve: false,
             pass_foreign_request_uris: false,
             redemption: Redemption::FlowBound,
             flow_window: Duration::from_secs(600),
@@ -228,41 +389,84 @@ impl<C, St> Config<C, St> {
                 name: "par_flow".into(),
                 secure: true,
             },
-            clients,
-            store,
-            validator: None,
+            validators: Vec::new(),
+            error_page: None,
             jwt: JwtSettings::default(),
             #[cfg(feature = "jwt")]
             client_keys: crate::client::ClientKeys::default_for_layer(),
         }
     }
+}
 
-    pub(crate) fn with_store<St2>(self, store: St2) -> Config<C, St2> {
-        Config {
-            par_path: self.par_path,
-            authorize_path: self.authorize_path,
-            issuer: self.issuer,
-            par_endpoint_url: self.par_endpoint_url,
-            token_endpoint_url: self.token_endpoint_url,
-            lifetime: self.lifetime,
-            max_body: self.max_body,
-            par_body_timeout: self.par_body_timeout,
-            require_par: self.require_par,
-            require_par_clients: self.require_par_clients,
-            profile: self.profile,
-            pkce: self.pkce,
-            metadata: self.metadata,
-            pass_foreign_request_uris: self.pass_foreign_request_uris,
-            redemption: self.redemption,
-            flow_window: self.flow_window,
-            flow_cookie: self.flow_cookie,
-            clients: self.clients,
-            store,
-            validator: self.validator,
-            jwt: self.jwt,
-            #[cfg(feature = "jwt")]
-            client_keys: self.client_keys,
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every security switch is shown; secrets (the DPoP nonce key) are
+        // shown as present or not.
+        let mut d = f.debug_struct("Settings");
+        d.field("par_path", &self.par_path)
+            .field("authorize_path", &self.authorize_path)
+            .field("issuer", &self.issuer)
+            .field("par_endpoint_url", &self.par_endpoint_url)
+            .field("token_endpoint_url", &self.token_endpoint_url)
+            .field("lifetime", &self.lifetime)
+            .field("max_body", &self.max_body)
+            .field("par_body_timeout", &self.par_body_timeout)
+            .field("require_par", &self.require_par)
+            .field("require_par_clients", &self.require_par_clients)
+            .field("profile", &self.profile)
+            .field("pkce", &self.pkce)
+            .field("metadata", &self.metadata_mode())
+            .field("pass_foreign_request_uris", &self.pass_foreign_request_uris)
+            .field("redemption", &self.redemption)
+            .field("flow_window", &self.flow_window)
+            .field("flow_cookie", &self.flow_cookie)
+            .field("validators", &self.validators.len())
+            .field("error_page", &self.error_page.is_some())
+            .field("jwt", &self.jwt);
+        d.finish()
+    }
+}
+
+impl Settings {
+    /// The discovery mode the two shorthands or `metadata_mode` selected.
+    pub(crate) fn metadata_mode(&self) -> Metadata {
+        match (self.metadata_augment, self.metadata_serve) {
+            (_, true) => Metadata::AugmentOrServe,
+            (true, false) => Metadata::Augment,
+            (false, false) => Metadata::Off,
         }
+    }
+
+    /// Combinations of settings, checked once by `ParLayer::build`.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.metadata_mode() != Metadata::Off
+            && self.issuer.is_none()
+            && self.par_endpoint_url.is_none()
+        {
+            return Err(ConfigError::new(
+                Setting::Metadata,
+                ConfigErrorKind::Requires,
+                "metadata needs an issuer or a par_endpoint_url to advertise",
+            ));
+        }
+        // FAPI-3, FAPI-8: FAPI clients authenticate with private_key_jwt,
+        // whose only accepted `aud` is the issuer: without one, none could.
+        if self.is_fapi() && self.issuer.is_none() {
+            return Err(ConfigError::new(
+                Setting::Profile,
+                ConfigErrorKind::Requires,
+                "Profile::Fapi2 needs an issuer: it is the only accepted client assertion aud",
+            ));
+        }
+        // JAR-2: a request object's `aud` must contain the issuer.
+        if self.jwt.require_signed_request_object && self.issuer.is_none() {
+            return Err(ConfigError::new(
+                Setting::RequireSignedRequestObject,
+                ConfigErrorKind::Requires,
+                "require_signed_request_object needs an issuer: request objects are addressed to it",
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn is_fapi(&self) -> bool {
@@ -345,6 +549,46 @@ impl<C, St> Config<C, St> {
     }
 }
 
+/// The layer's shared state: its settings, registry and store.
+#[derive(Clone)]
+pub(crate) struct Config<C, St> {
+    pub(crate) settings: Settings,
+    pub(crate) clients: C,
+    pub(crate) store: St,
+}
+
+impl<C, St> Config<C, St> {
+    pub(crate) fn new(clients: C, store: St) -> Self {
+        Self {
+            settings: Settings::default(),
+            clients,
+            store,
+        }
+    }
+
+    pub(crate) fn with_store<St2>(self, store: St2) -> Config<C, St2> {
+        Config {
+            settings: self.settings,
+            clients: self.clients,
+            store,
+        }
+    }
+}
+
+impl<C, St> std::ops::Deref for Config<C, St> {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+impl<C, St> std::ops::DerefMut for Config<C, St> {
+    fn deref_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+}
+
 /// `scheme://authority` of an absolute URL.
 fn origin(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
@@ -355,28 +599,40 @@ fn origin(url: &str) -> &str {
 }
 
 /// Checks an absolute `http(s)` URL without query or fragment.
-pub(crate) fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| ConfigError(format!("{name} '{url}' is not a URL")))?;
+pub(crate) fn check_url(setting: Setting, url: &str) -> Result<(), ConfigError> {
+    let name = setting.name();
+    let uri: http::Uri = url.parse().map_err(|_| {
+        ConfigError::new(
+            setting,
+            ConfigErrorKind::Invalid,
+            format!("{name} '{url}' is not a URL"),
+        )
+    })?;
     let scheme_ok = matches!(uri.scheme_str(), Some("https") | Some("http"));
     if !scheme_ok || uri.authority().is_none() || uri.query().is_some() || url.contains('#') {
-        return Err(ConfigError(format!(
-            "{name} '{url}' must be an absolute http(s) URL without query or fragment"
-        )));
+        return Err(ConfigError::new(
+            setting,
+            ConfigErrorKind::Invalid,
+            format!("{name} '{url}' must be an absolute http(s) URL without query or fragment"),
+        ));
     }
     Ok(())
 }
 
-pub(crate) fn check_path(name: &str, path: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_path(setting: Setting, path: &str) -> Result<(), ConfigError> {
+    let name = setting.name();
     if !path.starts_with('/')
         || path.contains(['?', '#', ';', '%'])
         || path.len() < 2
         || path.ends_with('/')
     {
-        return Err(ConfigError(format!(
-            "{name} '{path}' must be an absolute path such as /par, without trailing slash"
-        )));
+        return Err(ConfigError::new(
+            setting,
+            ConfigErrorKind::Invalid,
+            format!(
+                "{name} '{path}' must be an absolute path such as /par, without trailing slash"
+            ),
+        ));
     }
     Ok(())
 }
@@ -393,13 +649,13 @@ mod tests {
 
     #[test]
     fn url_and_path_checks() {
-        assert!(check_url("issuer", "https://as.example/t1").is_ok());
-        assert!(check_url("issuer", "as.example").is_err());
-        assert!(check_url("issuer", "https://as.example/?x=1").is_err());
-        assert!(check_url("issuer", "ftp://as.example").is_err());
-        assert!(check_path("par_path", "/par").is_ok());
-        assert!(check_path("par_path", "par").is_err());
-        assert!(check_path("par_path", "/").is_err());
-        assert!(check_path("authorize_path", "/oauth/authorize/").is_err());
+        assert!(check_url(Setting::Issuer, "https://as.example/t1").is_ok());
+        assert!(check_url(Setting::Issuer, "as.example").is_err());
+        assert!(check_url(Setting::Issuer, "https://as.example/?x=1").is_err());
+        assert!(check_url(Setting::Issuer, "ftp://as.example").is_err());
+        assert!(check_path(Setting::ParPath, "/par").is_ok());
+        assert!(check_path(Setting::ParPath, "par").is_err());
+        assert!(check_path(Setting::ParPath, "/").is_err());
+        assert!(check_path(Setting::AuthorizePath, "/oauth/authorize/").is_err());
     }
 }

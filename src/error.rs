@@ -13,6 +13,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+/// The user's renderer of browser-facing error pages: status, error code,
+/// description.
+pub(crate) type ErrorPageFn =
+    std::sync::Arc<dyn Fn(StatusCode, &str, &str) -> Response<Full<Bytes>> + Send + Sync + 'static>;
+
 /// RFC 9449 §8.
 const DPOP_NONCE: &str = "dpop-nonce";
 
@@ -244,9 +249,34 @@ impl OAuthError {
         res
     }
 
-    /// The authorization-endpoint response: an HTML page, or JSON when the
-    /// user agent asks for JSON and not HTML. Never a redirect (OA-5).
-    pub(crate) fn browser_response(&self, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    /// The authorization-endpoint response: the user's page
+    /// ([`ParLayer::error_page`](crate::ParLayer::error_page)), or an HTML
+    /// page, or JSON when the user agent asks for JSON and not HTML. Never a
+    /// redirect to a client's `redirect_uri` (OA-5).
+    pub(crate) fn browser_response(
+        &self,
+        page: Option<&ErrorPageFn>,
+        accept: Option<&HeaderValue>,
+    ) -> Response<Full<Bytes>> {
+        if let Some(render) = page {
+            let mut res = render(self.status, &self.code, &self.description);
+            let headers = res.headers_mut();
+            // The page describes one request: never cached (OA-8).
+            if !headers.contains_key(header::CACHE_CONTROL) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            if let Some(secs) = self.retry_after {
+                headers
+                    .entry(header::RETRY_AFTER)
+                    .or_insert(HeaderValue::from(secs));
+            }
+            if let Some(allow) = self.allow {
+                headers
+                    .entry(header::ALLOW)
+                    .or_insert(HeaderValue::from_static(allow));
+            }
+            return res;
+        }
         let wants_json = accept
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
@@ -431,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn browser_error_is_escaped_html_unless_json_asked() {
         let e = OAuthError::invalid_request_uri("<script>");
-        let res = e.browser_response(None);
+        let res = e.browser_response(None, None);
         assert_eq!(res.status(), 400);
         assert!(res.headers()["content-type"]
             .to_str()
@@ -440,7 +470,7 @@ mod tests {
         let page = body_string(res).await;
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"));
         let json = HeaderValue::from_static("application/json");
-        let res = e.browser_response(Some(&json));
+        let res = e.browser_response(None, Some(&json));
         assert_eq!(res.headers()["content-type"], "application/json");
     }
 }

@@ -8,7 +8,8 @@ use tower_layer::Layer;
 
 use crate::client::{ClientAuthenticator, StaticClients};
 use crate::config::{
-    check_path, check_url, Config, ConfigError, MetadataMode, PkcePolicy, Profile, Redemption,
+    check_path, check_url, Config, ConfigError, ConfigErrorKind, Metadata, PkcePolicy, Profile,
+    Redemption, Setting,
 };
 use crate::service::Par;
 use crate::store::{MemoryStore, ParStore};
@@ -16,9 +17,13 @@ use crate::validate::Validator;
 
 /// Adds Pushed Authorization Requests (RFC 9126) to the wrapped service.
 ///
-/// Builder methods consume and return the layer; settings that can be
-/// wrong return `Result<Self, ConfigError>`, so nothing fails once the layer
-/// serves requests. Clones share the store and the configuration.
+/// Builder methods consume and return the layer. A setting that can be
+/// wrong on its own returns `Result<Self, ConfigError>`; settings that are
+/// only wrong together (discovery without an issuer to advertise) are
+/// checked by [`build`](Self::build), the last call of the chain. Either
+/// way the error is a typed [`ConfigError`] naming the [`Setting`], and
+/// nothing fails once the layer serves requests. Clones share the store
+/// and the configuration.
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,7 +38,8 @@ use crate::validate::Validator;
 ///     .request_uri_lifetime(Duration::from_secs(90))?
 ///     .require_par(true)
 ///     .require_pkce(true)
-///     .metadata(true);
+///     .metadata(true)
+///     .build()?;
 /// # let _ = layer;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -83,7 +89,7 @@ where
     /// Path of the PAR endpoint (default `/par`).
     pub fn par_path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
         let path = path.into();
-        check_path("par_path", &path)?;
+        check_path(Setting::ParPath, &path)?;
         self.config_mut().par_path = path;
         Ok(self)
     }
@@ -91,7 +97,7 @@ where
     /// Path of the authorization endpoint (default `/authorize`).
     pub fn authorize_path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
         let path = path.into();
-        check_path("authorize_path", &path)?;
+        check_path(Setting::AuthorizePath, &path)?;
         self.config_mut().authorize_path = path;
         Ok(self)
     }
@@ -100,7 +106,7 @@ where
     /// endpoints are built from its origin and the configured paths.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
         let issuer = issuer.into();
-        check_url("issuer", &issuer)?;
+        check_url(Setting::Issuer, &issuer)?;
         self.config_mut().issuer = Some(issuer);
         Ok(self)
     }
@@ -109,7 +115,7 @@ where
     /// plus [`par_path`](Self::par_path) (behind a path-rewriting proxy).
     pub fn par_endpoint_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
-        check_url("par_endpoint_url", &url)?;
+        check_url(Setting::ParEndpointUrl, &url)?;
         self.config_mut().par_endpoint_url = Some(url);
         Ok(self)
     }
@@ -123,7 +129,7 @@ where
     /// guessed from the issuer's origin could be another tenant's.
     pub fn token_endpoint_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
-        check_url("token_endpoint_url", &url)?;
+        check_url(Setting::TokenEndpointUrl, &url)?;
         self.config_mut().token_endpoint_url = Some(url);
         Ok(self)
     }
@@ -132,8 +138,9 @@ where
     /// (default 60). Clients may override it ([`Client::request_uri_lifetime`](crate::Client)).
     pub fn request_uri_lifetime(mut self, lifetime: Duration) -> Result<Self, ConfigError> {
         if !(1..=600).contains(&lifetime.as_secs()) || lifetime.subsec_nanos() != 0 {
-            return Err(ConfigError(
-                "request_uri lifetime must be 1 to 600 whole seconds".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::RequestUriLifetime,
+                "request_uri lifetime must be 1 to 600 whole seconds",
             ));
         }
         self.config_mut().lifetime = lifetime;
@@ -187,8 +194,9 @@ where
     /// ```
     pub fn par_body_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
         if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(300) {
-            return Err(ConfigError(
-                "PAR body timeout must be 1 millisecond to 300 seconds".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::ParBodyTimeout,
+                "PAR body timeout must be 1 millisecond to 300 seconds",
             ));
         }
         self.config_mut().par_body_timeout = timeout;
@@ -236,32 +244,52 @@ where
         self
     }
 
-    /// Adds the PAR members to the wrapped service's discovery documents
-    /// (default: off). Needs [`issuer`](Self::issuer) or
-    /// [`par_endpoint_url`](Self::par_endpoint_url).
+    /// How the layer touches the discovery documents (default
+    /// [`Metadata::Off`]). Every other mode needs [`issuer`](Self::issuer)
+    /// or [`par_endpoint_url`](Self::par_endpoint_url); [`build`](Self::build)
+    /// refuses the combination otherwise.
     ///
     /// `GET` and `HEAD` are handled (a `HEAD` gets the augmented document's
     /// headers, asked of the wrapped service as a `GET`). When the layer
     /// requires PKCE ([`require_pkce`](Self::require_pkce),
     /// [`Profile::Fapi2`]), `code_challenge_methods_supported` lists `S256`;
     /// the rest of the document is the wrapped service's.
-    pub fn metadata(mut self, enabled: bool) -> Self {
-        self.config_mut().metadata = if enabled {
-            MetadataMode::Augment
-        } else {
-            MetadataMode::Off
+    ///
+    /// ```
+    /// use tower_par::{Metadata, ParLayer, StaticClients};
+    ///
+    /// let layer = ParLayer::new(StaticClients::new())
+    ///     .issuer("https://as.example")?
+    ///     .metadata_mode(Metadata::Augment)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_par::ConfigError>(())
+    /// ```
+    pub fn metadata_mode(mut self, mode: Metadata) -> Self {
+        let settings = self.config_mut();
+        (settings.metadata_augment, settings.metadata_serve) = match mode {
+            Metadata::Off => (false, false),
+            Metadata::Augment => (true, false),
+            Metadata::AugmentOrServe => (true, true),
         };
         self
     }
 
-    /// Like [`metadata`](Self::metadata), and serves a minimal RFC 8414
-    /// document when the wrapped service answers 404 on the discovery paths.
+    /// Shorthand: `true` adds the PAR members to the wrapped service's
+    /// discovery documents ([`Metadata::Augment`]). With
+    /// [`metadata_document`](Self::metadata_document), in either order:
+    /// `metadata_document(true)` wins ([`Metadata::AugmentOrServe`]).
+    pub fn metadata(mut self, enabled: bool) -> Self {
+        self.config_mut().metadata_augment = enabled;
+        self
+    }
+
+    /// Shorthand: `true` selects [`Metadata::AugmentOrServe`] (augment, and
+    /// serve a minimal RFC 8414 document when the wrapped service answers
+    /// 404 on the discovery paths) whatever [`metadata`](Self::metadata)
+    /// says; `false` leaves what `metadata` says.
     pub fn metadata_document(mut self, enabled: bool) -> Self {
-        self.config_mut().metadata = if enabled {
-            MetadataMode::AugmentOrServe
-        } else {
-            MetadataMode::Off
-        };
+        self.config_mut().metadata_serve = enabled;
         self
     }
 
@@ -284,7 +312,10 @@ where
     /// [`Redemption::FlowBound`]: 1 second to 1 hour (default 10 minutes).
     pub fn flow_window(mut self, window: Duration) -> Result<Self, ConfigError> {
         if !(1..=3600).contains(&window.as_secs()) {
-            return Err(ConfigError("flow window must be 1 second to 1 hour".into()));
+            return Err(ConfigError::out_of_range(
+                Setting::FlowWindow,
+                "flow window must be 1 second to 1 hour",
+            ));
         }
         self.config_mut().flow_window = window;
         Ok(self)
@@ -299,7 +330,11 @@ where
         // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if name.is_empty() || !name.bytes().all(token) {
-            return Err(ConfigError(format!("'{name}' is not a valid cookie name")));
+            return Err(ConfigError::new(
+                Setting::FlowCookieName,
+                ConfigErrorKind::Invalid,
+                format!("'{name}' is not a valid cookie name"),
+            ));
         }
         self.config_mut().flow_cookie.name = name;
         Ok(self)
@@ -321,7 +356,10 @@ where
     #[cfg(feature = "jwt")]
     pub fn jwt_leeway(mut self, leeway: Duration) -> Result<Self, ConfigError> {
         if leeway > Duration::from_secs(300) {
-            return Err(ConfigError("jwt_leeway must be at most 300 s".into()));
+            return Err(ConfigError::out_of_range(
+                Setting::JwtLeeway,
+                "jwt_leeway must be at most 300 s",
+            ));
         }
         self.config_mut().jwt.leeway = leeway;
         Ok(self)
@@ -333,8 +371,9 @@ where
     #[cfg(feature = "jwt")]
     pub fn max_assertion_lifetime(mut self, lifetime: Duration) -> Result<Self, ConfigError> {
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&lifetime) {
-            return Err(ConfigError(
-                "max_assertion_lifetime must be 1 s to 1 hour".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::MaxAssertionLifetime,
+                "max_assertion_lifetime must be 1 s to 1 hour",
             ));
         }
         self.config_mut().jwt.max_assertion_lifetime = lifetime;
@@ -346,8 +385,9 @@ where
     #[cfg(feature = "jwt")]
     pub fn dpop_proof_max_age(mut self, max_age: Duration) -> Result<Self, ConfigError> {
         if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&max_age) {
-            return Err(ConfigError(
-                "dpop_proof_max_age must be 1 s to 10 minutes".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::DpopProofMaxAge,
+                "dpop_proof_max_age must be 1 s to 10 minutes",
             ));
         }
         self.config_mut().jwt.dpop_max_age = max_age;
@@ -361,8 +401,9 @@ where
     pub fn dpop_nonce_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let secret = secret.as_ref();
         if secret.len() < 32 {
-            return Err(ConfigError(
-                "dpop_nonce_secret must be at least 32 bytes".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::DpopNonceSecret,
+                "dpop_nonce_secret must be at least 32 bytes",
             ));
         }
         self.config_mut().jwt.dpop_nonce_secret = Some(secret.into());
@@ -388,8 +429,9 @@ where
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&step)
             || step.subsec_nanos() != 0
         {
-            return Err(ConfigError(
-                "dpop_nonce_step must be 1 s to 1 hour, in whole seconds".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::DpopNonceStep,
+                "dpop_nonce_step must be 1 s to 1 hour, in whole seconds",
             ));
         }
         self.config_mut().jwt.dpop_nonce_step = step;
@@ -443,9 +485,99 @@ where
     }
 
     /// Adds your own push-time rules; they run after the built-in ones.
+    /// Each call adds one more: validators run in the order they were
+    /// added, and the first refusal answers the push.
+    ///
+    /// ```
+    /// use tower_par::{validator_fn, OAuthError, ParLayer, StaticClients};
+    ///
+    /// let layer = ParLayer::new(StaticClients::new())
+    ///     .validator(validator_fn(|ctx| match ctx.params.get("scope") {
+    ///         Some(s) if s.split(' ').any(|s| s == "admin") => Err(OAuthError::invalid_scope("no admin")),
+    ///         _ => Ok(()),
+    ///     }))
+    ///     // Runs second, when the first accepted.
+    ///     .validator(validator_fn(|ctx| match ctx.params.get("prompt") {
+    ///         Some("none") => Err(OAuthError::invalid_request("prompt=none is not offered")),
+    ///         _ => Ok(()),
+    ///     }));
+    /// # let _ = layer;
+    /// ```
     pub fn validator(mut self, validator: impl Validator) -> Self {
-        self.config_mut().validator = Some(Arc::new(validator));
+        self.config_mut()
+            .validators
+            .push(Arc::new(crate::validate::Boxed(validator)));
         self
+    }
+
+    /// Renders the error pages the authorization endpoint answers the
+    /// browser with (unknown or expired `request_uri`, PAR required, a
+    /// client mismatch: OA-5, never redirected). `render` gets the status,
+    /// the OAuth error code and its description, and returns the whole
+    /// response; the layer adds `Cache-Control: no-store` when it is
+    /// missing. Default: a short English HTML page, or JSON when the
+    /// browser asks for `application/json`.
+    ///
+    /// The description is plain text: escape it when writing HTML.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{header, Response, StatusCode};
+    /// use http_body_util::Full;
+    /// use tower_par::{ParLayer, StaticClients};
+    ///
+    /// let layer = ParLayer::new(StaticClients::new()).error_page(
+    ///     |status: StatusCode, code: &str, _description: &str| {
+    ///         // A redirect to the application's own error route.
+    ///         Response::builder()
+    ///             .status(StatusCode::SEE_OTHER)
+    ///             .header(header::LOCATION, format!("/oops?error={code}&status={}", status.as_u16()))
+    ///             .body(Full::new(Bytes::new()))
+    ///             .unwrap_or_default()
+    ///     },
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn error_page<F>(mut self, render: F) -> Self
+    where
+        F: Fn(http::StatusCode, &str, &str) -> http::Response<http_body_util::Full<bytes::Bytes>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.config_mut().error_page = Some(Arc::new(render));
+        self
+    }
+
+    /// Checks the combination of settings and returns the layer. Refused
+    /// (all [`ConfigErrorKind::Requires`]):
+    ///
+    /// - discovery without an `issuer` or `par_endpoint_url` to advertise
+    ///   ([`Setting::Metadata`]);
+    /// - [`Profile::Fapi2`] without an `issuer`, the only accepted client
+    ///   assertion `aud` ([`Setting::Profile`]);
+    /// - `require_signed_request_object(true)` without an `issuer`, the
+    ///   request objects' audience ([`Setting::RequireSignedRequestObject`]).
+    ///
+    /// The single-setting checks happened in the fallible setters; this is
+    /// the one place where settings that are only wrong together are
+    /// refused, before the layer serves a request.
+    ///
+    /// ```
+    /// use tower_par::{ConfigErrorKind, ParLayer, Setting, StaticClients};
+    ///
+    /// let err = ParLayer::new(StaticClients::new()).metadata(true).build().unwrap_err();
+    /// assert_eq!((err.setting(), err.kind()), (Setting::Metadata, ConfigErrorKind::Requires));
+    /// ```
+    pub fn build(self) -> Result<Self, ConfigError> {
+        self.config.settings.check()?;
+        Ok(self)
+    }
+
+    /// The PAR endpoint's path, for the `test-util` helpers.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn par_path_str(&self) -> &str {
+        &self.config.par_path
     }
 
     /// The store this layer uses.
@@ -479,20 +611,9 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("ParLayer")
-            .field("par_path", &c.par_path)
-            .field("authorize_path", &c.authorize_path)
-            .field("issuer", &c.issuer)
-            .field("lifetime", &c.lifetime)
-            .field("max_body", &c.max_body)
-            .field("par_body_timeout", &c.par_body_timeout)
-            .field("require_par", &c.require_par)
-            .field("profile", &c.profile)
-            .field("pkce", &c.pkce)
-            .field("metadata", &c.metadata)
-            .field("redemption", &c.redemption)
-            .field("flow_window", &c.flow_window)
+            .field("settings", &c.settings)
             .field("clients", &c.clients)
             .field("store", &c.store)
-            .finish_non_exhaustive()
+            .finish()
     }
 }

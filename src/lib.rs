@@ -219,6 +219,9 @@
 //!   cache shared by several instances.
 //! - `tower-http`: `RedactedMakeSpan`, a `MakeSpan` for tower-http's
 //!   `TraceLayer` whose spans carry the URI through [`redacted_uri`].
+//! - `test-util`: `tower_par::test_util`, for your tests: push a request
+//!   through a layer and get its `request_uri`, and the store conformance
+//!   suite to run against a `ParStore` of your own.
 //!
 //! A token endpoint of your own authenticates clients as the PAR endpoint
 //! does, with the same registry and replay cache, through
@@ -271,9 +274,12 @@ mod layer;
 mod names;
 mod params;
 mod request_uri;
+mod secret;
 mod service;
 mod span;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod token;
 mod trace;
 mod validate;
@@ -287,13 +293,16 @@ pub use client::{
 };
 #[cfg(feature = "jwt")]
 pub use client::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
-pub use config::{ConfigError, PkcePolicy, Profile, Redemption};
+pub use config::{
+    ConfigError, ConfigErrorKind, Metadata, PkcePolicy, Profile, Redemption, Setting,
+};
 pub use endpoint::authorize::PushedAuthorization;
 pub use error::OAuthError;
 pub use future::ResponseFuture;
 pub use layer::ParLayer;
 pub use params::{Params, ParamsError};
 pub use request_uri::{RequestUri, REQUEST_URI_PREFIX};
+pub use secret::{secret_sha256, verify_secret_sha256};
 pub use service::Par;
 #[cfg(feature = "tower-http")]
 pub use span::RedactedMakeSpan;

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{ClientAuthenticator, StaticClients};
-use crate::config::{Config, MetadataMode};
+use crate::config::{Config, Metadata};
 use crate::endpoint::{authorize, metadata, push};
 use crate::future::ResponseFuture;
 use crate::store::{MemoryStore, ParStore};
@@ -83,7 +83,7 @@ fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
     if authorize::may_alias(path, &cfg.authorize_path) {
         return Route::AuthorizeGuard;
     }
-    if cfg.metadata != MetadataMode::Off
+    if cfg.metadata_mode() != Metadata::Off
         && (method == Method::GET || method == Method::HEAD)
         && metadata::is_metadata_path(path)
     {

@@ -17,7 +17,8 @@ use crate::config::PkcePolicy;
 use crate::error::OAuthError;
 use crate::params::Params;
 
-/// A boxed, `Send` future, as returned by [`Validator::validate`].
+/// A boxed, `Send` future, as returned by
+/// [`JwksFetcher::fetch`](crate::JwksFetcher).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a [`Validator`] sees of a pushed request.
@@ -45,24 +46,27 @@ impl std::fmt::Debug for PushContext<'_> {
 
 /// Your own rules for pushed requests, run after the built-in ones.
 ///
-/// It is async, so it can consult a database. Return an [`OAuthError`] to
-/// reject the push; it is sent as the JSON error response.
+/// It is async (`async fn` in the trait, like
+/// [`ClientAuthenticator`](crate::ClientAuthenticator) and
+/// [`ParStore`](crate::ParStore)), so it can consult a database. Return an
+/// [`OAuthError`] to reject the push; it is sent as the JSON error
+/// response. Several validators may be added with
+/// [`ParLayer::validator`](crate::ParLayer::validator): they run in the
+/// order they were added, and the first refusal answers the push.
 ///
 /// ```
-/// use tower_par::{BoxFuture, OAuthError, PushContext, Validator};
+/// use tower_par::{OAuthError, PushContext, Validator};
 ///
 /// /// Allows `offline_access` only to clients listed in a (here: static) table.
 /// struct OfflineAccess { allowed: Vec<String> }
 ///
 /// impl Validator for OfflineAccess {
-///     fn validate<'a>(&'a self, ctx: &'a PushContext<'a>) -> BoxFuture<'a, Result<(), OAuthError>> {
-///         Box::pin(async move {
-///             let wants = ctx.params.get("scope").is_some_and(|s| s.split(' ').any(|s| s == "offline_access"));
-///             if wants && !self.allowed.contains(&ctx.client.client_id) {
-///                 return Err(OAuthError::invalid_scope("offline_access is not allowed for this client"));
-///             }
-///             Ok(())
-///         })
+///     async fn validate(&self, ctx: &PushContext<'_>) -> Result<(), OAuthError> {
+///         let wants = ctx.params.get("scope").is_some_and(|s| s.split(' ').any(|s| s == "offline_access"));
+///         if wants && !self.allowed.contains(&ctx.client.client_id) {
+///             return Err(OAuthError::invalid_scope("offline_access is not allowed for this client"));
+///         }
+///         Ok(())
 ///     }
 /// }
 /// ```
@@ -71,7 +75,30 @@ impl std::fmt::Debug for PushContext<'_> {
 /// [`validator_fn`].
 pub trait Validator: Send + Sync + 'static {
     /// Accepts or rejects a pushed request.
-    fn validate<'a>(&'a self, ctx: &'a PushContext<'a>) -> BoxFuture<'a, Result<(), OAuthError>>;
+    fn validate(
+        &self,
+        ctx: &PushContext<'_>,
+    ) -> impl Future<Output = Result<(), OAuthError>> + Send;
+}
+
+/// The object-safe form the layer keeps (`Arc<dyn DynValidator>`).
+pub(crate) trait DynValidator: Send + Sync + 'static {
+    fn validate_boxed<'a>(
+        &'a self,
+        ctx: &'a PushContext<'a>,
+    ) -> BoxFuture<'a, Result<(), OAuthError>>;
+}
+
+/// Boxes a [`Validator`]'s future.
+pub(crate) struct Boxed<V>(pub(crate) V);
+
+impl<V: Validator> DynValidator for Boxed<V> {
+    fn validate_boxed<'a>(
+        &'a self,
+        ctx: &'a PushContext<'a>,
+    ) -> BoxFuture<'a, Result<(), OAuthError>> {
+        Box::pin(self.0.validate(ctx))
+    }
 }
 
 /// A [`Validator`] from a synchronous function.
@@ -106,9 +133,11 @@ impl<F> Validator for FnValidator<F>
 where
     F: Fn(&PushContext<'_>) -> Result<(), OAuthError> + Send + Sync + 'static,
 {
-    fn validate<'a>(&'a self, ctx: &'a PushContext<'a>) -> BoxFuture<'a, Result<(), OAuthError>> {
-        let result = (self.0)(ctx);
-        Box::pin(std::future::ready(result))
+    fn validate(
+        &self,
+        ctx: &PushContext<'_>,
+    ) -> impl Future<Output = Result<(), OAuthError>> + Send {
+        std::future::ready((self.0)(ctx))
     }
 }
 

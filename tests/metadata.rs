@@ -622,12 +622,23 @@ async fn metadata_is_off_by_default() {
     );
 }
 
-#[tokio::test]
-async fn metadata_without_an_issuer_or_endpoint_url_is_untouched() {
-    let layer = layer().metadata(true);
-    let (inner, _) = json_upstream();
-    let (parts, body) = fetch(&layer, inner, get(AS_METADATA)).await;
-    assert_untouched(&parts, &body, StatusCode::OK, DOC.as_bytes());
+#[test]
+fn metadata_without_an_issuer_or_endpoint_url_is_refused_at_build() {
+    for layer in [
+        layer().metadata(true),
+        layer().metadata_document(true),
+        layer().metadata_mode(tower_par::Metadata::Augment),
+    ] {
+        let err = layer.build().unwrap_err();
+        assert_eq!(err.setting(), tower_par::Setting::Metadata);
+        assert_eq!(err.kind(), tower_par::ConfigErrorKind::Requires);
+    }
+    assert!(layer()
+        .par_endpoint_url("https://as.example/par")
+        .unwrap()
+        .metadata(true)
+        .build()
+        .is_ok());
 }
 
 #[tokio::test]

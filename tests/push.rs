@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 use tower_par::{
-    validator_fn, AuthMethod, BoxFuture, Client, MemoryStore, MemoryStoreConfig, OAuthError,
-    ParLayer, Profile, PushContext, Redemption, StaticClients, Validator, REQUEST_URI_PREFIX,
+    validator_fn, AuthMethod, Client, MemoryStore, MemoryStoreConfig, OAuthError, ParLayer,
+    Profile, PushContext, Redemption, StaticClients, Validator, REQUEST_URI_PREFIX,
 };
 
 use common::*;
@@ -1117,20 +1117,18 @@ struct AsyncScopePolicy {
 }
 
 impl Validator for AsyncScopePolicy {
-    fn validate<'a>(&'a self, ctx: &'a PushContext<'a>) -> BoxFuture<'a, Result<(), OAuthError>> {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            tokio::task::yield_now().await;
-            let wants_profile = ctx
-                .params
-                .get("scope")
-                .is_some_and(|s| s.split(' ').any(|s| s == "profile"));
-            if wants_profile && ctx.request.headers.get("x-allow-profile").is_none() {
-                return Err(OAuthError::invalid_scope("profile needs approval"));
-            }
-            Ok(())
-        })
+    async fn validate(&self, ctx: &PushContext<'_>) -> Result<(), OAuthError> {
+        tokio::task::yield_now().await;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        let wants_profile = ctx
+            .params
+            .get("scope")
+            .is_some_and(|s| s.split(' ').any(|s| s == "profile"));
+        if wants_profile && ctx.request.headers.get("x-allow-profile").is_none() {
+            return Err(OAuthError::invalid_scope("profile needs approval"));
+        }
+        Ok(())
     }
 }
 
@@ -1244,10 +1242,9 @@ async fn store_full_is_503_with_retry_after() {
     let layer =
         default_layer()
             .redemption(Redemption::Strict)
-            .with_store(MemoryStore::with_config(MemoryStoreConfig {
-                max_pending: 2,
-                ..Default::default()
-            }));
+            .with_store(MemoryStore::with_config(
+                MemoryStoreConfig::default().max_pending(2),
+            ));
     let (svc, calls) = layered(&layer);
     let first = assert_created(send(&svc, push_as_c(base_body())).await, 60).await;
     assert_created(send(&svc, push_as_c(base_body())).await, 60).await;
@@ -1277,10 +1274,9 @@ async fn per_client_cap_is_429_with_retry_after() {
     let layer =
         default_layer()
             .redemption(Redemption::Strict)
-            .with_store(MemoryStore::with_config(MemoryStoreConfig {
-                max_pending_per_client: 2,
-                ..Default::default()
-            }));
+            .with_store(MemoryStore::with_config(
+                MemoryStoreConfig::default().max_pending_per_client(2),
+            ));
     let (svc, calls) = layered(&layer);
     let first = assert_created(send(&svc, push_as_c(base_body())).await, 60).await;
     assert_created(send(&svc, push_as_c(base_body())).await, 60).await;

@@ -49,7 +49,7 @@ impl ClientAuthenticator for Flaky {
     async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
-            return Err(ClientAuthError::Unavailable("connection refused".into()));
+            return Err(ClientAuthError::unavailable("connection refused"));
         }
         self.inner.client(client_id).await
     }

@@ -1,37 +1,31 @@
-//! The store conformance suite (`tests/conformance`) against `MemoryStore`.
+//! The store conformance suite (`tower_par::test_util`, feature
+//! `test-util`) against `MemoryStore`.
 
-mod conformance;
-
-use conformance::conformance;
+use tower_par::test_util::{allowance_conformance, store_conformance};
 use tower_par::{MemoryStore, MemoryStoreConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
-    conformance(MemoryStore::new).await;
+    store_conformance(MemoryStore::new).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_with_eager_sweeping_conforms() {
     // Sweeping after every insert must not change any answer.
-    conformance(|| {
-        MemoryStore::with_config(MemoryStoreConfig {
-            sweep_every: 1,
-            ..MemoryStoreConfig::default()
-        })
-    })
-    .await;
+    store_conformance(|| MemoryStore::with_config(MemoryStoreConfig::default().sweep_every(1)))
+        .await;
 }
 
 /// PAR-20 (429 only for a client over its own rate): the per-client
 /// allowances, generic part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_allowances_conform() {
-    conformance::allowance_conformance(|a| {
-        MemoryStore::with_config(MemoryStoreConfig {
-            max_pending_per_client: a.pushed_per_client,
-            max_in_flow_per_client: a.in_flow_per_client,
-            ..MemoryStoreConfig::default()
-        })
+    allowance_conformance(|a| {
+        MemoryStore::with_config(
+            MemoryStoreConfig::default()
+                .max_pending_per_client(a.pushed_per_client)
+                .max_in_flow_per_client(a.in_flow_per_client),
+        )
     })
     .await;
 }
@@ -45,10 +39,8 @@ fn concurrent_binds_evict_only_the_excess() {
     let ttl = Duration::from_secs(60);
     use futures::executor::block_on;
     for _round in 0..200 {
-        let store = MemoryStore::with_config(MemoryStoreConfig {
-            max_in_flow_per_client: 4,
-            ..MemoryStoreConfig::default()
-        });
+        let store =
+            MemoryStore::with_config(MemoryStoreConfig::default().max_in_flow_per_client(4));
         let bind = |b: u8| RedeemMode::Bind {
             binding: [b; 32],
             reenter: Some([b; 32]),

@@ -200,7 +200,7 @@ mod tests {
         async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
-                return Err(ClientAuthError::Unavailable("down".into()));
+                return Err(ClientAuthError::unavailable("down"));
             }
             Ok((id == "known").then(|| Arc::new(Client::new(id, AuthMethod::None))))
         }

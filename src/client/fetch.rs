@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{FutureExt, Shared};
 
 use super::{Client, Jwks};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Setting};
 use crate::jose::{self, Alg, JoseError, Jwt};
 use crate::validate::BoxFuture;
 
@@ -161,18 +161,21 @@ impl JwksCacheConfig {
             || self.min_ttl > self.max_ttl
             || !(self.min_ttl..=self.max_ttl).contains(&self.default_ttl)
         {
-            return Err(ConfigError(
-                "jwks cache: need 1 s <= min_ttl <= default_ttl <= max_ttl <= 7 days".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::JwksCache,
+                "jwks cache: need 1 s <= min_ttl <= default_ttl <= max_ttl <= 7 days",
             ));
         }
         if !(second..=Duration::from_secs(3600)).contains(&self.refetch_interval) {
-            return Err(ConfigError(
-                "jwks cache: refetch_interval must be 1 s to 1 hour".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::JwksCache,
+                "jwks cache: refetch_interval must be 1 s to 1 hour",
             ));
         }
         if !(1..=1_000_000).contains(&self.max_entries) {
-            return Err(ConfigError(
-                "jwks cache: max_entries must be 1 to 1 000 000".into(),
+            return Err(ConfigError::out_of_range(
+                Setting::JwksCache,
+                "jwks cache: max_entries must be 1 to 1 000 000",
             ));
         }
         Ok(())

@@ -181,6 +181,26 @@ impl Client {
         self
     }
 
+    /// Adds registered redirect URIs, like
+    /// [`redirect_uri`](Self::redirect_uri) for each.
+    ///
+    /// ```
+    /// use tower_par::{AuthMethod, Client};
+    ///
+    /// let client = Client::new("app", AuthMethod::None)
+    ///     .redirect_uris(["https://app.example/cb", "https://app.example/cb2"]);
+    /// assert_eq!(client.redirect_uris.len(), 2);
+    /// ```
+    #[must_use]
+    pub fn redirect_uris<I, T>(mut self, uris: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.redirect_uris.extend(uris.into_iter().map(Into::into));
+        self
+    }
+
     /// Replaces the allowed response types (default: `code`).
     #[must_use]
     pub fn response_types<I, T>(mut self, types: I) -> Self
@@ -309,7 +329,7 @@ pub struct ClientCredentials {
 /// Every variant but [`ClientAuthError::Unavailable`] is answered with the
 /// same `401 invalid_client` (AUTH-1), so the response never tells an
 /// unknown client from a wrong secret. The variant is kept for logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientAuthError {
     /// No such client.
@@ -318,9 +338,44 @@ pub enum ClientAuthError {
     BadCredentials,
     /// The client used a method it is not registered for (AUTH-4).
     MethodNotAllowed,
-    /// The client database could not be reached: answered with 503.
-    Unavailable(String),
+    /// The client database could not be reached: answered with 503. The
+    /// underlying error is kept as the
+    /// [`source`](std::error::Error::source), for logs; clients never see
+    /// it. Build it with [`ClientAuthError::unavailable`].
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
+
+impl ClientAuthError {
+    /// The client database failed: keeps `err` as the source.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use tower_par::ClientAuthError;
+    ///
+    /// let e = ClientAuthError::unavailable("connection refused");
+    /// assert_eq!(e.to_string(), "client database unavailable");
+    /// assert_eq!(e.source().unwrap().to_string(), "connection refused");
+    /// ```
+    pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(err.into())
+    }
+}
+
+/// Variants are equal when they are the same; two `Unavailable` errors when
+/// their sources read the same.
+impl PartialEq for ClientAuthError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::UnknownClient, Self::UnknownClient)
+            | (Self::BadCredentials, Self::BadCredentials)
+            | (Self::MethodNotAllowed, Self::MethodNotAllowed) => true,
+            (Self::Unavailable(a), Self::Unavailable(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ClientAuthError {}
 
 impl fmt::Display for ClientAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -328,12 +383,20 @@ impl fmt::Display for ClientAuthError {
             Self::UnknownClient => f.write_str("unknown client"),
             Self::BadCredentials => f.write_str("bad client credentials"),
             Self::MethodNotAllowed => f.write_str("authentication method not allowed"),
-            Self::Unavailable(why) => write!(f, "client database unavailable: {why}"),
+            // The cause is the source: `Display` stays safe to show.
+            Self::Unavailable(_) => f.write_str("client database unavailable"),
         }
     }
 }
 
-impl std::error::Error for ClientAuthError {}
+impl std::error::Error for ClientAuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
 
 /// A client database that authenticates clients at the PAR endpoint.
 ///

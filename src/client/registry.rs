@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::{
     AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Jwks, Secret,
@@ -394,13 +393,11 @@ impl StaticClients {
             return Err(ClientAuthError::MethodNotAllowed);
         }
         let entry = self.clients.get(&credentials.client_id);
-        let presented: [u8; 32] = match &credentials.secret {
-            Some(s) => Sha256::digest(s.expose().as_bytes()).into(),
-            None => [0; 32],
-        };
+        let presented = credentials.secret.as_ref().map_or("", |s| s.expose());
         // Same work whether or not the client exists (AUTH-1).
         let expected = entry.and_then(|e| e.secret_sha256).unwrap_or(DUMMY_DIGEST);
-        let secret_ok: bool = presented.ct_eq(&expected).into();
+        let secret_ok =
+            crate::verify_secret_sha256(presented, &expected) & credentials.secret.is_some();
         let entry = entry.ok_or(ClientAuthError::UnknownClient)?;
         if entry.client.auth_method != credentials.method {
             return Err(ClientAuthError::MethodNotAllowed);

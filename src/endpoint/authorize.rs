@@ -186,7 +186,7 @@ where
         Err(e) => {
             crate::trace::rejected("authorize", &e);
             // OA-5: answered to the browser, never redirected.
-            let mut res = e.browser_response(accept.as_ref());
+            let mut res = e.browser_response(cfg.error_page.as_ref(), accept.as_ref());
             if e.status() == StatusCode::REQUEST_TIMEOUT {
                 // The rest of the body may still arrive (RFC 9110 §15.5.9).
                 res.headers_mut()
@@ -231,7 +231,10 @@ where
             .map(ParResponseBody::inner)),
         Err(e) if e.status() != StatusCode::BAD_REQUEST => {
             crate::trace::rejected("authorize", &e);
-            Ok(own(e.browser_response(accept.as_ref())))
+            Ok(own(e.browser_response(
+                cfg.error_page.as_ref(),
+                accept.as_ref(),
+            )))
         }
         Err(_) => {
             // The same answer as a classic request without request_uri
@@ -241,7 +244,10 @@ where
                 cfg.authorize_path
             ));
             crate::trace::rejected("authorize", &e);
-            Ok(own(e.browser_response(accept.as_ref())))
+            Ok(own(e.browser_response(
+                cfg.error_page.as_ref(),
+                accept.as_ref(),
+            )))
         }
     }
 }
@@ -368,7 +374,7 @@ where
                 return own(OAuthError::server_error(
                     "the authorization response could not be read",
                 )
-                .browser_response(accept));
+                .browser_response(cfg.error_page.as_ref(), accept));
             }
         }
     }
@@ -388,7 +394,7 @@ where
                         "this authorization request has already been completed",
                     );
                     crate::trace::rejected("authorize", &e);
-                    return own(e.browser_response(accept));
+                    return own(e.browser_response(cfg.error_page.as_ref(), accept));
                 }
                 Err(_) => {
                     // Fail closed: an authorization response whose request
@@ -397,7 +403,7 @@ where
                         "authorization requests cannot be updated right now, please retry",
                         5,
                     )
-                    .browser_response(accept));
+                    .browser_response(cfg.error_page.as_ref(), accept));
                 }
             }
         }
@@ -412,7 +418,7 @@ where
                 "the authorization server's response would send the pushed request back through the browser",
             );
             crate::trace::rejected("authorize", &e);
-            return own(e.browser_response(accept));
+            return own(e.browser_response(cfg.error_page.as_ref(), accept));
         }
     }
     if let Some(cookie) = flow.set_cookie {

@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use super::own;
 use crate::body::{ParRequestBody, ParResponseBody};
-use crate::config::{Config, MetadataMode};
+use crate::config::{Config, Metadata};
 use crate::error::no_store_response;
 
 /// Documents larger than this are passed through untouched.
@@ -103,7 +103,7 @@ where
     let Some(par_endpoint) = cfg.advertised_par_endpoint() else {
         return Ok(res.map(ParResponseBody::inner));
     };
-    if res.status() == StatusCode::NOT_FOUND && cfg.metadata == MetadataMode::AugmentOrServe {
+    if res.status() == StatusCode::NOT_FOUND && cfg.metadata_mode() == Metadata::AugmentOrServe {
         return Ok(own(own_document(&cfg, par_endpoint)));
     }
     if !is_json_document(&res) {

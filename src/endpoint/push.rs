@@ -178,13 +178,16 @@ where
 
     // PAR-11 step 3: built-in rules, then the user's.
     validate::check(&cfg.rules(), &client, &params)?;
-    if let Some(validator) = &cfg.validator {
+    if !cfg.validators.is_empty() {
         let ctx = PushContext {
             client: &client,
             params: &params,
             request: parts,
         };
-        validator.validate(&ctx).await?;
+        // In the order they were added; the first refusal answers.
+        for validator in &cfg.validators {
+            validator.validate_boxed(&ctx).await?;
+        }
     }
 
     // PAR-13, PAR-15: store, bound to the client, and hand out the reference.

@@ -37,8 +37,24 @@ use super::{Completion, ParStore, PushedRequest, RedeemMode, RedeemOutcome, Stor
 use crate::client::AuthMethod;
 use crate::RequestUri;
 
-/// Bounds of a [`MemoryStore`].
+/// Bounds of a [`MemoryStore`]: start from [`MemoryStoreConfig::default`]
+/// (or [`new`](Self::new)) and change what you need with the setters of
+/// the same names as the fields. The fields can be read; new ones may be
+/// added (`#[non_exhaustive]`).
+///
+/// ```
+/// use tower_par::{MemoryStore, MemoryStoreConfig};
+///
+/// let config = MemoryStoreConfig::new()
+///     .max_pending(10_000)
+///     .max_pending_per_client(100);
+/// assert_eq!(config.max_pending, 10_000);
+/// assert_eq!(config.max_in_flow_per_client, 1_000); // the default
+/// let store = MemoryStore::with_config(config);
+/// # let _ = store;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryStoreConfig {
     /// Entries the store may hold, pushed or in flow (default 100 000).
     /// When full, a push is answered `503 temporarily_unavailable` with
@@ -78,6 +94,43 @@ impl Default for MemoryStoreConfig {
             max_in_flow_per_client: 1_000,
             sweep_every: 1_024,
         }
+    }
+}
+
+impl MemoryStoreConfig {
+    /// The defaults, as [`Default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`max_pending`](Self#structfield.max_pending).
+    pub fn max_pending(mut self, entries: usize) -> Self {
+        self.max_pending = entries;
+        self
+    }
+
+    /// Sets [`max_pending_bytes`](Self#structfield.max_pending_bytes).
+    pub fn max_pending_bytes(mut self, bytes: usize) -> Self {
+        self.max_pending_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_pending_per_client`](Self#structfield.max_pending_per_client).
+    pub fn max_pending_per_client(mut self, requests: usize) -> Self {
+        self.max_pending_per_client = requests;
+        self
+    }
+
+    /// Sets [`max_in_flow_per_client`](Self#structfield.max_in_flow_per_client).
+    pub fn max_in_flow_per_client(mut self, flows: usize) -> Self {
+        self.max_in_flow_per_client = flows;
+        self
+    }
+
+    /// Sets [`sweep_every`](Self#structfield.sweep_every).
+    pub fn sweep_every(mut self, inserts: usize) -> Self {
+        self.sweep_every = inserts;
+        self
     }
 }
 
@@ -329,10 +382,7 @@ struct Inner {
 /// ```
 /// use tower_par::{MemoryStore, MemoryStoreConfig};
 ///
-/// let store = MemoryStore::with_config(MemoryStoreConfig {
-///     max_pending: 1_000_000,
-///     ..MemoryStoreConfig::default()
-/// });
+/// let store = MemoryStore::with_config(MemoryStoreConfig::default().max_pending(1_000_000));
 /// assert_eq!(store.pending(), 0);
 /// ```
 #[derive(Clone)]

@@ -175,7 +175,7 @@ pub enum Completion {
 }
 
 /// A store failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store holds as many pending requests as it may: answered with
@@ -192,8 +192,46 @@ pub enum StoreError {
     /// The key is already taken (insert is insert-if-absent).
     Exists,
     /// The backend failed or could not be reached: answered with `503`.
-    Unavailable(String),
+    /// The underlying error is kept as the [`source`](std::error::Error::source),
+    /// for logs; clients never see it. Build it with
+    /// [`StoreError::unavailable`].
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
+
+impl StoreError {
+    /// The backend failed: keeps `err` as the source.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use tower_par::StoreError;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let e = StoreError::unavailable(io);
+    /// assert_eq!(e.to_string(), "store unavailable");
+    /// assert_eq!(e.source().unwrap().to_string(), "refused");
+    /// ```
+    pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(err.into())
+    }
+}
+
+/// Variants are equal when they are the same; two `Unavailable` errors when
+/// their sources read the same.
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Full { retry_after: a }, Self::Full { retry_after: b })
+            | (Self::ClientLimit { retry_after: a }, Self::ClientLimit { retry_after: b }) => {
+                a == b
+            }
+            (Self::Exists, Self::Exists) => true,
+            (Self::Unavailable(a), Self::Unavailable(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -203,12 +241,20 @@ impl fmt::Display for StoreError {
                 f.write_str("too many outstanding requests for this client")
             }
             Self::Exists => f.write_str("key already exists"),
-            Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            // The cause is the source: `Display` stays safe to show.
+            Self::Unavailable(_) => f.write_str("store unavailable"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
 
 /// Storage for pushed requests, shared by all clones of a layer (and, for a
 /// shared backend, by all instances).
@@ -283,7 +329,26 @@ pub trait ParStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Completion, StoreError>> + Send;
 
     /// Records `key` for `ttl`; `true` the first time, `false` while it is
-    /// still recorded. A replay cache (for example for assertion `jti`s).
+    /// still recorded, atomically across clones and instances. The replay
+    /// cache: the layer calls it for every client assertion `jti`
+    /// (`private_key_jwt`, `client_secret_jwt`) and every DPoP proof `jti`,
+    /// at the PAR endpoint and at [`TokenEndpoint`](crate::TokenEndpoint).
+    ///
+    /// Required, on purpose: a default that answered `true` would switch
+    /// replay protection off without a word, for every store written
+    /// before it. A store that cannot keep such records (and serves no JWT
+    /// clients) can fail closed, which answers those requests with `503`:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_par::StoreError;
+    /// # struct NoReplayCache;
+    /// # impl NoReplayCache {
+    /// async fn mark_once(&self, _key: &str, _ttl: Duration) -> Result<bool, StoreError> {
+    ///     Err(StoreError::unavailable("this store keeps no replay cache"))
+    /// }
+    /// # }
+    /// ```
     fn mark_once(
         &self,
         key: &str,

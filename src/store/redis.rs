@@ -292,7 +292,7 @@ fn describe(e: &redis::RedisError) -> String {
 }
 
 fn unavailable(e: impl fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::unavailable(e.to_string())
 }
 
 impl RedisStore {
@@ -300,7 +300,7 @@ impl RedisStore {
     /// connected, lost connections are re-established on their own.
     pub async fn connect(config: RedisStoreConfig) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {}", describe(&e))))?;
+            .map_err(|e| StoreError::unavailable(format!("invalid Redis URL: {}", describe(&e))))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(config.timeout.max(Duration::from_millis(500)))
             .set_response_timeout(config.timeout)
