@@ -306,8 +306,8 @@ impl SqliteStore {
         Ok(removed)
     }
 
-    /// What a redemption that changed nothing found: the client the live
-    /// row is bound to and its flow binding.
+    /// The live row under `key`, if any: read by a redemption that changed
+    /// nothing, to tell a foreign client or a re-entry from "not found".
     async fn live_row<'e, E>(
         executor: E,
         key: &[u8],
