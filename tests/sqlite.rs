@@ -99,7 +99,10 @@ async fn the_database_file_and_its_tables_are_created_and_reopened() {
     let clients = SqliteClients::new(pool.clone());
     clients
         .register(
-            &Client::new("app", AuthMethod::ClientSecretBasic).redirect_uri("https://a/cb"),
+            &Client::new("app", AuthMethod::ClientSecretBasic)
+                .redirect_uri("https://a/cb")
+                .redirect_uri("https://a/cb2")
+                .require_par(true),
             Some("s3cret"),
         )
         .await
@@ -118,7 +121,9 @@ async fn the_database_file_and_its_tables_are_created_and_reopened() {
         .await
         .unwrap()
         .expect("registered before the reopen");
-    assert_eq!(client.redirect_uris, ["https://a/cb"]);
+    assert_eq!(client.auth_method, AuthMethod::ClientSecretBasic);
+    assert_eq!(client.redirect_uris, ["https://a/cb", "https://a/cb2"]);
+    assert!(client.require_par);
     // Only the digest of the secret is stored.
     let row = sqlx::query("SELECT secret_sha256 FROM clients WHERE client_id = 'app'")
         .fetch_one(&pool)
@@ -494,4 +499,44 @@ async fn the_sweep_deletes_dead_rows_only() {
         store.redeem(&live, "C", RedeemMode::Consume).await.unwrap(),
         RedeemOutcome::Redeemed(_)
     ));
+}
+
+/// PAR-31: a client whose row says `require_par` cannot use the front
+/// channel; a client whose row does not passes through to the wrapped
+/// service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_par_comes_from_the_table_par31() {
+    let file = TempDb::new();
+    let pool = db::open(file.path()).await.unwrap();
+    registered(&pool).await;
+    SqliteClients::new(pool.clone())
+        .register(
+            &Client::new("strict-app", AuthMethod::None)
+                .redirect_uri(REDIRECT)
+                .require_par(true),
+            None,
+        )
+        .await
+        .unwrap();
+    let server = serve(pool).await;
+    let front_channel = |client_id: &str| {
+        Request::get(format!(
+            "http://{}/authorize?client_id={client_id}&response_type=code&state=s1",
+            server.addr
+        ))
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+    };
+    let refused = send(front_channel("strict-app")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.error(), "invalid_request");
+    assert_eq!(server.calls.load(Ordering::SeqCst), 0);
+    let passed = send(front_channel("public-app")).await;
+    assert_eq!(passed.status, StatusCode::OK, "{}", passed.body);
+    assert_eq!(
+        passed.body,
+        "client_id=public-app&response_type=code&state=s1"
+    );
+    assert_eq!(server.calls.load(Ordering::SeqCst), 1);
 }
