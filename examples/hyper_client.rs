@@ -48,7 +48,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -71,7 +70,7 @@ env: PAR_CLIENT_ID PAR_CLIENT_SECRET PAR_CLIENT_AUTH=basic|post|none (without --
 
 fn random() -> String {
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    getrandom::fill(&mut b).expect("the OS random source");
     URL_SAFE_NO_PAD.encode(b)
 }
 

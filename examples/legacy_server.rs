@@ -76,7 +76,6 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_par::{
     AuthMethod, Client, Jwks, MemoryStore, OAuthError, ParLayer, Params, Profile, Redemption,
@@ -395,7 +394,7 @@ fn write_private(path: &Path, text: &str, new: bool) -> Result<(), String> {
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    getrandom::fill(&mut b).expect("the OS random source");
     b
 }
 
@@ -576,7 +575,7 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 fn random_token() -> String {
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    getrandom::fill(&mut b).expect("the OS random source");
     URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -1082,7 +1081,10 @@ pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Ro
             Ok(router.layer(par))
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err("--redis needs the `redis` feature (on by default)".into()),
+        Some(_) => Err(
+            "--redis needs the `redis` feature: cargo run --features redis --example legacy_server -- --redis URL"
+                .into(),
+        ),
     }
 }
 

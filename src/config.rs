@@ -21,7 +21,7 @@ pub enum Profile {
     /// |---|---|---|---|
     /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt` (as registered) | `private_key_jwt` only; public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
     /// | Client assertion `aud` | issuer, token endpoint URL or PAR endpoint URL; string or array | the issuer, as a string | §5.3.2.1 item 8 (FAPI-8) |
-    /// | JWT `iat`/`nbf` ahead of the clock | up to [`jwt_leeway`](crate::ParLayer::jwt_leeway) (30 s) | leeway held within 10..=60 s: 10 s ahead accepted, over 60 s refused | §5.3.2.1 item 13 (FAPI-13) |
+    /// | JWT `iat`/`nbf` ahead of the clock | up to `ParLayer::jwt_leeway` (30 s) | leeway held within 10..=60 s: 10 s ahead accepted, over 60 s refused | §5.3.2.1 item 13 (FAPI-13) |
     /// | JWS algorithms (assertions, request objects, DPoP proofs) | RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; HS256/384/512 for `client_secret_jwt` | PS256, ES256, EdDSA | §5.4.1 (FAPI-25) |
     /// | PKCE | per [`PkcePolicy`] | `S256` required, `plain` refused | §5.3.2.2 item 5 (FAPI-16) |
     /// | `redirect_uri` in the push | optional when one is registered | required | §5.3.2.2 item 6 (FAPI-18) |

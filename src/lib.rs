@@ -200,23 +200,33 @@
 //!
 //! # Feature flags
 //!
-//! - `toml` (default): [`StaticClients::from_toml`] and `.toml` files.
+//! The defaults (`toml`, `tokio`, `jwt`, `jwks-fetch`) are what a single
+//! instance in front of a tokio server needs; `redis`, `tracing` and
+//! `metrics` are opt-in. Items behind a feature are marked on docs.rs.
+//!
+//! - `toml` (default): `StaticClients::from_toml` and `.toml` clients
+//!   files.
 //! - `tokio` (default): the body-read deadline
-//!   ([`ParLayer::par_body_timeout`], on a tokio runtime with timers) and
-//!   [`MemoryStore::spawn_sweeper`], a background expiry task.
-//! - `tracing`: events for pushes, redemptions and rejections (never with
-//!   parameter values, secrets or a full `request_uri`).
+//!   (`ParLayer::par_body_timeout`, on a tokio runtime with timers) and
+//!   `MemoryStore::spawn_sweeper`, a background expiry task.
 //! - `jwt` (default): JWT client authentication (`private_key_jwt`,
 //!   `client_secret_jwt`), DPoP proofs and signed request objects, verified
 //!   with the `jsonwebtoken` crate on its pure-Rust RustCrypto backend.
 //!   Encrypted request objects (JWE) are refused with
 //!   `invalid_request_object`.
-//! - `jwks-fetch` (default): `HttpJwksFetcher`, which fetches the keys of
-//!   clients registered with a `jwks_uri` (HTTPS through rustls with the
-//!   webpki roots; plain HTTP to loopback only), cached per URI; without
-//!   it, set a `JwksFetcher` of your own with `ParLayer::jwks_fetcher`.
-//! - `redis` (default): [`RedisStore`], pushed requests and the replay
-//!   cache shared by several instances.
+//! - `jwks-fetch` (default; implies `jwt` and `tokio`): `HttpJwksFetcher`,
+//!   which fetches the keys of clients registered with a `jwks_uri` (HTTPS
+//!   through rustls with the webpki roots; plain HTTP to loopback only),
+//!   cached per URI; without it, set a `JwksFetcher` of your own with
+//!   `ParLayer::jwks_fetcher`.
+//! - `redis` (opt-in; implies `tokio`): `RedisStore`, pushed requests and
+//!   the replay cache shared by several instances through Redis or Valkey,
+//!   encrypted at rest. It adds about 50 crates (`redis`, `url`, `idna`).
+//! - `tracing` (opt-in): events for pushes, redemptions and rejections
+//!   (never with parameter values, secrets or a full `request_uri`).
+//! - `metrics` (opt-in): `metrics` counters
+//!   `tower_par_{pushed,redeemed,reentered,completed,rejected}_total` and
+//!   the histogram `tower_par_flow_duration_seconds`.
 //! - `tower-http`: `RedactedMakeSpan`, a `MakeSpan` for tower-http's
 //!   `TraceLayer` whose spans carry the URI through [`redacted_uri`].
 //! - `test-util`: `tower_par::test_util`, for your tests: push a request
@@ -256,7 +266,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod client;

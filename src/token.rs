@@ -142,7 +142,7 @@ where
     /// must only be exchanged with a proof whose thumbprint equals it
     /// (RFC 9449 §10, DPOP-1, DPOP-11): compare, and answer a mismatch or a
     /// missing proof with `400 invalid_dpop_proof`. Send
-    /// [`dpop_nonce`](Self::dpop_nonce) with a successful response. Without
+    /// `dpop_nonce` (feature `jwt`) with a successful response. Without
     /// the `jwt` feature a request with a `DPoP` header is refused.
     pub async fn authenticate_with_dpop(
         &self,

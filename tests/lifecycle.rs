@@ -232,9 +232,8 @@ async fn push(server: &Server) -> Pushed {
 }
 
 fn rand_bytes() -> [u8; 32] {
-    use rand::RngCore;
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    getrandom::fill(&mut b).expect("the OS random source");
     b
 }
 

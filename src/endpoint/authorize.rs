@@ -14,7 +14,6 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tower_service::Service;
 
@@ -777,8 +776,7 @@ where
             // browser presents (a planted cookie must not claim the flow);
             // presented secrets only re-enter flows already bound to them.
             let mut fresh = [0u8; 32];
-            // OS-seeded ChaCha12: a CSPRNG without a system call.
-            rand::thread_rng().fill_bytes(&mut fresh);
+            crate::request_uri::fill_random(&mut fresh);
             let binding: [u8; 32] = Sha256::digest(fresh).into();
             // Only the cookie named for this request_uri is read: values
             // planted under other names never crowd it out.

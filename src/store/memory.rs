@@ -28,8 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
 use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 use sha2::{Digest, Sha256};
 
@@ -328,6 +326,9 @@ struct Padded(AtomicUsize);
 /// Least time between two scans of a full replay cache for expired keys,
 /// so that a cache full of live keys is not rescanned by every call.
 const MARKS_SCAN_MS: u64 = 100;
+/// Partitions of the replay cache (`mark_once` is called once per client
+/// assertion or DPoP proof, far less often than the entries are touched).
+const MARK_SHARDS: usize = 16;
 
 /// Stores are told apart by a number, never by an address that a later
 /// store could reuse.
@@ -351,11 +352,19 @@ thread_local! {
     static INSERTS: Cell<usize> = const { Cell::new(0) };
 }
 
+/// One partition of the replay cache: key digest -> when it may be reused.
+type Marks = HashMap<[u8; 32], SystemTime>;
+
 struct Inner {
     id: u64,
     shards: Box<[Shard]>,
     clients: RwLock<HashMap<Box<str>, Arc<ClientCount>>>,
-    marks: DashMap<[u8; 32], SystemTime>,
+    /// The replay cache (`mark_once`): SHA-256 digests of the keys, in
+    /// `MARK_SHARDS` partitions picked by the digest's first byte, like the
+    /// entries' partitions (one map design for the whole store).
+    marks: Box<[Mutex<Marks>]>,
+    /// Keys in `marks`, across partitions.
+    marks_len: AtomicUsize,
     pending: Padded,
     /// Bytes held by the entries, as counted by [`entry_cost`].
     bytes: Padded,
@@ -375,7 +384,7 @@ struct Inner {
 ///
 /// Expiry is checked on every read; expired entries are also swept, one
 /// partition at a time, by the push path (or by a background task with the
-/// `tokio` feature, [`MemoryStore::spawn_sweeper`]). No lock is held across
+/// `tokio` feature, `MemoryStore::spawn_sweeper`). No lock is held across
 /// an `.await`, and none is shared by all requests. Clones share the same
 /// entries.
 ///
@@ -448,7 +457,10 @@ impl MemoryStore {
                 id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 clients: RwLock::new(HashMap::new()),
-                marks: DashMap::new(),
+                marks: (0..MARK_SHARDS)
+                    .map(|_| Mutex::new(HashMap::new()))
+                    .collect(),
+                marks_len: AtomicUsize::new(0),
                 pending: Padded(AtomicUsize::new(0)),
                 bytes: Padded(AtomicUsize::new(0)),
                 next_step: AtomicU64::new(0),
@@ -478,8 +490,7 @@ impl MemoryStore {
         let now = SystemTime::now();
         let removed = (0..SHARDS).map(|i| self.sweep_shard(i, now)).sum();
         self.forget_idle_clients();
-        let inner = &self.inner;
-        inner.marks.retain(|_, expires| *expires > now);
+        self.retain_marks(|expires| *expires > now);
         removed
     }
 
@@ -761,7 +772,7 @@ impl MemoryStore {
                 .is_ok();
         if due {
             let mut next = u64::MAX;
-            inner.marks.retain(|_, expires| {
+            self.retain_marks(|expires| {
                 let live = *expires > now;
                 if live {
                     next = next.min(unix_millis(*expires));
@@ -770,7 +781,27 @@ impl MemoryStore {
             });
             inner.marks_next_expiry.store(next, Ordering::Relaxed);
         }
-        inner.marks.len() < inner.config.max_pending
+        inner.marks_len.load(Ordering::Relaxed) < inner.config.max_pending
+    }
+
+    /// Keeps the replay-cache keys for which `live` holds, one partition
+    /// lock at a time.
+    fn retain_marks(&self, mut live: impl FnMut(&SystemTime) -> bool) {
+        for part in self.inner.marks.iter() {
+            let mut map = part.lock().unwrap_or_else(|e| e.into_inner());
+            let before = map.len();
+            map.retain(|_, expires| live(expires));
+            self.inner
+                .marks_len
+                .fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn marks_part(&self, digest: &[u8; 32]) -> MutexGuard<'_, Marks> {
+        // As `lock`: every update is one map call, so poison is harmless.
+        self.inner.marks[usize::from(digest[0]) % MARK_SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn shard(&self, key: &Key) -> MutexGuard<'_, Part> {
@@ -940,34 +971,38 @@ impl ParStore for MemoryStore {
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = SystemTime::now();
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        match self.inner.marks.entry(digest) {
-            Entry::Occupied(mut e) => {
-                if *e.get() > now {
+        let mut part = self.marks_part(&digest);
+        match part.get_mut(&digest) {
+            Some(expires) => {
+                if *expires > now {
                     Ok(false)
                 } else {
-                    *e.get_mut() = later(now, ttl);
+                    *expires = later(now, ttl);
                     Ok(true)
                 }
             }
-            Entry::Vacant(e) => {
-                drop(e);
+            None => {
+                // A full cache is pruned across partitions: not under this
+                // partition's lock.
+                drop(part);
                 // The keys may be chosen by whoever signs them (DPoP proof
                 // `jti`s): the cache holds at most `max_pending`, also
                 // without a sweeper.
-                if self.inner.marks.len() >= self.inner.config.max_pending
+                if self.inner.marks_len.load(Ordering::Relaxed) >= self.inner.config.max_pending
                     && !self.forget_expired_marks(now)
                 {
                     return Err(StoreError::Full { retry_after: 5 });
                 }
                 let expires = later(now, ttl);
-                let recorded = match self.inner.marks.entry(digest) {
-                    Entry::Occupied(e) if *e.get() > now => false,
-                    Entry::Occupied(mut e) => {
+                let recorded = match self.marks_part(&digest).entry(digest) {
+                    std::collections::hash_map::Entry::Occupied(e) if *e.get() > now => false,
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
                         *e.get_mut() = expires;
                         true
                     }
-                    Entry::Vacant(e) => {
+                    std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(expires);
+                        self.inner.marks_len.fetch_add(1, Ordering::Relaxed);
                         true
                     }
                 };
@@ -1437,7 +1472,7 @@ mod tests {
         // is scanned at most every 100 ms).
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(store.mark_once("jti-3", short).await, Ok(true));
-        assert!(store.inner.marks.len() <= 3);
+        assert!(store.inner.marks_len.load(Ordering::Relaxed) <= 3);
     }
 
     #[cfg(feature = "tokio")]

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
@@ -428,7 +427,7 @@ impl RedisStore {
         };
         let plain = serde_json::to_vec(&sealed).map_err(unavailable)?;
         let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        crate::request_uri::fill_random(&mut nonce);
         let aad = Self::aad(key, &Self::client_tag(uri, &r.client_id));
         let ct = self
             .cipher(uri)
