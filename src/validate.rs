@@ -17,8 +17,8 @@ use crate::config::PkcePolicy;
 use crate::error::OAuthError;
 use crate::params::Params;
 
-/// A boxed, `Send` future, as returned by
-/// [`JwksFetcher::fetch`](crate::JwksFetcher).
+/// A boxed, `Send` future, as returned by `JwksFetcher::fetch` (feature
+/// `jwt`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a [`Validator`] sees of a pushed request.
