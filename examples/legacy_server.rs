@@ -1050,6 +1050,10 @@ pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Ro
             return Err("DPoP nonces need the `jwt` feature (on by default)".into());
         }
     }
+    // Combinations of settings are checked once, before serving.
+    let par = par
+        .build()
+        .map_err(|e| format!("{}: {e}", e.setting().name()))?;
     let legacy = |tokens: Tokens| Legacy {
         issuer: opts.issuer.clone(),
         fapi: profile.is_fapi(),
