@@ -17,6 +17,30 @@ pin_project! {
     /// Pass-through requests carry the original body (no copy, no
     /// allocation); requests the layer rewrote (a redeemed `request_uri`
     /// sent by POST) carry the stored parameters.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_par::{ParLayer, ParRequestBody, StaticClients};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // An echo service: the body it receives is a `ParRequestBody`.
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(ParLayer::new(StaticClients::new()))
+    ///     .service_fn(|req: Request<ParRequestBody<Full<Bytes>>>| async move {
+    ///         let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    ///         Ok::<_, Infallible>(Response::new(Full::new(bytes)))
+    ///     });
+    /// // A request the layer does not handle keeps its own body.
+    /// let req = Request::post("/token").body(Full::new(Bytes::from_static(b"grant_type=x")))?;
+    /// let res = svc.oneshot(req).await?;
+    /// assert_eq!(res.into_body().collect().await?.to_bytes(), "grant_type=x");
+    /// # Ok(()) }
+    /// ```
     pub struct ParRequestBody<B> {
         #[pin]
         kind: RequestKind<B>,
@@ -110,6 +134,35 @@ impl<B> fmt::Debug for ParRequestBody<B> {
 pin_project! {
     /// The response body the layer returns: the wrapped service's body, or
     /// the layer's own (PAR responses, errors, augmented metadata).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_par::{AuthMethod, Client, ParLayer, ParRequestBody, StaticClients};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clients = StaticClients::new().with_client(
+    ///     Client::new("app", AuthMethod::None).redirect_uri("https://app.example/cb"),
+    ///     None,
+    /// )?;
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(ParLayer::new(clients))
+    ///     .service_fn(|_: Request<ParRequestBody<Full<Bytes>>>| async {
+    ///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+    ///     });
+    /// let push = Request::post("/par")
+    ///     .header("content-type", "application/x-www-form-urlencoded")
+    ///     .body(Full::new(Bytes::from_static(b"client_id=app&response_type=code")))?;
+    /// // The PAR response is the layer's own body: JSON with the `request_uri`.
+    /// let body = svc.oneshot(push).await?.into_body().collect().await?.to_bytes();
+    /// let json: serde_json::Value = serde_json::from_slice(&body)?;
+    /// assert!(json["request_uri"].as_str().unwrap().starts_with(tower_par::REQUEST_URI_PREFIX));
+    /// # Ok(()) }
+    /// ```
     pub struct ParResponseBody<B> {
         #[pin]
         kind: ResponseKind<B>,

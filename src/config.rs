@@ -7,7 +7,41 @@ use std::time::Duration;
 
 use crate::validate::{DynValidator, Rules};
 
-/// A rule set for pushed requests.
+/// A rule set for pushed requests, set with
+/// [`ParLayer::profile`](crate::ParLayer::profile).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_par::{AuthMethod, Client, ParLayer, ParRequestBody, Profile, StaticClients};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert_eq!(Profile::default(), Profile::Rfc9126);
+/// let clients = StaticClients::new().with_client(
+///     Client::new("spa", AuthMethod::None).redirect_uri("https://spa.example/cb"),
+///     None,
+/// )?;
+/// let push = || {
+///     Request::post("/par")
+///         .header("content-type", "application/x-www-form-urlencoded")
+///         .body(Full::new(Bytes::from_static(b"client_id=spa&response_type=code")))
+/// };
+/// for (profile, accepted) in [(Profile::Rfc9126, true), (Profile::Fapi2, false)] {
+///     let svc = ServiceBuilder::new()
+///         .layer(ParLayer::new(clients.clone()).issuer("https://as.example")?.profile(profile))
+///         .service_fn(|_: Request<ParRequestBody<Full<Bytes>>>| async {
+///             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+///         });
+///     // FAPI 2.0 refuses public clients at the PAR endpoint.
+///     let res = svc.oneshot(push()?).await?;
+///     assert_eq!(res.status() == 201, accepted);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Profile {
@@ -38,7 +72,18 @@ pub enum Profile {
     Fapi2,
 }
 
-/// PKCE requirements at push time.
+/// PKCE requirements at push time, set with
+/// [`ParLayer::pkce`](crate::ParLayer::pkce).
+///
+/// ```
+/// use tower_par::{ParLayer, PkcePolicy, StaticClients};
+///
+/// let mut policy = PkcePolicy::default();
+/// assert!(!policy.required && !policy.allow_plain); // optional, S256 only
+/// policy.required = true;
+/// let layer = ParLayer::new(StaticClients::new()).pkce(policy);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PkcePolicy {
@@ -55,6 +100,15 @@ pub struct PkcePolicy {
 /// reused when the user reloads the page; FAPI 2.0 (note 3) enforces
 /// one-time use "at the point of authorization". The two policies trade
 /// these off differently.
+///
+/// ```
+/// use tower_par::{ParLayer, Redemption, StaticClients};
+///
+/// assert_eq!(Redemption::default(), Redemption::FlowBound);
+/// // One redemption per `request_uri`, no flow cookie.
+/// let layer = ParLayer::new(StaticClients::new()).redemption(Redemption::Strict);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Redemption {
@@ -189,6 +243,18 @@ pub enum Metadata {
 
 /// The setting a [`ConfigError`] is about, named like its builder method
 /// on [`ParLayer`](crate::ParLayer).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{ParLayer, Setting, StaticClients};
+///
+/// let err = ParLayer::new(StaticClients::new())
+///     .request_uri_lifetime(Duration::from_secs(3600))
+///     .unwrap_err();
+/// assert_eq!(err.setting(), Setting::RequestUriLifetime);
+/// assert_eq!(err.setting().name(), "request_uri_lifetime");
+/// assert_eq!(Setting::Issuer.to_string(), "issuer");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Setting {
@@ -264,6 +330,17 @@ impl fmt::Display for Setting {
 }
 
 /// What is wrong with a setting.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{ConfigErrorKind, ParLayer, StaticClients};
+///
+/// let layer = ParLayer::new(StaticClients::new());
+/// let too_long = layer.clone().request_uri_lifetime(Duration::from_secs(3600)).unwrap_err();
+/// assert_eq!(too_long.kind(), ConfigErrorKind::OutOfRange);
+/// let not_a_path = layer.par_path("par").unwrap_err();
+/// assert_eq!(not_a_path.kind(), ConfigErrorKind::Invalid);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {

@@ -15,6 +15,28 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 
 pin_project! {
     /// Response future of [`Par`](crate::Par).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use tower::{Service, ServiceBuilder, ServiceExt};
+    /// use tower_par::{ParLayer, ParRequestBody, ResponseFuture, StaticClients};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(ParLayer::new(StaticClients::new()))
+    ///     .service_fn(|_: Request<ParRequestBody<Full<Bytes>>>| async {
+    ///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    ///     });
+    /// let req = Request::get("/par").body(Full::new(Bytes::new()))?;
+    /// let future: ResponseFuture<_, _, _> = svc.ready().await?.call(req);
+    /// // The PAR endpoint accepts POST only.
+    /// assert_eq!(future.await?.status(), 405);
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseFuture<F, ResB, E> {
         #[pin]
         kind: Kind<F, ResB, E>,

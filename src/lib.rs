@@ -269,12 +269,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
-mod client;
+pub mod client;
 mod config;
 #[cfg(feature = "jwt")]
 mod dpop;
 mod endpoint;
-mod error;
+pub mod error;
 mod future;
 #[cfg(feature = "jwt")]
 mod jar;
@@ -287,12 +287,12 @@ mod request_uri;
 mod secret;
 mod service;
 mod span;
-mod store;
+pub mod store;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod token;
 mod trace;
-mod validate;
+pub mod validate;
 
 pub use body::{ParRequestBody, ParResponseBody};
 #[cfg(feature = "jwks-fetch")]

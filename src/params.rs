@@ -16,6 +16,15 @@ use std::fmt;
 const MULTI_VALUED: &[&str] = &["resource"];
 
 /// Why a form could not be parsed.
+///
+/// ```
+/// use tower_par::{Params, ParamsError};
+///
+/// let err = Params::parse(b"scope=a&scope=b").unwrap_err();
+/// assert_eq!(err, ParamsError::Repeated("scope".into()));
+/// assert_eq!(err.to_string(), "parameter 'scope' is repeated");
+/// assert_eq!(Params::parse(b"state=%zz").unwrap_err(), ParamsError::MalformedEncoding);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParamsError {

@@ -22,6 +22,26 @@ use crate::store::{MemoryStore, ParStore};
 /// with a `request_uri` are rewritten before they reach `S`; everything else
 /// reaches `S` untouched, without allocation or locking. Every failure of
 /// the layer's own is an HTTP response: `Error` is `S::Error`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_par::{Par, ParLayer, ParRequestBody, StaticClients};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let inner = service_fn(|req: Request<ParRequestBody<Full<Bytes>>>| async move {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(req.uri().to_string()))))
+/// });
+/// let par: Par<_> = ParLayer::new(StaticClients::new()).layer(inner);
+/// // Not PAR: passed through untouched.
+/// let res = par.oneshot(Request::get("/userinfo").body(Full::new(Bytes::new()))?).await?;
+/// assert_eq!(res.status(), 200);
+/// # Ok(()) }
+/// ```
 pub struct Par<S, C = StaticClients, St = MemoryStore> {
     inner: S,
     config: Arc<Config<C, St>>,

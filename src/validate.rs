@@ -22,6 +22,44 @@ use crate::params::Params;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a [`Validator`] sees of a pushed request.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_par::{validator_fn, AuthMethod, Client, OAuthError, ParLayer, ParRequestBody, StaticClients};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clients = StaticClients::new().with_client(
+///     Client::new("app", AuthMethod::None).redirect_uri("https://app.example/cb"),
+///     None,
+/// )?;
+/// // The context: the authenticated client, the pushed parameters, the HTTP request.
+/// let layer = ParLayer::new(clients).validator(validator_fn(|ctx| {
+///     let tenant = ctx.request.headers.get("x-tenant").and_then(|v| v.to_str().ok());
+///     match (ctx.client.client_id.as_str(), tenant) {
+///         ("app", Some("acme")) if ctx.params.get("response_type") == Some("code") => Ok(()),
+///         _ => Err(OAuthError::invalid_request("wrong tenant")),
+///     }
+/// }));
+/// let svc = ServiceBuilder::new().layer(layer).service_fn(
+///     |_: Request<ParRequestBody<Full<Bytes>>>| async {
+///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+///     },
+/// );
+/// let push = |tenant: &'static str| {
+///     Request::post("/par")
+///         .header("content-type", "application/x-www-form-urlencoded")
+///         .header("x-tenant", tenant)
+///         .body(Full::new(Bytes::from_static(b"client_id=app&response_type=code")))
+/// };
+/// assert_eq!(svc.clone().oneshot(push("acme")?).await?.status(), 201);
+/// assert_eq!(svc.oneshot(push("other")?).await?.status(), 400);
+/// # Ok(()) }
+/// ```
 #[non_exhaustive]
 pub struct PushContext<'a> {
     /// The authenticated client.
@@ -120,6 +158,24 @@ where
 }
 
 /// See [`validator_fn`].
+///
+/// ```
+/// use tower_par::{validator_fn, FnValidator, OAuthError, ParLayer, PushContext, StaticClients};
+///
+/// fn no_login_hint(ctx: &PushContext<'_>) -> Result<(), OAuthError> {
+///     match ctx.params.get("login_hint") {
+///         Some(_) => Err(OAuthError::invalid_request("login_hint is not accepted")),
+///         None => Ok(()),
+///     }
+/// }
+///
+/// // A named type, for a struct field or a function signature.
+/// type Rule = fn(&PushContext<'_>) -> Result<(), OAuthError>;
+/// let validator: FnValidator<Rule> = validator_fn(no_login_hint as Rule);
+/// let layer = ParLayer::new(StaticClients::new()).validator(validator.clone());
+/// assert_eq!(format!("{validator:?}"), "FnValidator");
+/// # let _ = layer;
+/// ```
 #[derive(Clone)]
 pub struct FnValidator<F>(F);
 

@@ -27,6 +27,19 @@ use crate::jose::{self, Alg, JoseError, Jwt};
 use crate::validate::BoxFuture;
 
 /// A JWK Set fetched from a `jwks_uri`, with how long it may be cached.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::{FetchedJwks, Jwks};
+///
+/// let jwks = Jwks::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1",
+///   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)?;
+/// // What a `JwksFetcher` returns for `Cache-Control: max-age=300`.
+/// let fetched = FetchedJwks::new(jwks, Some(Duration::from_secs(300)));
+/// assert_eq!(fetched.max_age, Some(Duration::from_secs(300)));
+/// assert!(!fetched.jwks.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct FetchedJwks {
@@ -48,6 +61,14 @@ impl FetchedJwks {
 /// Why a `jwks_uri` could not be fetched. The text is shown to the client
 /// in the `error_description` of its failed authentication: say what went
 /// wrong (a status, a timeout, a malformed set), not internal details.
+///
+/// ```
+/// use tower_par::JwksFetchError;
+///
+/// let err = JwksFetchError::new("jwks_uri answered 503");
+/// assert_eq!(err.description(), "jwks_uri answered 503");
+/// assert_eq!(err.to_string(), "jwks_uri answered 503");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksFetchError(String);
 

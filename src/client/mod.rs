@@ -37,6 +37,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// How a client authenticates (RFC 7591 `token_endpoint_auth_method`).
+///
+/// ```
+/// use tower_par::AuthMethod;
+///
+/// let method: AuthMethod = "private_key_jwt".parse()?;
+/// assert_eq!(method, AuthMethod::PrivateKeyJwt);
+/// assert!(method.uses_assertion() && !method.uses_secret());
+/// assert_eq!(AuthMethod::ClientSecretPost.to_string(), "client_secret_post");
+/// assert!("tls_client_auth".parse::<AuthMethod>().is_err());
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -284,6 +295,14 @@ impl Client {
 }
 
 /// A client secret. `Debug` never prints it.
+///
+/// ```
+/// use tower_par::Secret;
+///
+/// let secret = Secret::new("s3cr3t");
+/// assert_eq!(secret.expose(), "s3cr3t");
+/// assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -312,6 +331,34 @@ impl fmt::Debug for Secret {
 /// (feature `jwt`), with the keys of [`ClientAuthenticator::client`] or the
 /// secret of [`ClientAuthenticator::client_secret`];
 /// [`ClientAuthenticator::authenticate`] sees only the other methods.
+///
+/// ```
+/// use tower_par::{
+///     AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Secret,
+///     StaticClients,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clients = StaticClients::new().with_client(
+///     Client::new("app", AuthMethod::ClientSecretPost).redirect_uri("https://app.example/cb"),
+///     Some("s3cr3t"),
+/// )?;
+/// let (parts, ()) = http::Request::post("/par").body(())?.into_parts();
+/// let mut credentials = ClientCredentials {
+///     client_id: "app".into(),
+///     method: AuthMethod::ClientSecretPost,
+///     secret: Some(Secret::new("s3cr3t")),
+///     assertion: None,
+/// };
+/// let client = clients.authenticate(&credentials, &parts).await?;
+/// assert_eq!(client.client_id, "app");
+///
+/// credentials.secret = Some(Secret::new("guess"));
+/// let err = clients.authenticate(&credentials, &parts).await.unwrap_err();
+/// assert_eq!(err, ClientAuthError::BadCredentials);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
     /// The client the request claims to be.
@@ -329,6 +376,14 @@ pub struct ClientCredentials {
 /// Every variant but [`ClientAuthError::Unavailable`] is answered with the
 /// same `401 invalid_client` (AUTH-1), so the response never tells an
 /// unknown client from a wrong secret. The variant is kept for logs.
+///
+/// ```
+/// use tower_par::ClientAuthError;
+///
+/// assert_eq!(ClientAuthError::UnknownClient, ClientAuthError::UnknownClient);
+/// assert_ne!(ClientAuthError::UnknownClient, ClientAuthError::BadCredentials);
+/// assert!(!ClientAuthError::BadCredentials.to_string().is_empty());
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientAuthError {
@@ -466,7 +521,7 @@ pub trait ClientAuthenticator: Clone + Send + Sync + 'static {
     /// without `request_uri` costs one call per distinct `client_id` it
     /// names (at most four; more are refused), and a redemption costs one.
     /// Wrap a database-backed registry in
-    /// [`CachingClients`](crate::CachingClients) to answer repeats from
+    /// [`CachingClients`] to answer repeats from
     /// memory.
     fn client(
         &self,

@@ -88,6 +88,19 @@ pub struct StaticClients {
 }
 
 /// A registry that could not be built.
+///
+/// ```
+/// use tower_par::{AuthMethod, Client, StaticClients, StaticClientsError};
+///
+/// // A confidential method with no secret is inconsistent.
+/// let err = StaticClients::new()
+///     .with_client(Client::new("app", AuthMethod::ClientSecretBasic), None)
+///     .unwrap_err();
+/// match err {
+///     StaticClientsError::Invalid { client_id, .. } => assert_eq!(client_id, "app"),
+///     other => panic!("unexpected {other}"),
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StaticClientsError {
@@ -290,6 +303,20 @@ impl StaticClients {
     }
 
     /// Parses the JSON format shown above.
+    ///
+    /// ```
+    /// use tower_par::{AuthMethod, StaticClients, StaticClientsError};
+    ///
+    /// let clients = StaticClients::from_json(
+    ///     r#"{"clients":[{"client_id":"spa","token_endpoint_auth_method":"none",
+    ///        "redirect_uris":["https://spa.example/cb"]}]}"#,
+    /// )?;
+    /// assert_eq!(clients.get("spa").unwrap().auth_method, AuthMethod::None);
+    ///
+    /// let err = StaticClients::from_json("{").unwrap_err();
+    /// assert!(matches!(err, StaticClientsError::Parse(_)));
+    /// # Ok::<(), StaticClientsError>(())
+    /// ```
     pub fn from_json(text: &str) -> Result<Self, StaticClientsError> {
         let file: FileFormat =
             serde_json::from_str(text).map_err(|e| StaticClientsError::Parse(e.to_string()))?;
@@ -305,6 +332,22 @@ impl StaticClients {
     }
 
     /// Loads a `.json` file, or (with the `toml` feature) a `.toml` file.
+    ///
+    /// ```
+    /// use tower_par::{StaticClients, StaticClientsError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("tower-par-doc-{}.json", std::process::id()));
+    /// std::fs::write(&path, r#"{"clients":[{"client_id":"app",
+    ///   "token_endpoint_auth_method":"none","redirect_uris":["https://app.example/cb"]}]}"#)?;
+    /// let clients = StaticClients::from_path(&path)?;
+    /// std::fs::remove_file(&path)?;
+    /// assert_eq!(clients.len(), 1);
+    ///
+    /// // A missing file is an I/O error.
+    /// let err = StaticClients::from_path(&path).unwrap_err();
+    /// assert!(matches!(err, StaticClientsError::Io(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, StaticClientsError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(StaticClientsError::Io)?;

@@ -56,6 +56,19 @@ use crate::client::AuthMethod;
 use crate::RequestUri;
 
 /// A validated authorization request, as stored at push time.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_par::{AuthMethod, PushedRequest};
+///
+/// let now = SystemTime::now();
+/// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code&login_hint=ann", now, Duration::from_secs(60))
+///     .with_redirect_uri(Some("https://app.example/cb".into()));
+/// assert!(!request.is_expired_at(now));
+/// assert!(request.is_expired_at(now + Duration::from_secs(60)));
+/// // `Debug` keeps the parameters (personal data) out of logs.
+/// assert!(!format!("{request:?}").contains("login_hint"));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushedRequest {
@@ -126,6 +139,32 @@ impl fmt::Debug for PushedRequest {
 ///
 /// The layer picks the mode from its [`Redemption`](crate::Redemption)
 /// policy.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_par::{
+///     AuthMethod, Completion, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
+///     RequestUri, StoreError,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), StoreError> {
+/// let store = MemoryStore::new();
+/// let ttl = Duration::from_secs(60);
+/// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
+/// let uri = RequestUri::generate();
+/// store.insert(&uri, request, ttl).await?;
+///
+/// let first = RedeemMode::Bind { binding: [1; 32], reenter: None, window: Duration::from_secs(600) };
+/// assert!(matches!(store.redeem(&uri, "app", first).await?, RedeemOutcome::Redeemed(_)));
+/// // The browser that holds the binding's secret comes back: re-entry.
+/// let again = RedeemMode::Bind { binding: [2; 32], reenter: Some([1; 32]), window: Duration::from_secs(600) };
+/// assert!(matches!(store.redeem(&uri, "app", again).await?, RedeemOutcome::Reentered(_)));
+/// // Another browser gets nothing.
+/// let other = RedeemMode::Bind { binding: [3; 32], reenter: Some([9; 32]), window: Duration::from_secs(600) };
+/// assert_eq!(store.redeem(&uri, "app", other).await?, RedeemOutcome::NotFound);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedeemMode {
@@ -148,6 +187,29 @@ pub enum RedeemMode {
 }
 
 /// The result of an attempt to redeem a `request_uri`.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_par::{
+///     AuthMethod, Completion, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
+///     RequestUri, StoreError,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), StoreError> {
+/// let store = MemoryStore::new();
+/// let ttl = Duration::from_secs(60);
+/// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
+/// let uri = RequestUri::generate();
+/// store.insert(&uri, request.clone(), ttl).await?;
+///
+/// // Another client cannot redeem (nor burn) it.
+/// assert_eq!(store.redeem(&uri, "intruder", RedeemMode::Consume).await?, RedeemOutcome::WrongClient);
+/// assert_eq!(store.redeem(&uri, "app", RedeemMode::Consume).await?, RedeemOutcome::Redeemed(request));
+/// // One-time use.
+/// assert_eq!(store.redeem(&uri, "app", RedeemMode::Consume).await?, RedeemOutcome::NotFound);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedeemOutcome {
@@ -164,6 +226,30 @@ pub enum RedeemOutcome {
 }
 
 /// The result of [`ParStore::complete`].
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_par::{
+///     AuthMethod, Completion, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
+///     RequestUri, StoreError,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), StoreError> {
+/// let store = MemoryStore::new();
+/// let ttl = Duration::from_secs(60);
+/// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
+/// let uri = RequestUri::generate();
+/// store.insert(&uri, request, ttl).await?;
+/// let bind = RedeemMode::Bind { binding: [1; 32], reenter: None, window: Duration::from_secs(600) };
+/// store.redeem(&uri, "app", bind).await?;
+///
+/// // Only the browser the flow is bound to completes it, once.
+/// assert_eq!(store.complete(&uri, &[7; 32]).await?, Completion::NotInFlow);
+/// assert_eq!(store.complete(&uri, &[1; 32]).await?, Completion::Completed);
+/// assert_eq!(store.complete(&uri, &[1; 32]).await?, Completion::NotInFlow);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Completion {
@@ -175,6 +261,25 @@ pub enum Completion {
 }
 
 /// A store failure.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_par::{
+///     AuthMethod, Completion, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome,
+///     RequestUri, StoreError,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), StoreError> {
+/// let store = MemoryStore::new();
+/// let ttl = Duration::from_secs(60);
+/// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
+/// let uri = RequestUri::generate();
+/// store.insert(&uri, request.clone(), ttl).await?;
+/// // Insert never overwrites.
+/// assert_eq!(store.insert(&uri, request, ttl).await, Err(StoreError::Exists));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {

@@ -96,6 +96,22 @@ return ''
 ";
 
 /// Settings of a [`RedisStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_par::RedisStoreConfig;
+///
+/// let config = RedisStoreConfig::new("redis://:hunter2@cache.internal:6379/0")
+///     .secret([7u8; 32])
+///     .prefix("as1:")
+///     .timeout(Duration::from_millis(100))
+///     .max_in_flow_per_client(100);
+/// // `Debug` shows neither the password nor the secret.
+/// let debug = format!("{config:?}");
+/// assert!(debug.contains("redis://***@cache.internal:6379/0"));
+/// assert!(!debug.contains("hunter2"));
+/// assert!(debug.contains("secret: true"));
+/// ```
 #[derive(Clone)]
 pub struct RedisStoreConfig {
     url: String,

@@ -536,6 +536,25 @@ async fn concurrent_inserts_of_one_key_store_it_once<S: ParStore>(store: S) {
 
 /// The per-client allowances a store under [`allowance_conformance`] is
 /// made with.
+///
+/// ```
+/// use tower_par::test_util::{allowance_conformance, Allowance};
+/// use tower_par::{MemoryStore, MemoryStoreConfig};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// // Build the store under test with the allowances the suite asks for.
+/// allowance_conformance(|allowance: Allowance| {
+///     assert!(allowance.in_flow_per_client >= 1);
+///     MemoryStore::with_config(
+///         MemoryStoreConfig::new()
+///             .max_pending_per_client(allowance.pushed_per_client)
+///             .max_in_flow_per_client(allowance.in_flow_per_client),
+///     )
+/// })
+/// .await;
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Allowance {
     /// Requests a client may have pushed and not yet redeemed (a store

@@ -33,6 +33,25 @@ pub use conformance::{allowance_conformance, store_conformance, Allowance};
 use crate::{ClientAuthenticator, ParLayer, ParRequestBody, ParStore};
 
 /// A push the layer refused: its status and JSON body.
+///
+/// ```
+/// use tower_par::{test_util, AuthMethod, Client, ParLayer, StaticClients};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let clients = StaticClients::new().with_client(
+///     Client::new("app", AuthMethod::ClientSecretBasic).redirect_uri("https://app.example/cb"),
+///     Some("app-secret"),
+/// )?;
+/// let layer = ParLayer::new(clients);
+/// let refused = test_util::push(&layer, "app", Some("wrong"), &[("response_type", "code")])
+///     .await
+///     .unwrap_err();
+/// assert_eq!(refused.status, 401);
+/// assert!(refused.body.contains("invalid_client"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushRefused {
     /// The response status, e.g. `400`.
