@@ -721,7 +721,7 @@ async fn dpop3_with_a_request_object() {
             "iss": "J", "aud": ISSUER, "client_id": "J", "response_type": "code",
             "redirect_uri": "https://j.example/cb", "scope": "openid",
             "code_challenge": S256_CHALLENGE, "code_challenge_method": "S256",
-            "exp": now() + 60, "nbf": now(),
+            "exp": now() + 300, "nbf": now(),
         });
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
