@@ -1,5 +1,6 @@
-// Starts the `legacy_server` example on a free 127.0.0.1 port for one test
-// file, and makes sure it never outlives that file.
+// Starts a server binary (the `legacy_server` example, or `par-proxy`) on a
+// free 127.0.0.1 port for one test file, and makes sure it never outlives
+// that file.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,6 +14,10 @@ const STARTUP_TIMEOUT_MS = 20_000;
 export const serverBin = process.env.LEGACY_SERVER_BIN
   ? path.resolve(process.env.LEGACY_SERVER_BIN)
   : path.resolve(HERE, '../../target/debug/examples/legacy_server');
+
+export const parProxyBin = process.env.PAR_PROXY_BIN
+  ? path.resolve(process.env.PAR_PROXY_BIN)
+  : path.resolve(HERE, '../../target/debug/par-proxy');
 
 // Settings of the demo that the caller's environment must not leak into it.
 const DEMO_VARIABLES = [
@@ -61,27 +66,29 @@ function canConnect(port) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts legacy_server with `args` (after `--addr`) and `env` (given the
- * port, so that PAR_ISSUER can name it). Resolves to
- * `{ issuer, log(), kill() }` once it accepts connections.
+ * Spawns `bin` with `args(port)` and `env(port)` (the caller's environment
+ * less the names in `scrub`) on a free port, and resolves to
+ * `{ port, log(), kill(), running() }` once it accepts connections on
+ * 127.0.0.1:port. The port is free when picked; another process could take
+ * it before the child binds, so a child that exits early is retried (three
+ * attempts in all). With `port` given (a child whose port is in its
+ * configuration file), that port is used and a child that exits early is
+ * not retried: the caller picks a new port. `name` labels errors.
  */
-export async function startServer({ args = [], env = () => ({}) } = {}) {
-  if (!existsSync(serverBin)) {
-    throw new Error(
-      `legacy_server binary not found at ${serverBin}.\n` +
-        'Build it first: cargo build --example legacy_server (from the crate root), ' +
-        'or set LEGACY_SERVER_BIN to its path.',
-    );
+export async function startProcess({ bin, name, args = () => [], env = () => ({}), scrub = [], hint = '', port: fixedPort }) {
+  if (!existsSync(bin)) {
+    throw new Error(`${name} binary not found at ${bin}.\n${hint}`);
   }
-  // The port is free when picked; another process could take it before the
-  // server binds, so retry a few times if the server exits early.
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
+  const attempts = fixedPort === undefined ? 3 : 1;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const port = fixedPort ?? (await freePort());
     let log = '';
     const childEnv = { ...process.env };
-    for (const k of DEMO_VARIABLES) delete childEnv[k];
+    for (const k of Object.keys(childEnv)) {
+      if (scrub.some((s) => (s.endsWith('*') ? k.startsWith(s.slice(0, -1)) : k === s))) delete childEnv[k];
+    }
     Object.assign(childEnv, env(port));
-    const child = spawn(serverBin, ['--addr', `127.0.0.1:${port}`, ...args], {
+    const child = spawn(bin, args(port), {
       env: childEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -93,26 +100,45 @@ export async function startServer({ args = [], env = () => ({}) } = {}) {
     const kill = () => {
       if (running()) child.kill('SIGKILL');
     };
-    // Never leave the server behind, whatever happens to this process.
+    // Never leave the child behind, whatever happens to this process.
     process.on('exit', kill);
 
     const deadline = Date.now() + STARTUP_TIMEOUT_MS;
     while (Date.now() < deadline) {
-      if (spawnError) throw new Error(`cannot start ${serverBin}: ${spawnError.message}`);
+      if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
       if (!running()) break;
       if (await canConnect(port)) {
-        return { issuer: `http://127.0.0.1:${port}`, log: () => log, kill };
+        return { port, log: () => log, kill, running };
       }
       await sleep(100);
     }
     const exited = !running();
     kill();
     if (!exited) {
-      throw new Error(`legacy_server did not accept connections on port ${port} within ${STARTUP_TIMEOUT_MS} ms\n${log}`);
+      throw new Error(`${name} did not accept connections on port ${port} within ${STARTUP_TIMEOUT_MS} ms\n${log}`);
     }
-    if (attempt === 3) {
-      throw new Error(`legacy_server exited early (code ${child.exitCode}):\n${log}`);
+    if (attempt === attempts) {
+      throw new Error(`${name} exited early (code ${child.exitCode}):\n${log}`);
     }
   }
   throw new Error('unreachable');
+}
+
+/**
+ * Starts legacy_server with `args` (after `--addr`) and `env` (given the
+ * port, so that PAR_ISSUER can name it). Resolves to
+ * `{ issuer, log(), kill() }` once it accepts connections.
+ */
+export async function startServer({ args = [], env = () => ({}) } = {}) {
+  const { port, log, kill } = await startProcess({
+    bin: serverBin,
+    name: 'legacy_server',
+    args: (p) => ['--addr', `127.0.0.1:${p}`, ...args],
+    env,
+    scrub: DEMO_VARIABLES,
+    hint:
+      'Build it first: cargo build --example legacy_server (from the crate root), ' +
+      'or set LEGACY_SERVER_BIN to its path.',
+  });
+  return { issuer: `http://127.0.0.1:${port}`, log, kill };
 }

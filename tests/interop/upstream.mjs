@@ -60,7 +60,15 @@ export async function startUpstream({ issuer, clients }) {
     async findAccount(_ctx, sub) {
       return { accountId: sub, async claims() { return { sub }; } };
     },
-    cookies: { keys: ['tower-par interop cookie key, tests only'] },
+    cookies: {
+      keys: ['tower-par interop cookie key, tests only'],
+      // oidc-provider allows enableHttpPostMethods only with this.
+      long: { sameSite: 'none' },
+    },
+    // POST at the authorization endpoint (OIDC Core §3.1.2.1), off by
+    // default in oidc-provider 9: par-proxy forwards a rebuilt request too
+    // long for a GET as a form POST.
+    enableHttpPostMethods: true,
     pkce: { required: () => true },
     ttl: { AccessToken: 300, AuthorizationCode: 60, Grant: 300, IdToken: 300, Interaction: 300, Session: 300 },
     features: {
