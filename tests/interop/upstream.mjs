@@ -3,7 +3,8 @@
 // par-proxy: its own PAR feature OFF, its development login and consent pages
 // (devInteractions) ON, PKCE required, and the issuer set to the PROXY's
 // public URL (par-proxy keeps the client's Host, so oidc-provider builds its
-// URLs for the proxy).
+// URLs for the proxy), and POST accepted at the authorization endpoint
+// (par-proxy forwards a rebuilt request too long for a GET as a form POST).
 //
 // Rich Authorization Requests (RFC 9396) are on, with one detail type whose
 // validation records what oidc-provider received: it proves that a large
