@@ -206,7 +206,7 @@ after(async () => {
 });
 
 describe('discovery through par-proxy', () => {
-  test('the proxy adds its /par to oidc-provider\'s discovery document, which has none of its own', async () => {
+  test('the proxy adds its /par to oidc-provider\'s discovery document, which has none of its own (PAR-33)', async () => {
     const direct = await fetch(`${stack.upstream.url}/.well-known/openid-configuration`, { signal: timeout() });
     assert.equal(direct.status, 200);
     const own = await direct.json();
@@ -222,7 +222,7 @@ describe('discovery through par-proxy', () => {
     assert.equal(doc.token_endpoint, `${stack.issuer}/token`);
   });
 
-  test('openid-client discovers the PAR endpoint through the proxy', async () => {
+  test('openid-client discovers the PAR endpoint through the proxy (PAR-35)', async () => {
     const config = await discover();
     const md = config.serverMetadata();
     assert.equal(md.issuer, stack.issuer);
@@ -240,7 +240,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     config = await discover();
   });
 
-  test('the push succeeds at the proxy: 201 with request_uri and expires_in', async () => {
+  test('the push succeeds at the proxy: 201 with request_uri and expires_in (PAR-13)', async () => {
     pushed = await push(config);
     const { url, parResponse } = pushed;
     assert.ok(parResponse, 'openid-client did not call the proxy\'s /par');
@@ -255,7 +255,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     assert.equal(url.searchParams.get('request_uri'), parResponse.body.request_uri);
   });
 
-  test('GET /auth?client_id&request_uri reaches oidc-provider as a plain request; its login page comes back', async () => {
+  test('GET /auth?client_id&request_uri reaches oidc-provider as a plain request; its login page comes back (M-2, PAR-32)', async () => {
     assert.ok(pushed, 'no pushed request');
     const mark = stack.upstream.seen.length;
     const { last, hops } = await browser.follow(pushed.url, { origin: stack.issuer });
@@ -284,7 +284,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     }
   });
 
-  test('the same request_uri from another browser (no cookies) is refused at the proxy', async () => {
+  test('the same request_uri from another browser (no cookies) is refused at the proxy (PAR-28, PAR-40)', async () => {
     assert.ok(loginPage, 'the first browser has not redeemed the request');
     const mark = stack.upstream.seen.length;
     const other = new Browser('second browser');
@@ -293,7 +293,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     assert.deepEqual(upstreamAuthSince(mark), [], 'oidc-provider saw the reused request_uri');
   });
 
-  test('a tampered request_uri is refused at the proxy, even from the browser holding the flow', async () => {
+  test('a tampered request_uri is refused at the proxy, even from the browser holding the flow (M-2)', async () => {
     const mark = stack.upstream.seen.length;
     const original = pushed.url.searchParams.get('request_uri');
     const last = original.at(-1);
@@ -311,7 +311,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
 
   let callback; // the redirect to redirect_uri with the code
 
-  test('after login and consent, oidc-provider\'s /auth/<uid> resume answers 303 with the code', async () => {
+  test('after login and consent, oidc-provider\'s /auth/<uid> resume answers 303 with the code (M-5)', async () => {
     assert.ok(loginPage, 'no login page');
     const login = parseForm(loginPage.text, loginPage.url);
     let { last } = await browser.follow(login.action, {
@@ -340,7 +340,7 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     );
   });
 
-  test('the same browser re-entering /auth?client_id&request_uri after the code gets 400 and no second code', async () => {
+  test('the same browser re-entering /auth?client_id&request_uri after the code gets 400 and no second code (M-5, PAR-28)', async () => {
     assert.ok(callback, 'no code was issued');
     const mark = stack.upstream.seen.length;
     const res = await browser.request(pushed.url);
