@@ -366,6 +366,28 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
   });
 });
 
+describe('authorization requests without PAR', () => {
+  test('pass through the proxy to oidc-provider unchanged when PAR is not required (M-1)', async () => {
+    const config = await discover();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: REDIRECT_URI,
+      scope: 'openid',
+      code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+      state: client.randomState(),
+    });
+    assert.equal(url.origin + url.pathname, `${stack.issuer}/auth`);
+    const mark = stack.upstream.seen.length;
+    const { last, hops } = await new Browser('plain browser').follow(url, { origin: stack.issuer });
+    assert.equal(hops[0].status, 303, `first answer ${hops[0].status}: ${hops[0].text.slice(0, 300)}`);
+    assert.equal(parseForm(last.text, last.url)?.hidden.prompt, 'login', 'not oidc-provider\'s login page');
+    const auth = upstreamAuthSince(mark);
+    assert.equal(auth.length, 1);
+    assert.equal(auth[0].method, 'GET');
+    assert.deepEqual(auth[0].queryNames, [...url.searchParams.keys()].sort());
+  });
+});
+
 describe('URL length: a 40 KB authorization_details through the proxy', () => {
   // 40 entries of ~1 KB each: JSON of just over 40 KB, mostly letters, so
   // that the form-encoded push stays well inside the 64 KiB PAR body limit
