@@ -846,3 +846,39 @@ fn bad_upstreams_are_refused() {
         assert!(Forwarder::from_config(&config).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn upstream_responses_are_counted_by_class() {
+    // The one global recorder of this test binary; other tests add to it.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("no other recorder in this test binary");
+    let (upstream, _seen) = recording_upstream(&[]).await;
+    let proxy = forwarder_at(&config(upstream, ""), Peer::Unknown).await;
+    assert_eq!(
+        send(proxy, get(proxy, "/").body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .status,
+        200
+    );
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let down = forwarder_at(&config(closed, ""), Peer::Unknown).await;
+    assert_eq!(
+        send(down, get(down, "/").body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .status,
+        502
+    );
+    let text = handle.render();
+    for line in [
+        "par_proxy_upstream_responses_total{class=\"2xx\"}",
+        "par_proxy_upstream_responses_total{class=\"error\"}",
+        "par_proxy_upstream_duration_seconds_count{class=\"2xx\"}",
+        "par_proxy_upstream_duration_seconds_count{class=\"error\"}",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
