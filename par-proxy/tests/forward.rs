@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty, Full};
@@ -35,6 +35,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// What an upstream received.
 #[derive(Debug)]
 struct Seen {
+    version: Version,
     method: Method,
     uri: String,
     headers: HeaderMap,
@@ -75,9 +76,22 @@ async fn recording_upstream(
     extra: &'static [(&'static str, &'static str)],
 ) -> (SocketAddr, mpsc::Receiver<Seen>) {
     let (tx, rx) = mpsc::channel(16);
-    let addr = serve(move |req: Request<Incoming>| {
+    let addr = serve(recorder(tx, extra)).await;
+    (addr, rx)
+}
+
+/// The handler of [`recording_upstream`].
+fn recorder(
+    tx: mpsc::Sender<Seen>,
+    extra: &'static [(&'static str, &'static str)],
+) -> impl Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<UpBody>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |req: Request<Incoming>| {
         let tx = tx.clone();
-        async move {
+        Box::pin(async move {
             let (parts, body) = req.into_parts();
             let body = body
                 .collect()
@@ -86,6 +100,7 @@ async fn recording_upstream(
                 .unwrap_or_default();
             let _ = tx
                 .send(Seen {
+                    version: parts.version,
                     method: parts.method,
                     uri: parts.uri.to_string(),
                     headers: parts.headers,
@@ -97,10 +112,8 @@ async fn recording_upstream(
                 res = res.header(*k, *v);
             }
             res.body(full("ok")).unwrap()
-        }
-    })
-    .await;
-    (addr, rx)
+        })
+    }
 }
 
 /// An upstream that answers with the request body, frame by frame, as it
@@ -881,4 +894,112 @@ async fn upstream_responses_are_counted_by_class() {
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
+}
+
+// ------------------------------------------------------------ https upstream
+
+/// A recording HTTPS upstream on 127.0.0.1 offering `h2` and `http/1.1`
+/// by ALPN, its certificate issued by a CA made here (returned as DER).
+async fn tls_upstream() -> (SocketAddr, Vec<u8>, mpsc::Receiver<Seen>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+
+    let (tx, rx) = mpsc::channel(16);
+    let handler = recorder(tx, &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, ca.der().to_vec(), rx)
+}
+
+#[tokio::test]
+async fn an_https_upstream_gets_http2_through_alpn() {
+    let (upstream, ca, mut seen) = tls_upstream().await;
+    let forwarder = Forwarder::from_config(&config_for(&format!("https://{upstream}"), ""))
+        .unwrap()
+        .with_upstream_roots([rustls_pki_types::CertificateDer::from(ca)])
+        .unwrap();
+    forwarder.probe().await.unwrap();
+    let _probe = next_seen(&mut seen).await;
+    let proxy = serve_proxy(forwarder, Peer::Known { trusted: false }).await;
+    let req = Request::post("/token?x=1")
+        .header("host", "as.example")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"grant_type=x")))
+        .unwrap();
+    let got = send(proxy, req).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.body, "ok");
+    let s = next_seen(&mut seen).await;
+    assert_eq!(s.version, Version::HTTP_2);
+    assert_eq!(s.method, Method::POST);
+    assert!(s.uri.ends_with("/token?x=1"), "{}", s.uri);
+    assert_eq!(s.headers["host"], "as.example");
+    assert_eq!(
+        s.headers["forwarded"],
+        "for=127.0.0.1;proto=http;host=as.example"
+    );
+    assert_eq!(s.body, "grant_type=x");
+}
+
+#[tokio::test]
+async fn an_https_upstream_outside_the_trusted_roots_is_502() {
+    let (upstream, _ca, mut seen) = tls_upstream().await;
+    // The webpki roots do not include the test CA.
+    let config = config_for(&format!("https://{upstream}"), "");
+    let proxy = forwarder_at(&config, Peer::Unknown).await;
+    let got = send(proxy, get(proxy, "/").body(Empty::<Bytes>::new()).unwrap()).await;
+    assert_own_error(
+        &got,
+        StatusCode::BAD_GATEWAY,
+        "temporarily_unavailable",
+        upstream,
+    );
+    assert!(
+        seen.try_recv().is_err(),
+        "the request reached an unverified upstream"
+    );
 }

@@ -118,22 +118,10 @@ impl Forwarder {
         }
         let timeout = Duration::from_secs(config.upstream_timeout_secs);
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| format!("upstream: TLS setup failed: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+            .map_err(|e| format!("upstream: TLS setup failed: {e}"))?;
+        let client = client(tls, timeout);
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -147,6 +135,46 @@ impl Forwarder {
                 max_body: config.max_body_bytes,
                 forward_as: config.par.forward_as,
                 max_upstream_url: config.par.max_upstream_url,
+            }),
+        })
+    }
+
+    /// Verifies an `https://` upstream against `roots` (DER CA
+    /// certificates) instead of the webpki roots: an authorization server
+    /// with a private CA. Fails when none of `roots` is a usable CA.
+    pub fn with_upstream_roots<I>(self, roots: I) -> Result<Self, String>
+    where
+        I: IntoIterator,
+        I::Item: Into<rustls_pki_types::CertificateDer<'static>>,
+    {
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _ignored) = store.add_parsable_certificates(roots.into_iter().map(Into::into));
+        if added == 0 {
+            return Err("upstream roots: no usable CA certificate".into());
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("upstream: TLS setup failed: {e}"))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+        let i = &self.inner;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: client(
+                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
+                    i.timeout,
+                ),
+                scheme: i.scheme.clone(),
+                authority: i.authority.clone(),
+                host: i.host.clone(),
+                prefix: i.prefix.clone(),
+                preserve_host: i.preserve_host,
+                timeout: i.timeout,
+                max_body: i.max_body,
+                forward_as: i.forward_as,
+                max_upstream_url: i.max_upstream_url,
             }),
         })
     }
@@ -395,6 +423,28 @@ impl Inner {
             }
         }
     }
+}
+
+/// The pooled upstream client: plain HTTP/1.1 for `http://`, ALPN `h2`
+/// then `http/1.1` for `https://`.
+fn client(
+    tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    timeout: Duration,
+) -> Client<HttpsConnector<HttpConnector>, UpstreamBody> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    let https = tls
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https)
 }
 
 fn record(class: &'static str, seconds: f64) {
