@@ -470,6 +470,8 @@ fn spoofed(addr: SocketAddr) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
+/// META-16: `Host` and `X-Forwarded-*` from untrusted sources are not
+/// believed; AUTH-24: nor is an RFC 9440 `Client-Cert`.
 #[tokio::test]
 async fn forwarding_fields_are_added_and_an_untrusted_peers_stripped() {
     let (upstream, mut seen) = recording_upstream(&[]).await;
@@ -489,6 +491,7 @@ async fn forwarding_fields_are_added_and_an_untrusted_peers_stripped() {
     assert!(!s.headers.contains_key("client-cert-chain"));
 }
 
+/// META-16, AUTH-24: without the server's word, nothing is trusted.
 #[tokio::test]
 async fn without_connection_facts_the_client_is_untrusted() {
     let (upstream, mut seen) = recording_upstream(&[]).await;
@@ -504,6 +507,7 @@ async fn without_connection_facts_the_client_is_untrusted() {
     assert!(!s.headers.contains_key("client-cert"));
 }
 
+/// AUTH-24: a trusted front proxy's `Client-Cert` reaches the upstream.
 #[tokio::test]
 async fn a_trusted_peers_forwarding_fields_are_kept_and_appended_to() {
     let (upstream, mut seen) = recording_upstream(&[]).await;
@@ -699,6 +703,19 @@ async fn two_hosts_are_400() {
 }
 
 #[tokio::test]
+async fn an_asterisk_target_is_400_not_forwarded() {
+    let (upstream, mut seen) = recording_upstream(&[]).await;
+    let proxy = forwarder_at(&config(upstream, ""), Peer::Unknown).await;
+    let req = Request::options("*")
+        .header("host", "as.example")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let got = send(proxy, req).await;
+    assert_own_error(&got, StatusCode::BAD_REQUEST, "invalid_request", upstream);
+    assert!(seen.try_recv().is_err(), "the upstream was contacted");
+}
+
+#[tokio::test]
 async fn an_absolute_form_target_goes_to_the_upstream_only() {
     let (upstream, mut seen) = recording_upstream(&[]).await;
     let proxy = forwarder_at(&config(upstream, ""), Peer::Unknown).await;
@@ -792,6 +809,8 @@ async fn auto_posts_a_rebuilt_request_longer_than_max_upstream_url() {
     assert!(form_has(form, "state", &state), "the state was cut");
     assert!(form_has(form, "client_id", CLIENT));
     assert!(form_has(form, "response_type", "code"));
+    // PAR-32: only the stored parameters, never the request_uri.
+    assert!(!form.contains("request_uri"), "{}", &form[..80]);
 }
 
 #[tokio::test]
@@ -813,6 +832,7 @@ async fn auto_keeps_a_short_rebuilt_request_a_get() {
     let (path, query) = s.uri.split_once('?').unwrap();
     assert_eq!(path, "/authorize");
     assert!(form_has(query, "state", &state));
+    assert!(!query.contains("request_uri"), "PAR-32");
     assert!(s.body.is_empty());
 }
 

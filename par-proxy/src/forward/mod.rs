@@ -27,6 +27,18 @@
 //! - Metrics: `par_proxy_upstream_responses_total{class}` and
 //!   `par_proxy_upstream_duration_seconds{class}`, `class` one of `2xx`,
 //!   `3xx`, `4xx`, `5xx` or `error`.
+//!
+//! # Deployment caveats
+//!
+//! - Connections are pooled per upstream, so the request URI always names
+//!   the upstream: over HTTP/2 the `:authority` is the upstream's and the
+//!   preserved `Host` travels as a header next to it. Servers that take
+//!   the host from `:authority` alone (Go's `net/http`) see the upstream's;
+//!   they still get the public host in `X-Forwarded-Host` and `Forwarded`.
+//! - The timeout bounds the wait for the response head, counted from the
+//!   start of the request: a client uploading slowly to an upstream that
+//!   reads the whole body before answering can reach it.
+//! - `Upgrade` (WebSocket) is not proxied.
 
 mod body;
 mod headers;
@@ -398,7 +410,11 @@ impl Inner {
                 if exceeded.load(Ordering::Relaxed) {
                     return too_large();
                 }
-                tracing::warn!(connect = e.is_connect(), error = %e, "upstream request failed");
+                tracing::warn!(
+                    connect = e.is_connect(),
+                    error = %Chain(&e),
+                    "upstream request failed"
+                );
                 unavailable()
             }
             Ok(Ok(res)) => {
@@ -445,6 +461,24 @@ fn client(
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(https)
+}
+
+/// An error and its sources on one line, for the operator's log (the
+/// client never sees it).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        // Bounded: error chains are short, but never trust a cycle.
+        for _ in 0..8 {
+            let Some(e) = source else { break };
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }
 
 fn record(class: &'static str, seconds: f64) {
