@@ -187,9 +187,12 @@ where
                     }
                     svc.clone().oneshot(req)
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), hyper_svc)
-                    .await;
+                // HTTP/1.1, or HTTP/2 with prior knowledge.
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(stream), hyper_svc)
+                .await;
             });
         }
     });
@@ -700,6 +703,39 @@ async fn two_hosts_are_400() {
     let got = send(proxy, req).await;
     assert_own_error(&got, StatusCode::BAD_REQUEST, "invalid_request", upstream);
     assert!(seen.try_recv().is_err(), "the upstream was contacted");
+}
+
+#[tokio::test]
+async fn an_http2_client_reaches_an_http1_upstream() {
+    let (upstream, mut seen) = recording_upstream(&[]).await;
+    let proxy = forwarder_at(&config(upstream, ""), Peer::Known { trusted: false }).await;
+    let got = tokio::time::timeout(WAIT, async {
+        let stream = TcpStream::connect(proxy).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = Request::post("http://as.example/token")
+            .body(Full::new(Bytes::from_static(b"a=b")))
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.version(), Version::HTTP_2);
+        let status = res.status();
+        (status, res.into_body().collect().await.unwrap().to_bytes())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, (StatusCode::OK, Bytes::from_static(b"ok")));
+    let s = next_seen(&mut seen).await;
+    assert_eq!(s.version, Version::HTTP_11);
+    assert_eq!(s.uri, "/token");
+    // HTTP/2 has no Host field: the client's :authority is the host.
+    assert_eq!(s.headers["host"], "as.example");
+    assert_eq!(s.headers["x-forwarded-host"], "as.example");
+    assert_eq!(s.body, "a=b");
 }
 
 #[tokio::test]

@@ -298,14 +298,14 @@ impl Inner {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let Some(pq) = req.uri().path_and_query() else {
-            return bad_request("the request target has no path");
+        // An absolute-form target without a path (`http://host`) is `/`.
+        let (path, query) = match req.uri().path_and_query() {
+            Some(pq) => (pq.path(), pq.query()),
+            None => (req.uri().path(), None),
         };
-        let path = pq.path();
         if !path.starts_with('/') {
             return bad_request("the request target must be an absolute path");
         }
-        let query = pq.query();
 
         // OIDC Core §3.1.2.1: the authorization endpoint accepts POST, so
         // a rebuilt request too long for the upstream's request line goes
