@@ -1059,3 +1059,40 @@ async fn an_https_upstream_outside_the_trusted_roots_is_502() {
         "the request reached an unverified upstream"
     );
 }
+
+#[tokio::test]
+async fn upstream_connections_are_pooled() {
+    // An upstream that counts the connections it accepts.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (count_tx, mut count_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = count_tx.send(());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(full("ok")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let proxy = forwarder_at(&config(upstream, ""), Peer::Unknown).await;
+    for _ in 0..3 {
+        let got = send(proxy, get(proxy, "/").body(Empty::<Bytes>::new()).unwrap()).await;
+        assert_eq!(got.status, 200);
+    }
+    let mut connections = 0;
+    while count_rx.try_recv().is_ok() {
+        connections += 1;
+    }
+    assert_eq!(
+        connections, 1,
+        "three requests in a row share one upstream connection"
+    );
+}
