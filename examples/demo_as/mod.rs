@@ -24,15 +24,14 @@
 //! also inserts, never crosses HTTP and is not read here. A classic
 //! (unpushed) request may carry `dpop_jkt` itself, with the same effect.
 //!
-//! The two modes differ in what the token endpoint shares with `/par`:
-//! wrapped in the layer, `/token` authenticates with
+//! The two modes differ in what the token endpoint shares with `/par`.
+//! Wrapped in the layer, `/token` authenticates with
 //! `par.token_endpoint()`, which shares the layer's store (its `jti`
-//! replay cache) and DPoP nonces with `/par`; standalone, it uses a
-//! `TokenEndpoint` of its own (from a `ParLayer` built for the purpose and
-//! never applied as a layer: the same clients, issuer and token endpoint
-//! URL, its own replay cache, no DPoP nonces),
-//! so a client assertion seen at the proxy's `/par` is not remembered at
-//! `/token`.
+//! replay cache) and DPoP nonces with `/par`. Standalone, it uses a
+//! `TokenEndpoint` of its own, from a `ParLayer` built for the purpose and
+//! never applied as a layer (the same clients, issuer and token endpoint
+//! URL; its own replay cache; no DPoP nonces), so a client assertion seen
+//! at the proxy's `/par` is not remembered at `/token`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -158,7 +157,9 @@ pub fn demo_clients_value() -> serde_json::Value {
     ]})
 }
 
-/// The built-in demo clients, loaded from [`demo_clients_value`].
+/// The built-in demo clients (`demo-client`, `demo-post-client`,
+/// `demo-public`), loaded from their clients-file form
+/// (`demo_clients_value`).
 pub fn demo_clients() -> Result<StaticClients, StaticClientsError> {
     StaticClients::from_json(&demo_clients_value().to_string())
 }
