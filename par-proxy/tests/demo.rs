@@ -3,11 +3,13 @@
 //! driven over real HTTP as the proxy would forward to it. Its issuer is
 //! the proxy's public URL, which nothing listens on here: the requests go
 //! to the upstream directly, but every URL a client signs (`aud`, `htu`)
-//! names the issuer, as it does through the proxy.
+//! names the issuer, as it does through the proxy. The last test puts
+//! `ParLayer` and a plain forwarder in front, over HTTP, as the proxy does.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
@@ -20,7 +22,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_proxy::demo::{demo_config, start, start_upstream, DemoUpstream, DEMO_REDIRECT};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tower_par::StaticClients;
+use tower_par::{ParLayer, StaticClients};
 
 const ISSUER: &str = "http://127.0.0.1:8000";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -467,4 +469,142 @@ async fn demo_config_from_the_environment() {
     let response = authorize(&up, "demo-client", &[]).await;
     assert_eq!(param(&response, "iss"), Some("http://127.0.0.1:8000"));
     up.shutdown().await;
+}
+
+/// A stand-in for the proxy: `ParLayer` in front of a plain HTTP
+/// forwarder to the upstream (path, query, headers and body as they are).
+async fn forward(
+    State(upstream): State<SocketAddr>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (mut parts, body) = request.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    parts.uri = format!("http://{upstream}{target}").parse().unwrap();
+    let body = body.collect().await.unwrap().to_bytes();
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let res = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Behind the layer over HTTP, as behind the proxy: the discovery
+/// document gains the PAR members; a push with a DPoP proof binds the code
+/// through the forwarded `dpop_jkt` (the `PushedAuthorization` extension
+/// does not reach the upstream), so `/token` refuses the code without the
+/// push's key and gives a DPoP token with it.
+#[tokio::test]
+async fn behind_the_layer_over_http_the_push_s_dpop_key_binds_the_code() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let issuer = format!("http://{proxy}");
+    let up = start_upstream(&issuer).await.unwrap();
+    let clients = StaticClients::from_path(up.clients_file()).unwrap();
+    let par = ParLayer::new(clients)
+        .issuer(issuer.clone())
+        .unwrap()
+        .flow_cookie_secure(false)
+        .metadata(true)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(up.addr)
+        .layer(par);
+    let served = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let doc = send(
+        Request::get(format!("{issuer}/.well-known/oauth-authorization-server"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(doc["issuer"], issuer.as_str());
+    assert_eq!(
+        doc["pushed_authorization_request_endpoint"],
+        format!("{issuer}/par")
+    );
+
+    let key = Es256::generate();
+    let challenge = challenge();
+    let push = send(
+        Request::post(format!("{issuer}/par"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode("demo-client:demo-secret")),
+            )
+            .header("dpop", key.dpop(&format!("{issuer}/par")))
+            .body(Full::new(Bytes::from(form(&[
+                ("response_type", "code"),
+                ("redirect_uri", DEMO_REDIRECT),
+                ("state", "st-2"),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ]))))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(push.status, StatusCode::CREATED, "{}", push.body);
+    let request_uri = push.json()["request_uri"].as_str().unwrap().to_owned();
+    let res = send(
+        Request::get(format!(
+            "{issuer}/authorize?client_id=demo-client&request_uri={}",
+            enc(&request_uri)
+        ))
+        .body(Full::default())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let location = res.location();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap_or_else(|| panic!("no code: {location}"))
+        .to_owned();
+    assert!(
+        location.starts_with(&format!("{DEMO_REDIRECT}?")),
+        "{location}"
+    );
+
+    let exchange = |proof: Option<String>| {
+        let code = code.clone();
+        let issuer = issuer.clone();
+        async move {
+            let mut req = Request::post(format!("{issuer}/token"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Basic {}", STANDARD.encode("demo-client:demo-secret")),
+                );
+            if let Some(proof) = proof {
+                req = req.header("dpop", proof);
+            }
+            send(
+                req.body(Full::new(Bytes::from(form(&code_grant(&code)))))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let htu = format!("{issuer}/token");
+    let missing = exchange(None).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.body);
+    assert_eq!(missing.json()["error"], "invalid_dpop_proof");
+    let ok = exchange(Some(key.dpop(&htu))).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json()["token_type"], "DPoP");
+    served.abort();
 }
