@@ -302,3 +302,37 @@ pub async fn start(listen: SocketAddr) -> Result<(DemoUpstream, ProxyConfig), St
     config.clients.file = Some(upstream.clients_file().to_owned());
     Ok((upstream, config))
 }
+
+/// What `--demo` prints at start: where the proxy and the demo server
+/// listen, the demo clients, the `demo-fapi` key file, and the commands
+/// that run a PAR flow through the proxy. No secret but the demo clients'
+/// published ones (`demo-secret`).
+pub fn banner(config: &ProxyConfig, upstream: &DemoUpstream) -> String {
+    let i = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| public_url(config.listen));
+    let i = i.trim_end_matches('/');
+    let key = upstream.fapi_key().display();
+    format!(
+        "par-proxy --demo: proxy on {i} (PAR required: {required}, request_uri lifetime {ttl} s), \
+         demo authorization server on http://{addr} (no layer)
+Clients: demo-client / demo-secret (client_secret_basic), demo-post-client / demo-post-secret \
+         (client_secret_post), demo-public (none), {DEMO_FAPI_CLIENT} (private_key_jwt, ES256, \
+         DPoP-bound tokens; its private JWK: {key}); redirect {DEMO_REDIRECT}
+Try it:
+  curl -s -u demo-client:demo-secret {i}/par \\
+    -d response_type=code -d redirect_uri={DEMO_REDIRECT} -d state=xyz \\
+    -d code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM -d code_challenge_method=S256
+  curl -si '{i}/authorize?client_id=demo-client&request_uri=<request_uri from above>'
+  curl -s -u demo-client:demo-secret {i}/token -d grant_type=authorization_code \\
+    -d code=<code from Location> -d redirect_uri={DEMO_REDIRECT} \\
+    -d code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk
+  cargo run --example hyper_client -- --key {key} --client-id {DEMO_FAPI_CLIENT} --dpop {i}
+  curl -s {i}/.well-known/oauth-authorization-server
+",
+        required = config.par.require,
+        ttl = config.par.lifetime_secs,
+        addr = upstream.addr,
+    )
+}

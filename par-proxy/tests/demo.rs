@@ -468,6 +468,20 @@ async fn demo_config_from_the_environment() {
     // The upstream names the proxy as its issuer.
     let response = authorize(&up, "demo-client", &[]).await;
     assert_eq!(param(&response, "iss"), Some("http://127.0.0.1:8000"));
+    let banner = par_proxy::demo::banner(&config, &up);
+    assert!(
+        banner.contains("proxy on http://127.0.0.1:8000"),
+        "{banner}"
+    );
+    assert!(banner.contains(&format!("http://{}", up.addr)), "{banner}");
+    assert!(
+        banner.contains(&up.fapi_key().display().to_string()),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("http://127.0.0.1:8000/par \\\n"),
+        "{banner}"
+    );
     up.shutdown().await;
 }
 
