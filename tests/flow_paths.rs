@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +25,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::service_fn;
 use tower::util::BoxCloneService;
-use tower_par::{ParLayer, ParRequestBody, PushedAuthorization, Setting};
+use tower_par::{
+    Completion, MemoryStore, ParLayer, ParRequestBody, ParStore, PushedAuthorization,
+    PushedRequest, RedeemMode, RedeemOutcome, RequestUri, Setting, StaticClients, StoreError,
+};
 
 use support::{c_basic, clients, form_encode, C_ID, C_REDIRECT, CHALLENGE, NOT_FOUND};
 
@@ -171,7 +174,11 @@ impl Drop for Server {
 }
 
 /// Serves `layer` over [`upstream`] on `127.0.0.1:0`.
-async fn serve(layer: ParLayer, authorize_path: &'static str, interaction: &'static str) -> Server {
+async fn serve<St: ParStore>(
+    layer: ParLayer<StaticClients, St>,
+    authorize_path: &'static str,
+    interaction: &'static str,
+) -> Server {
     let (inner, counters) = upstream(authorize_path, interaction);
     let svc = tower::Layer::layer(&layer, inner);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -626,4 +633,88 @@ fn a_bad_flow_paths_value_is_a_config_error_naming_flow_paths() {
         .unwrap();
     let shown = format!("{layer:?}");
     assert!(shown.contains("flow_paths: [\"/login-actions\", \"/auth\"]"), "{shown}");
+}
+
+/// A store written before `ParStore::in_flow` existed: it relies on the
+/// provided method, and can be switched to failing.
+#[derive(Clone, Default)]
+struct ThirdPartyStore {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+}
+
+impl ThirdPartyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(StoreError::unavailable("down")),
+            false => Ok(()),
+        }
+    }
+}
+
+impl ParStore for ThirdPartyStore {
+    async fn insert(
+        &self,
+        uri: &RequestUri,
+        request: PushedRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(uri, request, ttl).await
+    }
+    async fn redeem(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        mode: RedeemMode,
+    ) -> Result<RedeemOutcome, StoreError> {
+        self.check()?;
+        self.inner.redeem(uri, client_id, mode).await
+    }
+    async fn complete(
+        &self,
+        uri: &RequestUri,
+        binding: &[u8; 32],
+    ) -> Result<Completion, StoreError> {
+        self.check()?;
+        self.inner.complete(uri, binding).await
+    }
+    async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.mark_once(key, ttl).await
+    }
+}
+
+/// The provided `ParStore::in_flow` (built on `redeem`) finds the flow
+/// on the later step like the memory store's own; with the store down,
+/// a response that could be the authorization response is not delivered
+/// (503), while the login page before it still is.
+#[tokio::test]
+async fn a_store_without_in_flow_completes_and_an_outage_fails_closed() {
+    let store = ThirdPartyStore::default();
+    let down = store.down.clone();
+    let layer = dev_layer().with_store(store);
+    let server = serve(layer, "/authorize", "/authorize/resume").await;
+
+    let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
+    let b = Browser::new();
+    let resume = b.get(&server.base, &authorize).await.location.unwrap();
+    let same_cookies = b.snapshot();
+    assert!(b.get(&server.base, &resume).await.location.unwrap().starts_with(C_REDIRECT));
+    b.restore(same_cookies);
+    assert_refused(&b.get(&server.base, &authorize).await);
+
+    let authorize = push(&server, "/par", "/authorize", pushed_form("s2", "")).await;
+    let b = Browser::new();
+    let resume = b.get(&server.base, &authorize).await.location.unwrap();
+    down.store(true, Ordering::SeqCst);
+    let login = b.get(&server.base, &format!("{resume}/login")).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let page = b.get(&server.base, &resume).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.location.is_none());
+    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    down.store(false, Ordering::SeqCst);
+    // Nothing was completed: the flow is still open for a retry.
+    assert_eq!(b.get(&server.base, &authorize).await.status, StatusCode::SEE_OTHER);
 }
