@@ -121,7 +121,12 @@ pub enum Redemption {
     /// browser gets `invalid_request_uri`. The request is consumed when the
     /// wrapped service sends the authorization response to the client (a
     /// redirect to the pushed `redirect_uri` with `code` or `error`, or a
-    /// `form_post` page), or when the window ends.
+    /// `form_post` page), or when the window ends. That response may come
+    /// from a later step of the flow as well, on the authorization path or
+    /// below it, or on a path given to
+    /// [`ParLayer::flow_paths`](crate::ParLayer::flow_paths) (Keycloak's
+    /// `login-actions`), as long as the browser presents the flow's cookie
+    /// there.
     ///
     /// Defends against: replay of a leaked `request_uri` by another user
     /// agent (no cookie, no redemption), double completion (two tabs: one
@@ -529,7 +534,9 @@ impl Settings {
         }
         self.flow_paths
             .iter()
-            .fold(self.authorize_path.as_str(), |acc, p| common_segments(acc, p))
+            .fold(self.authorize_path.as_str(), |acc, p| {
+                common_segments(acc, p)
+            })
     }
 
     /// The discovery mode the two shorthands or `metadata_mode` selected.
@@ -816,13 +823,19 @@ mod tests {
         assert_eq!(common_segments("/a/bc", "/a/b"), "/a");
         assert_eq!(common_segments("/a", "/"), "/");
         assert_eq!(
-            common_segments("/realms/x/protocol/openid-connect/auth", "/realms/x/login-actions"),
+            common_segments(
+                "/realms/x/protocol/openid-connect/auth",
+                "/realms/x/login-actions"
+            ),
             "/realms/x"
         );
         assert_eq!(check_flow_path("/auth/").unwrap(), "/auth");
         assert_eq!(check_flow_path("/").unwrap(), "/");
         for bad in ["auth", "", "/a?b", "/a#b", "/a\nb", "/a b"] {
-            assert_eq!(check_flow_path(bad).unwrap_err().setting(), Setting::FlowPaths);
+            assert_eq!(
+                check_flow_path(bad).unwrap_err().setting(),
+                Setting::FlowPaths
+            );
         }
     }
 

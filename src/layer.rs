@@ -410,7 +410,8 @@ where
     /// `__Host-` cookie with `Path=/` that neither a sibling subdomain nor a
     /// plain-HTTP page can set. Set `false` only for plain-HTTP development
     /// on a loopback address: the cookie is then `<name>_<tag>`, scoped to
-    /// the authorization path.
+    /// the authorization path (or what covers it and the
+    /// [`flow_paths`](Self::flow_paths)).
     pub fn flow_cookie_secure(mut self, secure: bool) -> Self {
         self.config_mut().flow_cookie.secure = secure;
         self

@@ -30,7 +30,7 @@ use tower_par::{
     PushedRequest, RedeemMode, RedeemOutcome, RequestUri, Setting, StaticClients, StoreError,
 };
 
-use support::{c_basic, clients, form_encode, C_ID, C_REDIRECT, CHALLENGE, NOT_FOUND};
+use support::{c_basic, clients, form_encode, CHALLENGE, C_ID, C_REDIRECT, NOT_FOUND};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -126,10 +126,8 @@ fn upstream(authorize_path: &'static str, interaction: &'static str) -> (Upstrea
                         )
                         .body(Full::default()),
                     _ => {
-                        let code = format!(
-                            "code-{}",
-                            counters.codes.fetch_add(1, Ordering::SeqCst) + 1
-                        );
+                        let code =
+                            format!("code-{}", counters.codes.fetch_add(1, Ordering::SeqCst) + 1);
                         if i.form_post {
                             res.header(header::CONTENT_TYPE, "text/html; charset=utf-8")
                                 .body(Full::from(format!(
@@ -227,8 +225,7 @@ struct Page {
 fn path_matches(request_path: &str, cookie_path: &str) -> bool {
     request_path == cookie_path
         || (request_path.starts_with(cookie_path)
-            && (cookie_path.ends_with('/')
-                || request_path[cookie_path.len()..].starts_with('/')))
+            && (cookie_path.ends_with('/') || request_path[cookie_path.len()..].starts_with('/')))
 }
 
 impl Browser {
@@ -479,9 +476,17 @@ async fn by_default_only_the_authorize_path_and_below_are_watched() {
     let first = b.get(&server.base, &authorize).await;
     let resume = first.location.unwrap();
     assert!(b.cookie_header(&resume).is_none());
-    assert!(b.get(&server.base, &resume).await.location.unwrap().starts_with(C_REDIRECT));
+    assert!(b
+        .get(&server.base, &resume)
+        .await
+        .location
+        .unwrap()
+        .starts_with(C_REDIRECT));
     // Still in flow: the layer never saw the response.
-    assert_eq!(b.get(&server.base, &authorize).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get(&server.base, &authorize).await.status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 /// A response on a flow path that sends the browser somewhere else (an
@@ -495,16 +500,31 @@ async fn a_later_step_that_redirects_elsewhere_or_shows_a_page_does_not_complete
 
     let federate = b.get(&server.base, &format!("{resume}/federate")).await;
     assert_eq!(federate.status, StatusCode::FOUND);
-    assert!(federate.location.unwrap().starts_with("https://idp.example/"));
-    assert!(federate.set_cookies.is_empty(), "{:?}", federate.set_cookies);
+    assert!(federate
+        .location
+        .unwrap()
+        .starts_with("https://idp.example/"));
+    assert!(
+        federate.set_cookies.is_empty(),
+        "{:?}",
+        federate.set_cookies
+    );
     let login = b.get(&server.base, &format!("{resume}/login")).await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.set_cookies.is_empty());
 
     // Still in flow: re-entry works, then the code ends it.
-    assert_eq!(b.get(&server.base, &authorize).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get(&server.base, &authorize).await.status,
+        StatusCode::SEE_OTHER
+    );
     let same_cookies = b.snapshot();
-    assert!(b.get(&server.base, &resume).await.location.unwrap().starts_with(C_REDIRECT));
+    assert!(b
+        .get(&server.base, &resume)
+        .await
+        .location
+        .unwrap()
+        .starts_with(C_REDIRECT));
     b.restore(same_cookies);
     assert_refused(&b.get(&server.base, &authorize).await);
 }
@@ -530,7 +550,10 @@ async fn a_browser_without_the_cookie_completes_nobodys_flow() {
         // Another secret for the same flow and client.
         Some(format!("{flipped}{}.{rest}", &secret[1..])),
         // The right secret, another client.
-        Some(format!("{secret}.{}.T1RIRVI", rest.split('.').next().unwrap())),
+        Some(format!(
+            "{secret}.{}.T1RIRVI",
+            rest.split('.').next().unwrap()
+        )),
         // Junk.
         Some("x.y.z".to_owned()),
     ];
@@ -556,7 +579,12 @@ async fn a_browser_without_the_cookie_completes_nobodys_flow() {
     let again = owner.get(&server.base, &authorize).await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
     let same_cookies = owner.snapshot();
-    assert!(owner.get(&server.base, &resume).await.location.unwrap().starts_with(C_REDIRECT));
+    assert!(owner
+        .get(&server.base, &resume)
+        .await
+        .location
+        .unwrap()
+        .starts_with(C_REDIRECT));
     owner.restore(same_cookies);
     assert_refused(&owner.get(&server.base, &authorize).await);
 }
@@ -574,12 +602,19 @@ async fn form_post_completion_on_a_later_path() {
     let login = b.get(&server.base, &format!("{resume}/login")).await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.set_cookies.is_empty());
-    assert_eq!(b.get(&server.base, &authorize).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get(&server.base, &authorize).await.status,
+        StatusCode::SEE_OTHER
+    );
 
     let same_cookies = b.snapshot();
     let page = b.get(&server.base, &resume).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("name=\"code\" value=\"code-1\""), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"code\" value=\"code-1\""),
+        "{}",
+        page.body
+    );
     assert!(page.set_cookies.iter().any(|c| c.contains("Max-Age=0")));
     b.restore(same_cookies);
     assert_refused(&b.get(&server.base, &authorize).await);
@@ -602,8 +637,16 @@ async fn the_state_tells_two_flows_of_one_client_apart() {
     assert!(code.location.unwrap().contains("state=one"));
     assert_eq!(b.flow_cookies().len(), 1);
     assert_refused(&b.get(&server.base, &one).await);
-    assert_eq!(b.get(&server.base, &two).await.status, StatusCode::SEE_OTHER);
-    assert!(b.get(&server.base, &resume_two).await.location.unwrap().contains("state=two"));
+    assert_eq!(
+        b.get(&server.base, &two).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(b
+        .get(&server.base, &resume_two)
+        .await
+        .location
+        .unwrap()
+        .contains("state=two"));
     assert_refused(&b.get(&server.base, &two).await);
 }
 
@@ -625,14 +668,20 @@ fn a_bad_flow_paths_value_is_a_config_error_naming_flow_paths() {
     }
     let many = (0..65).map(|i| format!("/p{i}"));
     assert_eq!(
-        ParLayer::new(clients()).flow_paths(many).unwrap_err().setting(),
+        ParLayer::new(clients())
+            .flow_paths(many)
+            .unwrap_err()
+            .setting(),
         Setting::FlowPaths
     );
     let layer = ParLayer::new(clients())
         .flow_paths(["/login-actions/", "/auth"])
         .unwrap();
     let shown = format!("{layer:?}");
-    assert!(shown.contains("flow_paths: [\"/login-actions\", \"/auth\"]"), "{shown}");
+    assert!(
+        shown.contains("flow_paths: [\"/login-actions\", \"/auth\"]"),
+        "{shown}"
+    );
 }
 
 /// A store written before `ParStore::in_flow` existed: it relies on the
@@ -700,7 +749,12 @@ async fn a_store_without_in_flow_completes_and_an_outage_fails_closed() {
     let b = Browser::new();
     let resume = b.get(&server.base, &authorize).await.location.unwrap();
     let same_cookies = b.snapshot();
-    assert!(b.get(&server.base, &resume).await.location.unwrap().starts_with(C_REDIRECT));
+    assert!(b
+        .get(&server.base, &resume)
+        .await
+        .location
+        .unwrap()
+        .starts_with(C_REDIRECT));
     b.restore(same_cookies);
     assert_refused(&b.get(&server.base, &authorize).await);
 
@@ -711,10 +765,22 @@ async fn a_store_without_in_flow_completes_and_an_outage_fails_closed() {
     let login = b.get(&server.base, &format!("{resume}/login")).await;
     assert_eq!(login.status, StatusCode::OK);
     let page = b.get(&server.base, &resume).await;
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
     assert!(page.location.is_none());
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(
+        page.body.contains("temporarily_unavailable"),
+        "{}",
+        page.body
+    );
     down.store(false, Ordering::SeqCst);
     // Nothing was completed: the flow is still open for a retry.
-    assert_eq!(b.get(&server.base, &authorize).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get(&server.base, &authorize).await.status,
+        StatusCode::SEE_OTHER
+    );
 }

@@ -520,6 +520,10 @@ pub(crate) fn has_flow_cookie<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -
     })
 }
 
+/// Values under a flow cookie name read at most from one request on a
+/// later step, well-formed or not.
+const MAX_FLOW_COOKIES: usize = 16;
+
 /// The flows whose binding cookies a request on a watched path presents:
 /// well-formed values under the name derived from their own `request_uri`,
 /// at most [`MAX_FLOW_SECRETS`] of them. Empty (and without allocation)
@@ -535,7 +539,20 @@ fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Prese
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='));
-    for (name, value) in cookies {
+    let flow_named = |name: &str| {
+        let name = match cfg.flow_cookie.secure {
+            true => name.strip_prefix(HOST_PREFIX),
+            false => Some(name),
+        };
+        name.and_then(|n| n.strip_prefix(cfg.flow_cookie.name.as_str()))
+            .is_some_and(|tag| tag.starts_with('_'))
+    };
+    // Planted cookies cost a bounded amount of work: only so many values
+    // under a flow cookie name are read, whatever the header holds.
+    for (name, value) in cookies
+        .filter(|(n, _)| flow_named(n))
+        .take(MAX_FLOW_COOKIES)
+    {
         let Some((secret, uri, client_id, form_post)) = parse_flow_cookie_value(value) else {
             continue;
         };
@@ -639,7 +656,8 @@ where
     let redirects = location.is_some() || refresh.is_some();
     let (mut completed, mut lost) = (false, false);
     for flow in presented {
-        if !redirects && !(page && flow.form_post) {
+        let could_end = redirects || (page && flow.form_post);
+        if !could_end {
             continue;
         }
         let stored = match cfg
@@ -704,7 +722,8 @@ fn already_completed<C, St, B>(
     cfg: &Config<C, St>,
     accept: Option<&HeaderValue>,
 ) -> Response<ParResponseBody<B>> {
-    let e = OAuthError::invalid_request_uri("this authorization request has already been completed");
+    let e =
+        OAuthError::invalid_request_uri("this authorization request has already been completed");
     crate::trace::rejected("authorize", &e);
     own(e.browser_response(cfg.error_page.as_ref(), accept))
 }
