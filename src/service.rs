@@ -19,7 +19,10 @@ use crate::store::{MemoryStore, ParStore};
 /// The service built by [`ParLayer`](crate::ParLayer).
 ///
 /// Requests to the PAR endpoint are answered here; authorization requests
-/// with a `request_uri` are rewritten before they reach `S`; everything else
+/// with a `request_uri` are rewritten before they reach `S`; responses to
+/// requests on the flow paths (see
+/// [`ParLayer::flow_paths`](crate::ParLayer::flow_paths)) that present a
+/// flow cookie are watched for the end of that flow; everything else
 /// reaches `S` untouched, without allocation or locking. Every failure of
 /// the layer's own is an HTTP response: `Error` is `S::Error`.
 ///

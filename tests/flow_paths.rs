@@ -89,10 +89,9 @@ fn upstream(authorize_path: &'static str, interaction: &'static str) -> (Upstrea
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default()
                 };
-                let n = counters.authorize.fetch_add(1, Ordering::SeqCst) + 1;
+                counters.authorize.fetch_add(1, Ordering::SeqCst);
                 // One interaction per request_uri, as a session cookie would.
                 let id = format!("i{}", &par.request_uri().fingerprint()[..6]);
-                let _ = n;
                 interactions.lock().unwrap().insert(
                     id.clone(),
                     Interaction {
@@ -690,6 +689,8 @@ fn a_bad_flow_paths_value_is_a_config_error_naming_flow_paths() {
 struct ThirdPartyStore {
     inner: MemoryStore,
     down: Arc<AtomicBool>,
+    /// Another response completes each flow just before this one does.
+    beaten: Arc<AtomicBool>,
 }
 
 impl ThirdPartyStore {
@@ -726,7 +727,11 @@ impl ParStore for ThirdPartyStore {
         binding: &[u8; 32],
     ) -> Result<Completion, StoreError> {
         self.check()?;
-        self.inner.complete(uri, binding).await
+        let done = self.inner.complete(uri, binding).await?;
+        match self.beaten.load(Ordering::SeqCst) {
+            true => Ok(Completion::NotInFlow),
+            false => Ok(done),
+        }
     }
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.check()?;
@@ -741,7 +746,7 @@ impl ParStore for ThirdPartyStore {
 #[tokio::test]
 async fn a_store_without_in_flow_completes_and_an_outage_fails_closed() {
     let store = ThirdPartyStore::default();
-    let down = store.down.clone();
+    let (down, beaten) = (store.down.clone(), store.beaten.clone());
     let layer = dev_layer().with_store(store);
     let server = serve(layer, "/authorize", "/authorize/resume").await;
 
@@ -783,4 +788,148 @@ async fn a_store_without_in_flow_completes_and_an_outage_fails_closed() {
         b.get(&server.base, &authorize).await.status,
         StatusCode::SEE_OTHER
     );
+
+    // Two responses end the flow at once (two tabs): the one that loses
+    // the completion is not delivered.
+    beaten.store(true, Ordering::SeqCst);
+    let lost = b.get(&server.base, &resume).await;
+    assert_refused(&lost);
+    assert!(
+        lost.body.contains("already been completed"),
+        "{}",
+        lost.body
+    );
+    beaten.store(false, Ordering::SeqCst);
+    assert_refused(&b.get(&server.base, &authorize).await);
+}
+
+/// The same completion through `RedisStore`, whose `in_flow` is one `GET`
+/// that leaves a pushed entry pushed.
+#[cfg(feature = "redis")]
+mod redis_store {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Instant, SystemTime};
+
+    use tower_par::{AuthMethod, RedisStore, RedisStoreConfig};
+
+    use super::*;
+
+    /// A throw-away `redis-server` on a free loopback port, killed on drop.
+    struct TestRedis {
+        url: String,
+        child: Child,
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn start_redis() -> Option<TestRedis> {
+        let on_path = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !on_path {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but redis-server is not installed");
+            }
+            eprintln!("skipped: no redis-server");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = TestRedis {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    #[tokio::test]
+    async fn par28_a_later_step_completes_through_redis() {
+        let Some(redis) = start_redis() else {
+            return;
+        };
+        let store = RedisStore::connect(RedisStoreConfig::new(redis.url.clone()))
+            .await
+            .unwrap();
+
+        // in_flow on a pushed entry changes nothing.
+        let ttl = Duration::from_secs(60);
+        let request = PushedRequest::new(
+            "app",
+            AuthMethod::None,
+            "response_type=code",
+            SystemTime::now(),
+            ttl,
+        );
+        let uri = RequestUri::generate();
+        store.insert(&uri, request, ttl).await.unwrap();
+        assert!(store
+            .in_flow(&uri, "app", &[1; 32])
+            .await
+            .unwrap()
+            .is_none());
+        let bind = RedeemMode::Bind {
+            binding: [1; 32],
+            reenter: None,
+            window: Duration::from_secs(600),
+        };
+        let redeemed = store.redeem(&uri, "app", bind).await.unwrap();
+        assert!(matches!(redeemed, RedeemOutcome::Redeemed(_)));
+        assert!(store
+            .in_flow(&uri, "app", &[1; 32])
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .in_flow(&uri, "app", &[2; 32])
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .in_flow(&uri, "other", &[1; 32])
+            .await
+            .unwrap()
+            .is_none());
+
+        let server = serve(
+            dev_layer().with_store(store),
+            "/authorize",
+            "/authorize/resume",
+        )
+        .await;
+        let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
+        let b = Browser::new();
+        let resume = b.get(&server.base, &authorize).await.location.unwrap();
+        assert_eq!(
+            b.get(&server.base, &authorize).await.status,
+            StatusCode::SEE_OTHER
+        );
+        let same_cookies = b.snapshot();
+        let code = b.get(&server.base, &resume).await;
+        assert!(code.location.unwrap().starts_with(C_REDIRECT));
+        b.restore(same_cookies);
+        assert_refused(&b.get(&server.base, &authorize).await);
+        assert_eq!(server.counters.codes.load(Ordering::SeqCst), 1);
+    }
 }

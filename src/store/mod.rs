@@ -477,7 +477,10 @@ pub trait ParStore: Clone + Send + Sync + 'static {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use tower_par::{AuthMethod, MemoryStore, ParStore, PushedRequest, RedeemMode, RequestUri, StoreError};
+    /// use tower_par::{
+    ///     AuthMethod, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome, RequestUri,
+    ///     StoreError,
+    /// };
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), StoreError> {
@@ -486,9 +489,10 @@ pub trait ParStore: Clone + Send + Sync + 'static {
     /// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
     /// let uri = RequestUri::generate();
     /// store.insert(&uri, request, ttl).await?;
+    /// // Pushed, not redeemed yet: nothing, and the entry stays pushed.
     /// assert!(store.in_flow(&uri, "app", &[1; 32]).await?.is_none());
     /// let bind = RedeemMode::Bind { binding: [1; 32], reenter: None, window: Duration::from_secs(600) };
-    /// store.redeem(&uri, "app", bind).await?;
+    /// assert!(matches!(store.redeem(&uri, "app", bind).await?, RedeemOutcome::Redeemed(_)));
     /// assert!(store.in_flow(&uri, "app", &[1; 32]).await?.is_some());
     /// // Another browser's binding, or another client, learns nothing.
     /// assert!(store.in_flow(&uri, "app", &[2; 32]).await?.is_none());
