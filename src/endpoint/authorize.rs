@@ -527,7 +527,7 @@ const MAX_FLOW_COOKIES: usize = 16;
 /// The flows whose binding cookies a request on a watched path presents:
 /// well-formed values under the name derived from their own `request_uri`,
 /// at most [`MAX_FLOW_SECRETS`] of them. Empty (and without allocation)
-/// unless the request is on a watched path and carries a flow cookie.
+/// unless the request carries a flow cookie under flow-bound redemption.
 fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Presented> {
     let mut flows: Vec<Presented> = Vec::new();
     if cfg.redemption != Redemption::FlowBound || !has_flow_cookie(cfg, headers) {
