@@ -122,7 +122,8 @@ async function startStack() {
     } catch (e) {
       lastError = e;
       await upstream.close();
-      if (/not found/.test(e.message)) break;
+      // Only an early exit (the port taken meanwhile) is worth a retry.
+      if (!/exited early/.test(e.message)) break;
     }
   }
   rmSync(dir, { recursive: true, force: true });
