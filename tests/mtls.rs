@@ -20,19 +20,21 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime,
+};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName as TlsName, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tower::{service_fn, Service, ServiceExt};
 use tower_par::{
-    AuthMethod, Client, ClientCertificate, ConfigErrorKind, Params, ParLayer, ParRequestBody,
+    AuthMethod, Client, ClientCertificate, ConfigErrorKind, ParLayer, ParRequestBody, Params,
     Profile, PushedAuthorization, Setting, StaticClients, TlsClientAuthSubject,
 };
 
@@ -97,9 +99,12 @@ fn issued(ca: &Ca, subject: DistinguishedName, sans: Vec<SanType>) -> Identity {
     }
 }
 
-/// A self-signed client certificate.
+/// A self-signed client certificate (P-256).
 fn self_signed(cn: &str) -> Identity {
-    let key = KeyPair::generate().unwrap();
+    self_signed_with(cn, KeyPair::generate().unwrap())
+}
+
+fn self_signed_with(cn: &str, key: KeyPair) -> Identity {
     let cert = client_params(dn(&[(DnType::CommonName, cn)]), vec![])
         .self_signed(&key)
         .unwrap();
@@ -207,7 +212,9 @@ struct Server {
 
 /// The trivial service behind the layer: `200` with the pushed
 /// authorization's method, when there is one.
-async fn inner(req: Request<ParRequestBody<Incoming>>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn inner(
+    req: Request<ParRequestBody<Incoming>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req
         .extensions()
         .get::<PushedAuthorization>()
@@ -343,7 +350,10 @@ fn push_body(client_id: &str) -> String {
         ("response_type", "code"),
         ("redirect_uri", CB),
         ("state", "s1"),
-        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
         ("code_challenge_method", "S256"),
     ])
     .unwrap()
@@ -406,20 +416,24 @@ async fn tls_client_auth_right_subject_dn_is_created_and_redeemed() {
         .with_client(
             tls_client(
                 "one-spelled",
-                TlsClientAuthSubject::SubjectDn("cn = CLIENT-ONE , o=example   corp,2.5.4.6=de".into()),
+                TlsClientAuthSubject::SubjectDn(
+                    "cn = CLIENT-ONE , o=example   corp,2.5.4.6=de".into(),
+                ),
             ),
             None,
         )
         .unwrap();
-    let layer = ParLayer::new(clients).tls_client_roots([der_of(&ca)]).unwrap();
+    let layer = ParLayer::new(clients)
+        .tls_client_roots([der_of(&ca)])
+        .unwrap();
     let server = serve(layer).await;
     let id = issued(&ca, main_dn(), vec![]);
     let request_uri = assert_created(&push(&server, Some(&id), "one").await);
     assert_created(&push(&server, Some(&id), "one-spelled").await);
 
     // The redemption sees the method the certificate was verified for.
-    let query = serde_urlencoded::to_string([("client_id", "one"), ("request_uri", &request_uri)])
-        .unwrap();
+    let query =
+        serde_urlencoded::to_string([("client_id", "one"), ("request_uri", &request_uri)]).unwrap();
     let res = send(
         &server,
         Some(&id),
@@ -465,7 +479,9 @@ async fn tls_client_auth_wrong_subject_is_invalid_client() {
             None,
         )
         .unwrap();
-    let layer = ParLayer::new(clients).tls_client_roots([der_of(&ca)]).unwrap();
+    let layer = ParLayer::new(clients)
+        .tls_client_roots([der_of(&ca)])
+        .unwrap();
     let server = serve(layer).await;
     let other = issued(
         &ca,
@@ -497,7 +513,9 @@ async fn tls_client_auth_without_certificate_is_invalid_client() {
             None,
         )
         .unwrap();
-    let layer = ParLayer::new(clients).tls_client_roots([der_of(&ca)]).unwrap();
+    let layer = ParLayer::new(clients)
+        .tls_client_roots([der_of(&ca)])
+        .unwrap();
     let server = serve(layer).await;
     assert_invalid_client(&push(&server, None, "one").await);
     // A certificate but another client's id: unknown client, same answer.
@@ -555,23 +573,70 @@ async fn tls_client_auth_certificate_not_chaining_to_the_ca_is_invalid_client() 
 async fn tls_client_auth_each_san_kind_matches_and_mismatches() {
     let ca = ca("Clients CA");
     let cases: Vec<(&str, TlsClientAuthSubject, bool)> = vec![
-        ("dns-ok", TlsClientAuthSubject::SanDns("APP.Example.com".into()), true),
-        ("dns-no", TlsClientAuthSubject::SanDns("other.example.com".into()), false),
-        ("uri-ok", TlsClientAuthSubject::SanUri("https://app.example.com/client".into()), true),
-        ("uri-no", TlsClientAuthSubject::SanUri("https://app.example.com/CLIENT".into()), false),
-        ("ip-ok", TlsClientAuthSubject::SanIp("2001:db8::0:1".parse().unwrap()), true),
-        ("ip4-ok", TlsClientAuthSubject::SanIp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))), true),
-        ("ip-no", TlsClientAuthSubject::SanIp("2001:db8::2".parse().unwrap()), false),
-        ("mail-ok", TlsClientAuthSubject::SanEmail("ops@APP.example.com".into()), true),
-        ("mail-no", TlsClientAuthSubject::SanEmail("OPS@app.example.com".into()), false),
+        (
+            "dns-ok",
+            TlsClientAuthSubject::SanDns("APP.Example.com".into()),
+            true,
+        ),
+        (
+            "dns-no",
+            TlsClientAuthSubject::SanDns("other.example.com".into()),
+            false,
+        ),
+        (
+            "uri-ok",
+            TlsClientAuthSubject::SanUri("https://app.example.com/client".into()),
+            true,
+        ),
+        (
+            "uri-no",
+            TlsClientAuthSubject::SanUri("https://app.example.com/CLIENT".into()),
+            false,
+        ),
+        (
+            "ip-ok",
+            TlsClientAuthSubject::SanIp("2001:db8::0:1".parse().unwrap()),
+            true,
+        ),
+        (
+            "ip4-ok",
+            TlsClientAuthSubject::SanIp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+            true,
+        ),
+        (
+            "ip-no",
+            TlsClientAuthSubject::SanIp("2001:db8::2".parse().unwrap()),
+            false,
+        ),
+        (
+            "mail-ok",
+            TlsClientAuthSubject::SanEmail("ops@APP.example.com".into()),
+            true,
+        ),
+        (
+            "mail-no",
+            TlsClientAuthSubject::SanEmail("OPS@app.example.com".into()),
+            false,
+        ),
         // A DNS name registered as a URI does not match the dNSName entry.
-        ("kind-no", TlsClientAuthSubject::SanUri("app.example.com".into()), false),
+        (
+            "kind-no",
+            TlsClientAuthSubject::SanUri("app.example.com".into()),
+            false,
+        ),
     ];
     let mut clients = StaticClients::new();
     for (id, subject, _) in &cases {
-        clients = clients.with_client(tls_client(id, subject.clone()), None).unwrap();
+        clients = clients
+            .with_client(tls_client(id, subject.clone()), None)
+            .unwrap();
     }
-    let server = serve(ParLayer::new(clients).tls_client_roots([der_of(&ca)]).unwrap()).await;
+    let server = serve(
+        ParLayer::new(clients)
+            .tls_client_roots([der_of(&ca)])
+            .unwrap(),
+    )
+    .await;
     let identity = issued(
         &ca,
         dn(&[(DnType::CommonName, "san-client")]),
@@ -598,8 +663,8 @@ async fn tls_client_auth_each_san_kind_matches_and_mismatches() {
 // ---------------------------------------------------------------------
 
 /// RFC 8705 §2.2: the certificate's public key in the client's `jwks`, or
-/// the certificate itself as `x5c`, authenticates; another key does not.
-/// No CA is involved.
+/// the certificate itself as `x5c`, authenticates (P-256 and Ed25519
+/// keys); another key does not. No CA is involved.
 #[tokio::test]
 async fn self_signed_matching_key_is_created_other_key_is_invalid_client() {
     let mine = self_signed("self-one");
@@ -612,10 +677,18 @@ async fn self_signed_matching_key_is_created_other_key_is_invalid_client() {
             "x5c": [base64::engine::general_purpose::STANDARD.encode(&x5c_only.chain[0])],
         }]
     });
+    let ed = self_signed_with(
+        "self-ed",
+        KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap(),
+    );
+    let ed_jwk =
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(&ed.public_key_raw)});
     let clients = StaticClients::from_json(
         &serde_json::json!({"clients": [
             {"client_id": "self", "token_endpoint_auth_method": "self_signed_tls_client_auth",
              "jwks": {"keys": [ec_jwk(&mine)]}, "redirect_uris": [CB]},
+            {"client_id": "ed", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+             "jwks": {"keys": [ed_jwk]}, "redirect_uris": [CB]},
             {"client_id": "x5c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
              "jwks": by_x5c, "redirect_uris": [CB]},
         ]})
@@ -626,6 +699,9 @@ async fn self_signed_matching_key_is_created_other_key_is_invalid_client() {
     let server = serve(ParLayer::new(clients)).await;
     assert_created(&push(&server, Some(&mine), "self").await);
     assert_created(&push(&server, Some(&x5c_only), "x5c").await);
+    assert_created(&push(&server, Some(&ed), "ed").await);
+    assert_invalid_client(&push(&server, Some(&mine), "ed").await);
+    assert_invalid_client(&push(&server, Some(&ed), "self").await);
     assert_invalid_client(&push(&server, Some(&stranger), "self").await);
     assert_invalid_client(&push(&server, Some(&mine), "x5c").await);
     assert_invalid_client(&push(&server, None, "self").await);
@@ -654,11 +730,17 @@ async fn fapi2_accepts_tls_client_auth_and_self_signed() {
         .with_client(
             Client::new("self", AuthMethod::SelfSignedTlsClientAuth)
                 .redirect_uri(CB)
-                .jwks(tower_par::Jwks::from_value(serde_json::json!({"keys": [ec_jwk(&mine)]})).unwrap()),
+                .jwks(
+                    tower_par::Jwks::from_value(serde_json::json!({"keys": [ec_jwk(&mine)]}))
+                        .unwrap(),
+                ),
             None,
         )
         .unwrap()
-        .with_client(Client::new("public", AuthMethod::None).redirect_uri(CB), None)
+        .with_client(
+            Client::new("public", AuthMethod::None).redirect_uri(CB),
+            None,
+        )
         .unwrap();
     let layer = ParLayer::new(clients)
         .issuer("https://as.example")
@@ -688,11 +770,16 @@ async fn token_endpoint_authenticates_tls_client_auth() {
     let ca = ca("Clients CA");
     let clients = StaticClients::new()
         .with_client(
-            tls_client("one", TlsClientAuthSubject::SanDns("app.example.com".into())),
+            tls_client(
+                "one",
+                TlsClientAuthSubject::SanDns("app.example.com".into()),
+            ),
             None,
         )
         .unwrap();
-    let layer = ParLayer::new(clients).tls_client_roots([der_of(&ca)]).unwrap();
+    let layer = ParLayer::new(clients)
+        .tls_client_roots([der_of(&ca)])
+        .unwrap();
     let tokens = layer.token_endpoint();
     let params = Params::parse(b"grant_type=authorization_code&code=c&client_id=one").unwrap();
     let request = |cert: Option<&Identity>| {
@@ -709,16 +796,25 @@ async fn token_endpoint_authenticates_tls_client_auth() {
         dn(&[(DnType::CommonName, "x")]),
         vec![SanType::DnsName("app.example.com".try_into().unwrap())],
     );
-    let client = tokens.authenticate(&request(Some(&right)), &params).await.unwrap();
+    let client = tokens
+        .authenticate(&request(Some(&right)), &params)
+        .await
+        .unwrap();
     assert_eq!(client.auth_method, AuthMethod::TlsClientAuth);
-    let err = tokens.authenticate(&request(None), &params).await.unwrap_err();
+    let err = tokens
+        .authenticate(&request(None), &params)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
     let wrong = issued(
         &ca,
         dn(&[(DnType::CommonName, "x")]),
         vec![SanType::DnsName("evil.example.com".try_into().unwrap())],
     );
-    let err = tokens.authenticate(&request(Some(&wrong)), &params).await.unwrap_err();
+    let err = tokens
+        .authenticate(&request(Some(&wrong)), &params)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "invalid_client");
 }
 
@@ -747,14 +843,20 @@ fn registry_refuses_zero_or_two_subject_members() {
     for c in bad {
         let json = format!(r#"{{"clients":[{c}]}}"#);
         let err = StaticClients::from_json(&json).expect_err(c);
-        assert!(matches!(err, tower_par::StaticClientsError::Invalid { .. }), "{c}: {err}");
+        assert!(
+            matches!(err, tower_par::StaticClientsError::Invalid { .. }),
+            "{c}: {err}"
+        );
     }
     let two = StaticClients::from_json(
         r#"{"clients":[{"client_id":"x","token_endpoint_auth_method":"tls_client_auth","tls_client_auth_subject_dn":"CN=a","tls_client_auth_san_dns":"a.example"}]}"#,
     )
     .unwrap_err()
     .to_string();
-    assert!(two.contains("tls_client_auth_subject_dn") && two.contains("tls_client_auth_san_dns"), "{two}");
+    assert!(
+        two.contains("tls_client_auth_subject_dn") && two.contains("tls_client_auth_san_dns"),
+        "{two}"
+    );
 
     let good = StaticClients::from_json(
         r#"{"clients":[
@@ -787,7 +889,10 @@ fn registry_loads_tls_client_auth_from_toml() {
         "#,
     )
     .unwrap();
-    assert_eq!(clients.get("t").unwrap().auth_method, AuthMethod::TlsClientAuth);
+    assert_eq!(
+        clients.get("t").unwrap().auth_method,
+        AuthMethod::TlsClientAuth
+    );
 }
 
 #[test]
@@ -826,7 +931,10 @@ fn from_rfc9440_round_trips_and_refuses_malformed_headers() {
     assert_eq!(parsed.unwrap().end_entity(), id.chain[0].as_ref());
     // Debug: a count and a fingerprint prefix, not the certificate.
     let shown = format!("{alone:?}");
-    assert!(shown.contains("certificates: 1") && shown.len() < 120, "{shown}");
+    assert!(
+        shown.contains("certificates: 1") && shown.len() < 120,
+        "{shown}"
+    );
     assert!(!shown.contains(&std.encode(&id.chain[0])[..20]));
 
     let huge = format!(":{}:", "A".repeat(200_000));
@@ -897,9 +1005,11 @@ async fn rfc9440_header_from_a_trusted_proxy_authenticates() {
         .unwrap();
     let mut svc = tower::ServiceBuilder::new()
         .layer(layer)
-        .service(service_fn(|_req: Request<ParRequestBody<Full<Bytes>>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
+        .service(service_fn(
+            |_req: Request<ParRequestBody<Full<Bytes>>>| async {
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            },
+        ));
     let id = issued(&ca, main_dn(), vec![]);
     let std = base64::engine::general_purpose::STANDARD;
     let header = HeaderValue::from_str(&format!(":{}:", std.encode(&id.chain[0]))).unwrap();

@@ -208,7 +208,10 @@ impl fmt::Debug for ClientCertificate {
 fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |e| e + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -312,7 +315,9 @@ mod verify {
     use x509_parser::x509::SubjectPublicKeyInfo;
 
     use super::{ClientCertificate, TlsClientAuthSubject};
-    use crate::client::{AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials};
+    use crate::client::{
+        AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
+    };
     use crate::config::Config;
 
     /// The CA certificates `tls_client_auth` chains must lead to
@@ -333,7 +338,9 @@ mod verify {
                 let der: bytes::Bytes = der.into();
                 let cert = CertificateDer::from(&der[..]);
                 let anchor = webpki::anchor_from_trusted_cert(&cert).map_err(|e| {
-                    format!("tls_client_roots: certificate {i} is not a DER X.509 certificate ({e})")
+                    format!(
+                        "tls_client_roots: certificate {i} is not a DER X.509 certificate ({e})"
+                    )
                 })?;
                 anchors.push(anchor.to_owned());
             }
@@ -449,17 +456,20 @@ mod verify {
         let Ok(Some(san)) = cert.subject_alternative_name() else {
             return false;
         };
-        san.value.general_names.iter().any(|name| match (subject, name) {
-            (TlsClientAuthSubject::SanDns(d), GeneralName::DNSName(n)) => {
-                d.eq_ignore_ascii_case(n)
-            }
-            (TlsClientAuthSubject::SanUri(u), GeneralName::URI(n)) => u == n,
-            (TlsClientAuthSubject::SanIp(ip), GeneralName::IPAddress(bytes)) => {
-                ip_of(bytes).is_some_and(|presented| presented == *ip)
-            }
-            (TlsClientAuthSubject::SanEmail(e), GeneralName::RFC822Name(n)) => email_eq(e, n),
-            _ => false,
-        })
+        san.value
+            .general_names
+            .iter()
+            .any(|name| match (subject, name) {
+                (TlsClientAuthSubject::SanDns(d), GeneralName::DNSName(n)) => {
+                    d.eq_ignore_ascii_case(n)
+                }
+                (TlsClientAuthSubject::SanUri(u), GeneralName::URI(n)) => u == n,
+                (TlsClientAuthSubject::SanIp(ip), GeneralName::IPAddress(bytes)) => {
+                    ip_of(bytes).is_some_and(|presented| presented == *ip)
+                }
+                (TlsClientAuthSubject::SanEmail(e), GeneralName::RFC822Name(n)) => email_eq(e, n),
+                _ => false,
+            })
     }
 
     fn ip_of(bytes: &[u8]) -> Option<std::net::IpAddr> {
@@ -562,21 +572,22 @@ mod verify {
         let mut in_value = false;
         let bytes = dn.as_bytes();
         let mut i = 0;
-        let finish_attr = |attr_type: &mut String,
-                               value: &mut Vec<u8>,
-                               rdn: &mut Rdn|
-         -> Result<(), String> {
-            let oid = attribute_oid(attr_type)?;
-            let text = String::from_utf8(std::mem::take(value))
-                .map_err(|_| "a value's escapes are not UTF-8".to_owned())?;
-            let text = normalise(&text);
-            if text.is_empty() {
-                return Err(format!("attribute '{}' has an empty value", attr_type.trim()));
-            }
-            rdn.push((oid, text));
-            attr_type.clear();
-            Ok(())
-        };
+        let finish_attr =
+            |attr_type: &mut String, value: &mut Vec<u8>, rdn: &mut Rdn| -> Result<(), String> {
+                let oid = attribute_oid(attr_type)?;
+                let text = String::from_utf8(std::mem::take(value))
+                    .map_err(|_| "a value's escapes are not UTF-8".to_owned())?;
+                let text = normalise(&text);
+                if text.is_empty() {
+                    return Err(format!(
+                        "attribute '{}' has an empty value",
+                        attr_type.trim()
+                    ));
+                }
+                rdn.push((oid, text));
+                attr_type.clear();
+                Ok(())
+            };
         while i < bytes.len() {
             let b = bytes[i];
             if !in_value {
@@ -605,7 +616,8 @@ mod verify {
                 b'\\' => {
                     let next = *bytes.get(i + 1).ok_or("a value ends with '\\'")?;
                     let hex = |c: u8| (c as char).to_digit(16);
-                    if let (Some(h), Some(l)) = (hex(next), bytes.get(i + 2).and_then(|c| hex(*c))) {
+                    if let (Some(h), Some(l)) = (hex(next), bytes.get(i + 2).and_then(|c| hex(*c)))
+                    {
                         value.push((h * 16 + l) as u8);
                         i += 3;
                     } else if b" \"#+,;<=>\\".contains(&next) {
@@ -635,11 +647,13 @@ mod verify {
             i += 1;
         }
         if !in_value {
-            return Err(if rdns.is_empty() && rdn.is_empty() && attr_type.trim().is_empty() {
-                "the subject DN is empty".into()
-            } else {
-                "an attribute has no '=' and value".into()
-            });
+            return Err(
+                if rdns.is_empty() && rdn.is_empty() && attr_type.trim().is_empty() {
+                    "the subject DN is empty".into()
+                } else {
+                    "an attribute has no '=' and value".into()
+                },
+            );
         }
         finish_attr(&mut attr_type, &mut value, &mut rdn)?;
         rdn.sort();
