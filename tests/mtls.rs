@@ -525,8 +525,9 @@ async fn tls_client_auth_without_certificate_is_invalid_client() {
 
 /// RFC 8705 §2.1: the chain must lead to a configured CA. A certificate
 /// with the right subject from another CA (same CA name, other key), a
-/// self-signed one with the right subject, and any certificate when no CA
-/// is configured (fail closed) are refused.
+/// self-signed one with the right subject, an expired one, one for TLS
+/// servers only (extended key usage), and any certificate when no CA is
+/// configured (fail closed) are refused.
 #[tokio::test]
 async fn tls_client_auth_certificate_not_chaining_to_the_ca_is_invalid_client() {
     let ca_real = ca("Clients CA");
@@ -558,6 +559,29 @@ async fn tls_client_auth_certificate_not_chaining_to_the_ca_is_invalid_client() 
         public_key_raw: Vec::new(),
     };
     assert_invalid_client(&push(&server, Some(&own), "one").await);
+    // The right CA and subject, but expired.
+    let key = KeyPair::generate().unwrap();
+    let mut params = client_params(main_dn(), vec![]);
+    params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    let cert = params.signed_by(&key, &ca_real.cert, &ca_real.key).unwrap();
+    let expired = Identity {
+        chain: vec![cert.der().clone(), ca_real.cert.der().clone()],
+        key: key.serialize_der(),
+        public_key_raw: Vec::new(),
+    };
+    assert_invalid_client(&push(&server, Some(&expired), "one").await);
+    // A server certificate (serverAuth only) with the right subject.
+    let key = KeyPair::generate().unwrap();
+    let mut params = client_params(main_dn(), vec![]);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca_real.cert, &ca_real.key).unwrap();
+    let server_only = Identity {
+        chain: vec![cert.der().clone(), ca_real.cert.der().clone()],
+        key: key.serialize_der(),
+        public_key_raw: Vec::new(),
+    };
+    assert_invalid_client(&push(&server, Some(&server_only), "one").await);
     assert_created(&push(&server, Some(&issued(&ca_real, main_dn(), vec![])), "one").await);
 
     // No roots configured: nothing chains.
@@ -757,6 +781,76 @@ async fn fapi2_accepts_tls_client_auth_and_self_signed() {
     assert_invalid_client(&refused);
     let desc = refused.body["error_description"].as_str().unwrap();
     assert!(desc.contains("tls_client_auth"), "{desc}");
+}
+
+// ---------------------------------------------------------------------
+// Discovery
+// ---------------------------------------------------------------------
+
+async fn advertised_methods(layer: ParLayer) -> Vec<String> {
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer.metadata_document(true).build().unwrap())
+        .service(service_fn(
+            |_req: Request<ParRequestBody<Full<Bytes>>>| async {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(404)
+                        .body(Full::<Bytes>::default())
+                        .unwrap(),
+                )
+            },
+        ));
+    let req = Request::get("/.well-known/oauth-authorization-server")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    doc["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .map(|a| a.iter().map(|m| m.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// RFC 8705 §2.1, §2.2, FAPI-1: the mTLS methods are advertised once the
+/// deployment takes client certificates (`tls_client_roots`), under FAPI
+/// too; `tls_client_auth` only with a CA to verify it.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn discovery_advertises_the_mtls_methods_with_tls_client_roots() {
+    let ca = ca("Clients CA");
+    let base = || {
+        ParLayer::new(StaticClients::new())
+            .issuer("https://as.example")
+            .unwrap()
+    };
+    let plain = advertised_methods(base()).await;
+    assert!(!plain.iter().any(|m| m.contains("tls")), "{plain:?}");
+    let with_ca = advertised_methods(base().tls_client_roots([der_of(&ca)]).unwrap()).await;
+    assert!(
+        with_ca.contains(&"tls_client_auth".to_owned()),
+        "{with_ca:?}"
+    );
+    assert!(with_ca.contains(&"self_signed_tls_client_auth".to_owned()));
+    let no_ca = advertised_methods(base().tls_client_roots(Vec::<Vec<u8>>::new()).unwrap()).await;
+    assert!(!no_ca.contains(&"tls_client_auth".to_owned()), "{no_ca:?}");
+    assert!(no_ca.contains(&"self_signed_tls_client_auth".to_owned()));
+    let fapi = advertised_methods(
+        base()
+            .profile(Profile::Fapi2)
+            .tls_client_roots([der_of(&ca)])
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        fapi,
+        [
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------
