@@ -7,6 +7,9 @@
 
 #![cfg(feature = "mtls")]
 
+#[cfg(feature = "jwt")]
+mod keys;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -397,7 +400,7 @@ fn der_of(ca: &Ca) -> Vec<u8> {
 // tls_client_auth
 // ---------------------------------------------------------------------
 
-/// RFC 8705 §2.1: a certificate from the configured CA with the
+/// AUTH-21 (RFC 8705 §2.1): a certificate from the configured CA with the
 /// registered subject DN authenticates the client (compared per RFC 4514:
 /// case, spacing and the written form of the DN do not matter); the
 /// stored request and the redemption carry `tls_client_auth`.
@@ -446,7 +449,7 @@ async fn tls_client_auth_right_subject_dn_is_created_and_redeemed() {
     assert_eq!(res.headers["x-auth-method"], "tls_client_auth");
 }
 
-/// A certificate from the right CA whose subject is another one's, and a
+/// AUTH-20, T34: a certificate from the right CA whose subject is another one's, and a
 /// registered DN that differs in one RDN or in their order: `401
 /// invalid_client` (AUTH-1).
 #[tokio::test]
@@ -499,7 +502,7 @@ async fn tls_client_auth_wrong_subject_is_invalid_client() {
     assert_created(&push(&server, Some(&right), "one").await);
 }
 
-/// RFC 8705 §2: no certificate, no authentication; the bare `client_id`
+/// AUTH-19/20, T33 (RFC 8705 §2): no certificate, no authentication; the bare `client_id`
 /// of an mTLS client is not a public client's.
 #[tokio::test]
 async fn tls_client_auth_without_certificate_is_invalid_client() {
@@ -523,7 +526,7 @@ async fn tls_client_auth_without_certificate_is_invalid_client() {
     assert_invalid_client(&push(&server, Some(&id), "nobody").await);
 }
 
-/// RFC 8705 §2.1: the chain must lead to a configured CA. A certificate
+/// AUTH-21 (RFC 8705 §2.1): the chain must lead to a configured CA. A certificate
 /// with the right subject from another CA (same CA name, other key), a
 /// self-signed one with the right subject, an expired one, one for TLS
 /// servers only (extended key usage), and any certificate when no CA is
@@ -590,7 +593,7 @@ async fn tls_client_auth_certificate_not_chaining_to_the_ca_is_invalid_client() 
     assert_invalid_client(&push(&server, Some(&right), "one").await);
 }
 
-/// RFC 8705 §2.1.2: each SAN kind matches its own entry (dNSName without
+/// AUTH-21 (RFC 8705 §2.1.2): each SAN kind matches its own entry (dNSName without
 /// case, URI exactly, iPAddress as an address, rfc822Name with the domain
 /// without case) and nothing else.
 #[tokio::test]
@@ -686,7 +689,7 @@ async fn tls_client_auth_each_san_kind_matches_and_mismatches() {
 // self_signed_tls_client_auth
 // ---------------------------------------------------------------------
 
-/// RFC 8705 §2.2: the certificate's public key in the client's `jwks`, or
+/// AUTH-22 (RFC 8705 §2.2): the certificate's public key in the client's `jwks`, or
 /// the certificate itself as `x5c`, authenticates (P-256 and Ed25519
 /// keys); another key does not. No CA is involved.
 #[tokio::test]
@@ -729,6 +732,28 @@ async fn self_signed_matching_key_is_created_other_key_is_invalid_client() {
     assert_invalid_client(&push(&server, Some(&stranger), "self").await);
     assert_invalid_client(&push(&server, Some(&mine), "x5c").await);
     assert_invalid_client(&push(&server, None, "self").await);
+}
+
+/// AUTH-22 with an RSA key: the JWK's `n` and `e` are the certificate's
+/// modulus and exponent (which DER writes with a leading zero octet).
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn self_signed_rsa_key_matches_its_jwk() {
+    let rsa = keys::TestKey::rsa(jsonwebtoken::Algorithm::RS256, 2048);
+    let key = KeyPair::from_pem_and_sign_algo(&rsa.pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mine = self_signed_with("self-rsa", key);
+    let other = self_signed("self-rsa");
+    let clients = StaticClients::from_json(
+        &serde_json::json!({"clients": [
+            {"client_id": "rsa", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+             "jwks": {"keys": [rsa.public]}, "redirect_uris": [CB]},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let server = serve(ParLayer::new(clients)).await;
+    assert_created(&push(&server, Some(&mine), "rsa").await);
+    assert_invalid_client(&push(&server, Some(&other), "rsa").await);
 }
 
 // ---------------------------------------------------------------------
@@ -916,7 +941,7 @@ async fn token_endpoint_authenticates_tls_client_auth() {
 // Registration and configuration
 // ---------------------------------------------------------------------
 
-/// RFC 8705 §2.1.2: exactly one subject member for `tls_client_auth`;
+/// AUTH-21 (RFC 8705 §2.1.2): exactly one subject member for `tls_client_auth`;
 /// §2.2: an inline `jwks` for `self_signed_tls_client_auth`; the members
 /// belong to their method; a DN that does not parse is refused at load.
 #[test]
@@ -1003,7 +1028,7 @@ fn tls_client_roots_refuses_invalid_der() {
 // RFC 9440 headers
 // ---------------------------------------------------------------------
 
-/// RFC 9440 §2: `Client-Cert` and `Client-Cert-Chain` carry the DER
+/// AUTH-24, RFC 9440 §2: `Client-Cert` and `Client-Cert-Chain` carry the DER
 /// certificates as RFC 8941 byte sequences; what the layer reads is what
 /// the client presented. Malformed values are refused, never a panic.
 #[test]
@@ -1078,7 +1103,7 @@ fn from_rfc9440_round_trips_and_refuses_malformed_headers() {
     }
 }
 
-/// Behind a trusted TLS-terminating proxy, the certificate arrives as
+/// AUTH-24: behind a trusted TLS-terminating proxy, the certificate arrives as
 /// `Client-Cert` and authenticates like one from the handshake.
 #[tokio::test]
 async fn rfc9440_header_from_a_trusted_proxy_authenticates() {

@@ -358,7 +358,8 @@ mod verify {
         }
     }
 
-    /// Authenticates a client by its certificate (RFC 8705 §2): `Ok(None)`
+    /// Authenticates a client by its certificate (AUTH-20..22, RFC 8705
+    /// §2): `Ok(None)`
     /// when the named client is not registered for an mTLS method (the
     /// caller then authenticates the request as usual).
     pub(crate) async fn authenticate<C: ClientAuthenticator, St>(

@@ -874,6 +874,29 @@ mod tests {
         }
     }
 
+    /// RFC 8705 clients load only with the feature that verifies them;
+    /// a registry never authenticates a certificate method itself.
+    #[test]
+    fn mtls_clients_need_the_mtls_feature() {
+        let json = r#"{"clients":[{"client_id":"m","token_endpoint_auth_method":"tls_client_auth",
+            "tls_client_auth_san_dns":"m.example","redirect_uris":["https://m.example/cb"]}]}"#;
+        let loaded = StaticClients::from_json(json);
+        if cfg!(feature = "mtls") {
+            let r = loaded.unwrap();
+            assert_eq!(
+                r.check(&creds("m", AuthMethod::TlsClientAuth, None)),
+                Err(ClientAuthError::MethodNotAllowed)
+            );
+            assert_eq!(
+                r.check(&creds("m", AuthMethod::None, None)),
+                Err(ClientAuthError::MethodNotAllowed)
+            );
+        } else {
+            let err = loaded.unwrap_err().to_string();
+            assert!(err.contains("`mtls` feature"), "{err}");
+        }
+    }
+
     #[cfg(feature = "toml")]
     #[test]
     fn loads_toml_with_a_digest() {

@@ -521,8 +521,8 @@ where
     };
     // AUTH-1: one answer for every failure.
     let failed = || with_challenge(OAuthError::invalid_client("client authentication failed"));
-    // RFC 8705 §2: a client certificate and a bare client_id may be an
-    // mTLS client; which one, only its registration says.
+    // AUTH-19 (RFC 8705 §2): a client certificate and a bare client_id
+    // may be an mTLS client; which one, only its registration says.
     let certificate = parts
         .extensions
         .get::<crate::ClientCertificate>()
