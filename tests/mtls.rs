@@ -812,6 +812,7 @@ async fn fapi2_accepts_tls_client_auth_and_self_signed() {
 // Discovery
 // ---------------------------------------------------------------------
 
+#[cfg(feature = "jwt")]
 async fn advertised_methods(layer: ParLayer) -> Vec<String> {
     let svc = tower::ServiceBuilder::new()
         .layer(layer.metadata_document(true).build().unwrap())
