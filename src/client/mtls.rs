@@ -131,7 +131,10 @@ impl ClientCertificate {
     /// certificates after the end-entity one). `None` on anything
     /// malformed: not a single byte sequence, bad base64, parameters on an
     /// item, an empty certificate, or more than the size and count limits
-    /// of [`from_der_chain`](Self::from_der_chain).
+    /// of [`from_der_chain`](Self::from_der_chain). A `Client-Cert-Chain`
+    /// sent as several field lines is one list: join the lines with `, `
+    /// before calling this (RFC 9110 §5.3); more than one `Client-Cert`
+    /// line is malformed, and should be refused by the caller.
     ///
     /// **Believe these headers only from a front proxy you trust, that
     /// verified the client's certificate in the TLS handshake and removes
