@@ -4,7 +4,7 @@
 //! `/healthz` and `/readyz`, the Prometheus listener, one log line per
 //! request, and the graceful shutdown.
 //!
-//! [`run`] serves a configuration. [`serve_with`] is the same server around
+//! `run` serves a configuration. [`serve_with`] is the same server around
 //! any inner service (tests and benchmarks use it):
 //!
 //! ```no_run
@@ -32,7 +32,7 @@
 //!    the `ClientCertificate` extension; without one, RFC 9440
 //!    `Client-Cert` / `Client-Cert-Chain` from a peer in `trusted_proxies`
 //!    does; from any other peer those headers are removed (AUTH-24).
-//! 3. The [`Connection`](crate::Connection) extension (peer, local
+//! 3. The [`Connection`] extension (peer, local
 //!    address, TLS, trusted) is added, and the inner service is called.
 //! 4. One log line (target [`ACCESS_TARGET`]): method, path without the
 //!    query, status, duration in ms, peer; and the request metrics
@@ -43,7 +43,6 @@
 //! after [`DEFAULT_SHUTDOWN_TIMEOUT`] what is still open is dropped.
 
 mod accept;
-mod cert;
 mod front;
 mod logging;
 mod metrics;
@@ -59,11 +58,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-pub use cert::ClientCertificate;
 pub use logging::{env_filter, init_logging, subscriber, ACCESS_TARGET};
 pub use metrics::{install_recorder, serve_metrics, REQUESTS_TOTAL, REQUEST_DURATION};
 pub use tls::server_config as tls_server_config;
 pub use trusted::TrustedProxies;
+
+use tower_par::ClientCertificate;
 
 use crate::Connection;
 
@@ -193,7 +193,9 @@ where
             trusted: trusted.contains(accepted.peer.ip()),
         },
         certificate: accepted.chain.as_ref().and_then(|chain| {
-            ClientCertificate::from_der_chain(chain.iter().map(|der| Bytes::copy_from_slice(der.as_ref())))
+            ClientCertificate::from_der_chain(
+                chain.iter().map(|der| Bytes::copy_from_slice(der.as_ref())),
+            )
         }),
         readiness: readiness.clone(),
     };

@@ -14,14 +14,16 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use par_proxy::config::TlsSection;
-use par_proxy::server::{self, ClientCertificate, ServeOptions, TrustedProxies};
+use par_proxy::server::{self, ServeOptions, TrustedProxies};
 use par_proxy::Connection;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_par::ClientCertificate;
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -47,7 +49,9 @@ impl Ca {
 
     fn client(&self, common_name: &str) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params)
     }
@@ -111,7 +115,9 @@ fn client(pki: &Pki, identity: Option<reqwest::Identity>, addr: SocketAddr) -> r
         .no_proxy()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.server_ca.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(pki.server_ca.cert.pem().as_bytes()).unwrap(),
+        )
         .resolve("localhost", addr);
     if let Some(identity) = identity {
         builder = builder.identity(identity);
@@ -168,7 +174,11 @@ async fn start(options: ServeOptions) -> Running {
     Running { addr, stop, task }
 }
 
-async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, String)]) -> (http::Version, serde_json::Value) {
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, String)],
+) -> (http::Version, serde_json::Value) {
     let mut req = client.get(url);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -176,7 +186,10 @@ async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, String)]) ->
     let res = req.send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let version = res.version();
-    (version, serde_json::from_str(&res.text().await.unwrap()).unwrap())
+    (
+        version,
+        serde_json::from_str(&res.text().await.unwrap()).unwrap(),
+    )
 }
 
 fn b64(der: &[u8]) -> String {
@@ -195,7 +208,10 @@ async fn the_handshake_certificate_becomes_the_extension() {
     // ALPN h2 is offered and taken.
     assert_eq!(version, http::Version::HTTP_2);
     assert_eq!(body["tls"], true);
-    assert_eq!(body["certificate"], serde_json::json!([b64(leaf.cert.der())]));
+    assert_eq!(
+        body["certificate"],
+        serde_json::json!([b64(leaf.cert.der())])
+    );
     server.shutdown().await;
 }
 
@@ -219,8 +235,16 @@ async fn a_certificate_from_another_ca_gets_through_the_handshake_for_the_layer_
     let config = server::tls_server_config(&pki.tls).unwrap();
     let server = start(ServeOptions::new().tls(config)).await;
     let stranger = Ca::new("someone else").client("client-1");
-    let (_, body) = get(&client(&pki, Some(stranger.identity()), server.addr), &server.url("/par"), &[]).await;
-    assert_eq!(body["certificate"], serde_json::json!([b64(stranger.cert.der())]));
+    let (_, body) = get(
+        &client(&pki, Some(stranger.identity()), server.addr),
+        &server.url("/par"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        body["certificate"],
+        serde_json::json!([b64(stranger.cert.der())])
+    );
     server.shutdown().await;
 }
 
@@ -230,7 +254,12 @@ async fn without_client_ca_no_certificate_is_requested() {
     let config = server::tls_server_config(&pki.tls).unwrap();
     let server = start(ServeOptions::new().tls(config)).await;
     let leaf = pki.client_ca.client("client-1");
-    let (_, body) = get(&client(&pki, Some(leaf.identity()), server.addr), &server.url("/par"), &[]).await;
+    let (_, body) = get(
+        &client(&pki, Some(leaf.identity()), server.addr),
+        &server.url("/par"),
+        &[],
+    )
+    .await;
     assert_eq!(body["tls"], true);
     assert_eq!(body["certificate"], serde_json::Value::Null);
     server.shutdown().await;
@@ -243,7 +272,12 @@ async fn client_cert_header_is_stripped_over_tls_from_an_untrusted_peer() {
     let server = start(ServeOptions::new().tls(config)).await;
     let forged = pki.client_ca.client("client-1");
     let header = format!(":{}:", b64(forged.cert.der()));
-    let (_, body) = get(&client(&pki, None, server.addr), &server.url("/par"), &[("client-cert", header)]).await;
+    let (_, body) = get(
+        &client(&pki, None, server.addr),
+        &server.url("/par"),
+        &[("client-cert", header)],
+    )
+    .await;
     assert_eq!(body["trusted"], false);
     assert_eq!(body["certificate"], serde_json::Value::Null);
     assert_eq!(body["client_cert_header"], false);
@@ -262,15 +296,26 @@ async fn the_handshake_certificate_wins_over_a_header_from_a_trusted_peer() {
     let other = pki.client_ca.client("client-1");
     let header = format!(":{}:", b64(other.cert.der()));
     let client = client(&pki, Some(own.identity()), server.addr);
-    let (_, body) = get(&client, &server.url("/par"), &[("client-cert", header.clone())]).await;
+    let (_, body) = get(
+        &client,
+        &server.url("/par"),
+        &[("client-cert", header.clone())],
+    )
+    .await;
     assert_eq!(body["trusted"], true);
-    assert_eq!(body["certificate"], serde_json::json!([b64(own.cert.der())]));
+    assert_eq!(
+        body["certificate"],
+        serde_json::json!([b64(own.cert.der())])
+    );
     assert_eq!(body["client_cert_header"], false);
 
     // Without a handshake certificate the trusted peer's header counts.
     let client = self::client(&pki, None, server.addr);
     let (_, body) = get(&client, &server.url("/par"), &[("client-cert", header)]).await;
-    assert_eq!(body["certificate"], serde_json::json!([b64(other.cert.der())]));
+    assert_eq!(
+        body["certificate"],
+        serde_json::json!([b64(other.cert.der())])
+    );
     server.shutdown().await;
 }
 
@@ -298,14 +343,18 @@ fn tls_configuration_errors_name_the_key() {
         cert: dir.join("missing.pem"),
         ..pki.tls.clone()
     };
-    assert!(server::tls_server_config(&missing).unwrap_err().starts_with("tls.cert: "));
+    assert!(server::tls_server_config(&missing)
+        .unwrap_err()
+        .starts_with("tls.cert: "));
 
     // A certificate file given as the key.
     let wrong_key = TlsSection {
         key: pki.tls.cert.clone(),
         ..pki.tls.clone()
     };
-    assert!(server::tls_server_config(&wrong_key).unwrap_err().starts_with("tls.key: "));
+    assert!(server::tls_server_config(&wrong_key)
+        .unwrap_err()
+        .starts_with("tls.key: "));
 
     // A key that is not the certificate's.
     let other_key = dir.join("other-key.pem");
@@ -328,7 +377,9 @@ fn tls_configuration_errors_name_the_key() {
     // The key's bytes never appear in an error.
     let key_pem = std::fs::read_to_string(&pki.tls.key).unwrap();
     let key_body = key_pem.lines().nth(1).unwrap();
-    assert!(!server::tls_server_config(&wrong_key).unwrap_err().contains(key_body));
+    assert!(!server::tls_server_config(&wrong_key)
+        .unwrap_err()
+        .contains(key_body));
 }
 
 /// Presents a certificate with a key that is not its own.
@@ -365,43 +416,261 @@ async fn a_certificate_without_its_private_key_fails_the_handshake() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve_with(listener, ServeOptions::new().tls(config), inner, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(server::serve_with(
+        listener,
+        ServeOptions::new().tls(config),
+        inner,
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let victim = pki.client_ca.client("client-1");
     let thief_key = KeyPair::generate().unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let signing_key = provider
         .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(thief_key.serialize_der())))
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            thief_key.serialize_der(),
+        )))
         .unwrap();
-    let certified = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(victim.cert.der().to_vec())], signing_key);
+    let certified = rustls::sign::CertifiedKey::new(
+        vec![CertificateDer::from(victim.cert.der().to_vec())],
+        signing_key,
+    );
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(pki.server_ca.cert.der().to_vec())).unwrap();
+    roots
+        .add(CertificateDer::from(pki.server_ca.cert.der().to_vec()))
+        .unwrap();
     let client_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_client_cert_resolver(std::sync::Arc::new(WrongKey(std::sync::Arc::new(certified))));
+        .with_client_cert_resolver(std::sync::Arc::new(WrongKey(std::sync::Arc::new(
+            certified,
+        ))));
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config));
 
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     // TLS 1.3: the client may finish its side before the server refuses
     // its CertificateVerify; then the refusal shows on the first read.
-    let answered = match tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp)).await.unwrap() {
+    let answered = match tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .unwrap()
+    {
         Err(_) => false,
         Ok(mut tls) => {
-            let _ = tls.write_all(b"GET /par HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await;
+            let _ = tls
+                .write_all(b"GET /par HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .await;
             let mut buf = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf))
+                .await
+                .unwrap();
             buf.starts_with(b"HTTP/")
         }
     };
-    assert!(!answered, "a connection whose certificate key was not proven is answered");
+    assert!(
+        !answered,
+        "a connection whose certificate key was not proven is answered"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------
+// Through the PAR layer: tls_client_auth (RFC 8705 §2.1, AUTH-18..21, AUTH-24)
+// ---------------------------------------------------------------------
+
+const REDIRECT_URI: &str = "https://app.example/cb";
+const BANK_APP_DN: &str = "CN=bank-app,O=Example Bank,C=DE";
+
+impl Ca {
+    fn client_dn(&self, dn: &[(DnType, &str)]) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // rcgen's default subject (CN=rcgen self signed cert) would keep
+        // the first place.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in dn {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.issue(params)
+    }
+
+    /// Subject `C=DE, O=Example Bank, CN=bank-app` in certificate order,
+    /// which RFC 4514 writes the other way round: `BANK_APP_DN`.
+    fn bank_app(&self) -> Leaf {
+        self.client_dn(&[
+            (DnType::CountryName, "DE"),
+            (DnType::OrganizationName, "Example Bank"),
+            (DnType::CommonName, "bank-app"),
+        ])
+    }
+}
+
+/// The proxy's composition with a pass-through inner service: a
+/// `tls_client_auth` client registered by subject DN, the client CA as
+/// `tls_client_roots`.
+async fn start_layer(options: ServeOptions, client_ca: &Ca) -> Running {
+    use tower::Layer;
+
+    let clients = tower_par::StaticClients::from_json(&format!(
+        r#"{{"clients":[{{
+            "client_id": "bank-app",
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "{BANK_APP_DN}",
+            "redirect_uris": ["{REDIRECT_URI}"]
+        }}]}}"#
+    ))
+    .unwrap();
+    let layer = tower_par::ParLayer::new(clients)
+        .tls_client_roots([client_ca.cert.der().to_vec()])
+        .unwrap()
+        .build()
+        .unwrap();
+    let upstream = tower::service_fn(|_req: Request<tower_par::ParRequestBody<Incoming>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"upstream"))))
+    });
+    let service = layer.layer(upstream);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve_with(listener, options, service, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop, task }
+}
+
+/// Pushes for `bank-app` (PKCE S256); the status and the JSON answer.
+async fn push(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, String)],
+) -> (StatusCode, serde_json::Value) {
+    let body = "client_id=bank-app&response_type=code&state=s1\
+                &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+                &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let res = tokio::time::timeout(Duration::from_secs(20), req.send())
+        .await
+        .unwrap()
+        .unwrap();
+    let status = res.status();
+    if status == StatusCode::UNAUTHORIZED {
+        assert_eq!(res.headers()["cache-control"], "no-store");
+    }
+    let body = serde_json::from_str(&res.text().await.unwrap()).unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+#[track_caller]
+fn assert_invalid_client((status, body): &(StatusCode, serde_json::Value)) {
+    assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
+}
+
+async fn tls_layer_server(name: &str) -> (Pki, Running) {
+    let pki = pki(name, true);
+    let config = server::tls_server_config(&pki.tls).unwrap();
+    let server = start_layer(ServeOptions::new().tls(config), &pki.client_ca).await;
+    (pki, server)
+}
+
+#[tokio::test]
+async fn tls_client_auth_with_the_right_certificate_is_created() {
+    let (pki, server) = tls_layer_server("layer-right").await;
+    let client = client(&pki, Some(pki.client_ca.bank_app().identity()), server.addr);
+    let (status, body) = push(&client, &server.url("/par"), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["request_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:ietf:params:oauth:request_uri:"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_client_auth_with_the_wrong_subject_is_invalid_client() {
+    let (pki, server) = tls_layer_server("layer-subject").await;
+    let other = pki.client_ca.client_dn(&[
+        (DnType::CountryName, "DE"),
+        (DnType::OrganizationName, "Example Bank"),
+        (DnType::CommonName, "other-app"),
+    ]);
+    let client = client(&pki, Some(other.identity()), server.addr);
+    assert_invalid_client(&push(&client, &server.url("/par"), &[]).await);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_client_auth_without_a_certificate_is_invalid_client() {
+    let (pki, server) = tls_layer_server("layer-none").await;
+    let client = client(&pki, None, server.addr);
+    assert_invalid_client(&push(&client, &server.url("/par"), &[]).await);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_client_auth_with_the_right_subject_from_another_ca_is_invalid_client() {
+    let (pki, server) = tls_layer_server("layer-other-ca").await;
+    let impostor = Ca::new("par-proxy test client CA").bank_app();
+    let client = client(&pki, Some(impostor.identity()), server.addr);
+    assert_invalid_client(&push(&client, &server.url("/par"), &[]).await);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_cert_header_from_an_untrusted_peer_does_not_authenticate() {
+    let (pki, server) = tls_layer_server("layer-header").await;
+    // The right certificate's DER is public: sent as a header it proves nothing.
+    let right = pki.client_ca.bank_app();
+    let header = format!(":{}:", b64(right.cert.der()));
+    let client = client(&pki, None, server.addr);
+    assert_invalid_client(&push(&client, &server.url("/par"), &[("client-cert", header)]).await);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_cert_header_from_a_trusted_front_proxy_authenticates() {
+    // A TLS-terminating front proxy at 127.0.0.1 that verified the client's
+    // certificate passes it on as RFC 9440 Client-Cert.
+    let client_ca = Ca::new("par-proxy test client CA");
+    let options =
+        ServeOptions::new().trusted_proxies(TrustedProxies::parse(["127.0.0.1"]).unwrap());
+    let server = start_layer(options, &client_ca).await;
+    let url = format!("http://127.0.0.1:{}/par", server.addr.port());
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let right = client_ca.bank_app();
+    let chain = format!(":{}:", b64(client_ca.cert.der()));
+    let headers = [
+        ("client-cert", format!(":{}:", b64(right.cert.der()))),
+        ("client-cert-chain", chain),
+    ];
+    let (status, body) = push(&plain, &url, &headers).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let wrong = client_ca.client("other-app");
+    let (status, _) = push(
+        &plain,
+        &url,
+        &[("client-cert", format!(":{}:", b64(wrong.cert.der())))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.shutdown().await;
 }

@@ -15,11 +15,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use par_proxy::config::LogFormat;
-use par_proxy::server::{self, ClientCertificate, ServeOptions, TrustedProxies};
+use par_proxy::server::{self, ServeOptions, TrustedProxies};
 use par_proxy::Connection;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
+use tower_par::ClientCertificate;
 use tracing_subscriber::fmt::MakeWriter;
 
 struct Running {
@@ -67,7 +68,9 @@ where
 }
 
 /// Reports what reached it, as JSON.
-fn echo(calls: Arc<AtomicUsize>) -> impl tower::Service<
+fn echo(
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
@@ -109,7 +112,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-async fn get_json(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
     let mut req = client.get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -134,7 +141,12 @@ async fn healthz_is_answered_by_the_server_and_never_forwarded() {
     assert_eq!(res.status(), StatusCode::OK);
 
     // Not forwarded with any other method either.
-    let res = client.post(server.url("/healthz")).body("x").send().await.unwrap();
+    let res = client
+        .post(server.url("/healthz"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "GET, HEAD");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -221,7 +233,12 @@ const SECRET_QUERY: &str =
 
 async fn requests_for_the_log(server: &Running) {
     let client = client();
-    get_json(&client, &server.url(SECRET_QUERY), &[("cookie", "par_flow=c00kieValue")]).await;
+    get_json(
+        &client,
+        &server.url(SECRET_QUERY),
+        &[("cookie", "par_flow=c00kieValue")],
+    )
+    .await;
     let res = client
         .post(server.url("/token?code=c0de"))
         .header("authorization", "Basic YXBwOnMzY3JldA==")
@@ -230,14 +247,49 @@ async fn requests_for_the_log(server: &Running) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = client.get(server.url("/healthz?probe=1")).send().await.unwrap();
+    let res = client
+        .get(server.url("/healthz?probe=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
 
 fn assert_nothing_secret(out: &str) {
-    for secret in ["request_uri", "secretRef123", "st4te", "c00kieValue", "c0de", "YXBwOnMzY3JldA", "s3cret", "eyJhbGciOi", "?"] {
+    for secret in [
+        "request_uri",
+        "secretRef123",
+        "st4te",
+        "c00kieValue",
+        "c0de",
+        "YXBwOnMzY3JldA",
+        "s3cret",
+        "eyJhbGciOi",
+        "?",
+    ] {
         assert!(!out.contains(secret), "{secret:?} is in the log:\n{out}");
     }
+}
+
+/// Makes `capture` this thread's subscriber.
+///
+/// tracing-core computes a callsite's interest from the current thread's
+/// subscriber alone while just one scoped subscriber is registered, so a
+/// test on another thread could turn this thread's callsites off. A second
+/// registered dispatcher that lives as long as the process keeps the
+/// interest computed from all of them.
+async fn capture_on_this_thread(
+    _server: &Running,
+    format: LogFormat,
+    capture: &Capture,
+) -> tracing::subscriber::DefaultGuard {
+    static KEEPER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    KEEPER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    tracing::subscriber::set_default(server::subscriber(
+        format,
+        "info".parse().unwrap(),
+        capture.clone(),
+    ))
 }
 
 // The subscriber is the thread's default; the current-thread runtime of
@@ -245,9 +297,8 @@ fn assert_nothing_secret(out: &str) {
 #[tokio::test]
 async fn one_json_log_line_per_request_without_the_query() {
     let capture = Capture::default();
-    let subscriber = server::subscriber(LogFormat::Json, "info".parse().unwrap(), capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
     let server = start(ServeOptions::new(), echo(Arc::default())).await;
+    let _guard = capture_on_this_thread(&server, LogFormat::Json, &capture).await;
     requests_for_the_log(&server).await;
     server.shutdown().await.unwrap();
 
@@ -272,17 +323,29 @@ async fn one_json_log_line_per_request_without_the_query() {
 #[tokio::test]
 async fn one_text_log_line_per_request_without_the_query() {
     let capture = Capture::default();
-    let subscriber = server::subscriber(LogFormat::Text, "info".parse().unwrap(), capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
     let server = start(ServeOptions::new(), echo(Arc::default())).await;
+    let _guard = capture_on_this_thread(&server, LogFormat::Text, &capture).await;
     requests_for_the_log(&server).await;
     server.shutdown().await.unwrap();
 
     let out = capture.text();
-    let lines: Vec<&str> = out.lines().filter(|l| l.contains(server::ACCESS_TARGET)).collect();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(server::ACCESS_TARGET))
+        .collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].contains("method=GET") && lines[0].contains("path=\"/authorize\"") && lines[0].contains("status=200"), "{}", lines[0]);
-    assert!(lines[1].contains("method=POST") && lines[1].contains("path=\"/token\""), "{}", lines[1]);
+    assert!(
+        lines[0].contains("method=GET")
+            && lines[0].contains("path=\"/authorize\"")
+            && lines[0].contains("status=200"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("method=POST") && lines[1].contains("path=\"/token\""),
+        "{}",
+        lines[1]
+    );
     assert_nothing_secret(&out);
 }
 
@@ -296,9 +359,14 @@ struct Slow {
 impl tower::Service<Request<Incoming>> for Slow {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -339,7 +407,10 @@ async fn graceful_shutdown_finishes_the_request_in_flight_and_refuses_new_connec
 
     let _ = server.stop.take().unwrap().send(());
     wait_until_refused(addr).await;
-    assert!(!server.task.is_finished(), "the server waits for the request in flight");
+    assert!(
+        !server.task.is_finished(),
+        "the server waits for the request in flight"
+    );
 
     slow.release.notify_one();
     let res = tokio::time::timeout(Duration::from_secs(10), in_flight)
@@ -368,7 +439,10 @@ async fn shutdown_is_bounded_by_its_deadline() {
         .unwrap();
     // Never released: the deadline closes the connection and run returns.
     server.shutdown().await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), in_flight).await.unwrap().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(outcome.is_err(), "the unfinished request is cut off");
 }
 
@@ -384,7 +458,11 @@ async fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
     let server = start(ServeOptions::new(), echo(Arc::default())).await;
-    let client = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let res = client.get(server.url("/over-h2")).send().await.unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);
     let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
@@ -416,17 +494,45 @@ async fn metrics_have_their_own_listener_and_the_public_port_forwards_metrics_pa
     let res = client.post(server.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 
-    let res = client.get(format!("http://{metrics_addr}/metrics")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = res.text().await.unwrap();
-    assert!(text.contains("# TYPE par_proxy_requests_total counter"), "{text}");
-    assert!(text.contains("par_proxy_requests_total{status_class=\"2xx\"}"), "{text}");
-    assert!(text.contains("par_proxy_requests_total{status_class=\"4xx\"}"), "{text}");
-    assert!(text.contains("# TYPE par_proxy_request_duration_seconds histogram"), "{text}");
-    assert!(text.contains("par_proxy_request_duration_seconds_bucket{status_class=\"2xx\",le=\"0.005\"}"), "{text}");
+    assert!(
+        text.contains("# TYPE par_proxy_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("par_proxy_requests_total{status_class=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("par_proxy_requests_total{status_class=\"4xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE par_proxy_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "par_proxy_request_duration_seconds_bucket{status_class=\"2xx\",le=\"0.005\"}"
+        ),
+        "{text}"
+    );
 
-    let res = client.get(format!("http://{metrics_addr}/other")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{metrics_addr}/other"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
     server.shutdown().await.unwrap();
@@ -443,12 +549,17 @@ async fn metrics_have_their_own_listener_and_the_public_port_forwards_metrics_pa
 fn certificate_der() -> Vec<u8> {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "client-1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client-1");
     params.self_signed(&key).unwrap().der().to_vec()
 }
 
 fn sf_binary(der: &[u8]) -> String {
-    format!(":{}:", base64::engine::general_purpose::STANDARD.encode(der))
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
 }
 
 #[tokio::test]
@@ -458,7 +569,10 @@ async fn client_cert_from_an_untrusted_peer_is_stripped() {
     let body = get_json(
         &client(),
         &server.url("/par"),
-        &[("client-cert", &sf_binary(&der)), ("client-cert-chain", &sf_binary(&der))],
+        &[
+            ("client-cert", &sf_binary(&der)),
+            ("client-cert-chain", &sf_binary(&der)),
+        ],
     )
     .await;
     assert_eq!(body["certificate"], serde_json::Value::Null);
@@ -474,24 +588,46 @@ async fn client_cert_from_a_trusted_peer_becomes_the_extension() {
     let leaf = certificate_der();
     let intermediate = certificate_der();
     let trusted = TrustedProxies::parse(["192.0.2.0/24", "127.0.0.0/8"]).unwrap();
-    let server = start(ServeOptions::new().trusted_proxies(trusted), echo(Arc::default())).await;
+    let server = start(
+        ServeOptions::new().trusted_proxies(trusted),
+        echo(Arc::default()),
+    )
+    .await;
     let client = client();
     let body = get_json(
         &client,
         &server.url("/par"),
-        &[("client-cert", &sf_binary(&leaf)), ("client-cert-chain", &sf_binary(&intermediate))],
+        &[
+            ("client-cert", &sf_binary(&leaf)),
+            ("client-cert-chain", &sf_binary(&intermediate)),
+        ],
     )
     .await;
     let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
-    assert_eq!(body["certificate"], serde_json::json!([b64(&leaf), b64(&intermediate)]));
+    assert_eq!(
+        body["certificate"],
+        serde_json::json!([b64(&leaf), b64(&intermediate)])
+    );
     assert_eq!(body["connection"]["trusted"], true);
-    assert_eq!(body["connection"]["peer"].as_str().unwrap().split(':').next(), Some("127.0.0.1"));
+    assert_eq!(
+        body["connection"]["peer"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("127.0.0.1")
+    );
     assert_eq!(body["connection"]["local"], server.addr.to_string());
 
     // No header, no certificate; a malformed one is no certificate either.
     let body = get_json(&client, &server.url("/par"), &[]).await;
     assert_eq!(body["certificate"], serde_json::Value::Null);
-    let body = get_json(&client, &server.url("/par"), &[("client-cert", "not-a-certificate")]).await;
+    let body = get_json(
+        &client,
+        &server.url("/par"),
+        &[("client-cert", "not-a-certificate")],
+    )
+    .await;
     assert_eq!(body["certificate"], serde_json::Value::Null);
     server.shutdown().await.unwrap();
 }

@@ -60,7 +60,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    serve(listener, None, move |_: &Accepted| service.clone(), shutdown, deadline).await
+    serve(
+        listener,
+        None,
+        move |_: &Accepted| service.clone(),
+        shutdown,
+        deadline,
+    )
+    .await
 }
 
 /// Accepts until `shutdown`, then stops accepting (the listener is
@@ -158,7 +165,10 @@ where
     }
     // Stop accepting: new connections are refused from here on.
     drop(listener);
-    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             target: "par_proxy::server",
             open = connections.len(),

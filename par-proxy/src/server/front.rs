@@ -16,7 +16,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use super::{logging, metrics, BoxError, ClientCertificate};
+use tower_par::ClientCertificate;
+
+use super::{logging, metrics, BoxError};
 use crate::Connection;
 
 /// RFC 9440 §2.2.
@@ -46,7 +48,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> tower::Service<Request<hyper::body::Incoming>> for Front<S>
 where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
@@ -100,7 +105,13 @@ where
     }
 }
 
-fn finish(method: &Method, path: &str, status: StatusCode, start: Instant, peer: std::net::SocketAddr) {
+fn finish(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    start: Instant,
+    peer: std::net::SocketAddr,
+) {
     let elapsed = start.elapsed();
     logging::access(method, path, status, elapsed, peer);
     metrics::record(metrics::status_class(status), elapsed);
@@ -176,7 +187,11 @@ impl HealthRoute {
         }
     }
 
-    async fn answer(self, method: &Method, readiness: Option<ReadinessCheck>) -> Response<Full<Bytes>> {
+    async fn answer(
+        self,
+        method: &Method,
+        readiness: Option<ReadinessCheck>,
+    ) -> Response<Full<Bytes>> {
         if method != Method::GET && method != Method::HEAD {
             let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             res.headers_mut()
@@ -191,7 +206,10 @@ impl HealthRoute {
                 };
                 match tokio::time::timeout(READINESS_TIMEOUT, check()).await {
                     Ok(Ok(())) => text(StatusCode::OK, "ready\n"),
-                    Ok(Err(reason)) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}\n")),
+                    Ok(Err(reason)) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("not ready: {reason}\n"),
+                    ),
                     Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: timeout\n"),
                 }
             }
@@ -203,7 +221,10 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *res.status_mut() = status;
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
@@ -226,7 +247,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             ServerBodyProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
             ServerBodyProj::Own { body } => body

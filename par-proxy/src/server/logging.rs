@@ -19,7 +19,8 @@ const MAX_LOGGED_PATH: usize = 256;
 /// subscriber installed before, leaves the first one in place.
 pub fn init_logging(log: &LogSection) {
     let filter = env_filter();
-    let _ = tracing::subscriber::set_global_default(subscriber(log.format, filter, std::io::stdout));
+    let _ =
+        tracing::subscriber::set_global_default(subscriber(log.format, filter, std::io::stdout));
 }
 
 /// `RUST_LOG`, or `info` when it is unset or does not parse (said on
@@ -36,11 +37,17 @@ pub fn env_filter() -> EnvFilter {
 
 /// The subscriber [`init_logging`] installs, writing to `writer`: tests
 /// capture the lines with it, embedders route them where they like.
-pub fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match format {
         LogFormat::Text => Box::new(builder.with_ansi(false).finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
@@ -49,7 +56,13 @@ where
 
 /// One line per request: method, path (never the query: it carries
 /// `request_uri`, codes, state), status, duration and peer.
-pub(crate) fn access(method: &Method, path: &str, status: StatusCode, elapsed: Duration, peer: std::net::SocketAddr) {
+pub(crate) fn access(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    elapsed: Duration,
+    peer: std::net::SocketAddr,
+) {
     let path = truncate(path);
     let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     tracing::info!(
@@ -65,7 +78,12 @@ pub(crate) fn access(method: &Method, path: &str, status: StatusCode, elapsed: D
 
 /// The request failed below the server (the connection is closed without
 /// a response).
-pub(crate) fn access_failed(method: &Method, path: &str, elapsed: Duration, peer: std::net::SocketAddr) {
+pub(crate) fn access_failed(
+    method: &Method,
+    path: &str,
+    elapsed: Duration,
+    peer: std::net::SocketAddr,
+) {
     let path = truncate(path);
     let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     tracing::warn!(

@@ -28,7 +28,9 @@ pub const REQUESTS_TOTAL: &str = "par_proxy_requests_total";
 pub const REQUEST_DURATION: &str = "par_proxy_request_duration_seconds";
 
 /// Histogram buckets for every `*_duration_seconds` metric.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -43,8 +45,9 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
                 .map_err(|e| format!("metrics: {e}"))?
                 .build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder)
-                .map_err(|_| "metrics: another metrics recorder is already installed".to_string())?;
+            metrics::set_global_recorder(recorder).map_err(|_| {
+                "metrics: another metrics recorder is already installed".to_string()
+            })?;
             Ok(handle)
         })
         .clone()
@@ -62,7 +65,8 @@ pub async fn serve_metrics(
         let handle = handle.clone();
         async move { Ok::<_, Infallible>(answer(&req, &handle)) }
     });
-    let serve = super::accept::serve_plain(listener, service, shutdown, super::DEFAULT_SHUTDOWN_TIMEOUT);
+    let serve =
+        super::accept::serve_plain(listener, service, shutdown, super::DEFAULT_SHUTDOWN_TIMEOUT);
     tokio::pin!(serve);
     // Histogram upkeep, between scrapes too (the exporter's own listener
     // does the same); bounded by the server's lifetime.
@@ -75,11 +79,17 @@ pub async fn serve_metrics(
     }
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, handle: &PrometheusHandle) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<hyper::body::Incoming>,
+    handle: &PrometheusHandle,
+) -> Response<Full<Bytes>> {
     let mut res = if req.uri().path() != "/metrics" {
         text(StatusCode::NOT_FOUND, "not found\n".into())
     } else if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into());
+        let mut res = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        );
         res.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         res
@@ -91,8 +101,10 @@ fn answer(req: &Request<hyper::body::Incoming>, handle: &PrometheusHandle) -> Re
         );
         res
     };
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     res
 }
 
@@ -109,7 +121,8 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 /// Records one answered request.
 pub(crate) fn record(status_class: &'static str, elapsed: Duration) {
     metrics::counter!(REQUESTS_TOTAL, "status_class" => status_class).increment(1);
-    metrics::histogram!(REQUEST_DURATION, "status_class" => status_class).record(elapsed.as_secs_f64());
+    metrics::histogram!(REQUEST_DURATION, "status_class" => status_class)
+        .record(elapsed.as_secs_f64());
 }
 
 pub(crate) fn status_class(status: StatusCode) -> &'static str {

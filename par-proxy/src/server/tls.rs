@@ -19,7 +19,9 @@ use rustls::crypto::{ring, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::config::TlsSection;
 
@@ -32,10 +34,18 @@ use crate::config::TlsSection;
 pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, String> {
     let certs = read_certs(&tls.cert).map_err(|e| format!("tls.cert: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("tls.cert: no certificate in {}", tls.cert.display()));
+        return Err(format!(
+            "tls.cert: no certificate in {}",
+            tls.cert.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| format!("tls.key: no usable private key in {}: {}", tls.key.display(), pem_error(&e)))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        format!(
+            "tls.key: no usable private key in {}: {}",
+            tls.key.display(),
+            pem_error(&e)
+        )
+    })?;
     let provider = Arc::new(ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -44,8 +54,9 @@ pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, String> {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let roots = read_certs(ca).map_err(|e| format!("tls.client_ca: {e}"))?;
-            let verifier = OptionalClientCert::new(&roots, provider.signature_verification_algorithms)
-                .map_err(|e| format!("tls.client_ca: {e}"))?;
+            let verifier =
+                OptionalClientCert::new(&roots, provider.signature_verification_algorithms)
+                    .map_err(|e| format!("tls.client_ca: {e}"))?;
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
     };
@@ -60,7 +71,13 @@ pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, String> {
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read PEM certificates from {}: {}", path.display(), pem_error(&e)))
+        .map_err(|e| {
+            format!(
+                "cannot read PEM certificates from {}: {}",
+                path.display(),
+                pem_error(&e)
+            )
+        })
 }
 
 // The PEM error's own Display is fine except that it can carry bytes of
@@ -86,15 +103,18 @@ struct OptionalClientCert {
 }
 
 impl OptionalClientCert {
-    fn new(roots: &[CertificateDer<'static>], algorithms: WebPkiSupportedAlgorithms) -> Result<Self, String> {
+    fn new(
+        roots: &[CertificateDer<'static>],
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> Result<Self, String> {
         if roots.is_empty() {
             return Err("no CA certificate in the file".into());
         }
         let mut store = RootCertStore::empty();
         for (i, root) in roots.iter().enumerate() {
-            store
-                .add(root.clone())
-                .map_err(|e| format!("certificate #{} is not a usable CA certificate: {e}", i + 1))?;
+            store.add(root.clone()).map_err(|e| {
+                format!("certificate #{} is not a usable CA certificate: {e}", i + 1)
+            })?;
         }
         Ok(Self {
             subjects: store.subjects(),

@@ -68,7 +68,11 @@ impl TrustedProxies {
 impl fmt::Debug for TrustedProxies {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.ranges.iter().map(|r| format!("{}/{}", r.network, r.prefix)))
+            .entries(
+                self.ranges
+                    .iter()
+                    .map(|r| format!("{}/{}", r.network, r.prefix)),
+            )
             .finish()
     }
 }
@@ -113,12 +117,20 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -145,7 +157,8 @@ mod tests {
 
     #[test]
     fn addresses_and_ranges() {
-        let t = TrustedProxies::parse(["127.0.0.1", "10.0.0.0/8", "fd00::/8", " 192.0.2.7/32 "]).unwrap();
+        let t = TrustedProxies::parse(["127.0.0.1", "10.0.0.0/8", "fd00::/8", " 192.0.2.7/32 "])
+            .unwrap();
         assert!(t.contains(ip("127.0.0.1")));
         assert!(!t.contains(ip("127.0.0.2")));
         assert!(t.contains(ip("10.255.0.1")));
@@ -169,7 +182,18 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused_with_their_position() {
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "10.0.0.0/a", "example.com", "10.0.0/8", "::ffff:10.0.0.0/104", "10.0.0.0/8/8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/a",
+            "example.com",
+            "10.0.0/8",
+            "::ffff:10.0.0.0/104",
+            "10.0.0.0/8/8",
+        ] {
             let err = TrustedProxies::parse(["127.0.0.1", bad]).unwrap_err();
             assert!(err.starts_with("trusted_proxies[1]: "), "{bad:?}: {err}");
         }
