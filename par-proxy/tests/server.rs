@@ -349,6 +349,46 @@ async fn one_text_log_line_per_request_without_the_query() {
     assert_nothing_secret(&out);
 }
 
+#[tokio::test]
+async fn a_request_abandoned_by_its_client_still_gets_its_line() {
+    use tokio::io::AsyncWriteExt;
+
+    let capture = Capture::default();
+    let slow = Slow {
+        entered: Arc::new(Notify::new()),
+        release: Arc::new(Notify::new()),
+    };
+    let server = start(ServeOptions::new(), slow.clone()).await;
+    let _guard = capture_on_this_thread(&server, LogFormat::Json, &capture).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /slow?request_uri=urn%3Asecret HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), slow.entered.notified())
+        .await
+        .unwrap();
+    drop(tcp);
+
+    let mut line = None;
+    for _ in 0..500 {
+        line = capture
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["target"] == server::ACCESS_TARGET);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line = line.expect("a line for the abandoned request");
+    assert_eq!(line["message"], "request cancelled before the response");
+    assert_eq!(line["path"], "/slow");
+    assert!(line.get("status").is_none());
+    assert_nothing_secret(&capture.text());
+    server.shutdown().await.unwrap();
+}
+
 /// `/slow` waits until released; everything else answers at once.
 #[derive(Clone)]
 struct Slow {

@@ -66,17 +66,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
-        let start = Instant::now();
-        let method = req.method().clone();
-        // The path only: the query carries request_uri, codes and state.
-        let path = req.uri().path().to_owned();
-        let peer = self.connection.peer;
+        let access = Access {
+            method: req.method().clone(),
+            // The path only: the query carries request_uri, codes and state.
+            path: req.uri().path().to_owned(),
+            start: Instant::now(),
+            peer: self.connection.peer,
+            logged: false,
+        };
 
-        if let Some(route) = HealthRoute::of(&path) {
+        if let Some(route) = HealthRoute::of(&access.path) {
             let readiness = self.readiness.clone();
             return Box::pin(async move {
-                let res = route.answer(&method, readiness).await;
-                finish(&method, &path, res.status(), start, peer);
+                let res = route.answer(&access.method, readiness).await;
+                access.answered(res.status());
                 Ok(res.map(|body| ServerBody::Own { body }))
             });
         }
@@ -91,13 +94,11 @@ where
         Box::pin(async move {
             match future.await {
                 Ok(res) => {
-                    finish(&method, &path, res.status(), start, peer);
+                    access.answered(res.status());
                     Ok(res.map(|body| ServerBody::Inner { body }))
                 }
                 Err(e) => {
-                    let elapsed = start.elapsed();
-                    logging::access_failed(&method, &path, elapsed, peer);
-                    metrics::record("error", elapsed);
+                    access.failed();
                     Err(e.into())
                 }
             }
@@ -105,16 +106,41 @@ where
     }
 }
 
-fn finish(
-    method: &Method,
-    path: &str,
-    status: StatusCode,
+/// A request's log line and metrics, written once: with the response
+/// status, when the inner service failed, or (on drop) when the client
+/// went away before the response.
+struct Access {
+    method: Method,
+    path: String,
     start: Instant,
     peer: std::net::SocketAddr,
-) {
-    let elapsed = start.elapsed();
-    logging::access(method, path, status, elapsed, peer);
-    metrics::record(metrics::status_class(status), elapsed);
+    logged: bool,
+}
+
+impl Access {
+    fn answered(mut self, status: StatusCode) {
+        self.logged = true;
+        let elapsed = self.start.elapsed();
+        logging::access(&self.method, &self.path, status, elapsed, self.peer);
+        metrics::record(metrics::status_class(status), elapsed);
+    }
+
+    fn failed(mut self) {
+        self.logged = true;
+        let elapsed = self.start.elapsed();
+        logging::access_failed(&self.method, &self.path, elapsed, self.peer);
+        metrics::record("error", elapsed);
+    }
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        if !self.logged {
+            let elapsed = self.start.elapsed();
+            logging::access_cancelled(&self.method, &self.path, elapsed, self.peer);
+            metrics::record("cancelled", elapsed);
+        }
+    }
 }
 
 /// RFC 8705 §2 through the proxy: the connection's own certificate when it

@@ -96,6 +96,26 @@ pub(crate) fn access_failed(
     );
 }
 
+/// The client went away (or the connection was closed at the shutdown
+/// deadline) before the response.
+pub(crate) fn access_cancelled(
+    method: &Method,
+    path: &str,
+    elapsed: Duration,
+    peer: std::net::SocketAddr,
+) {
+    let path = truncate(path);
+    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    tracing::info!(
+        target: ACCESS_TARGET,
+        method = %method,
+        path,
+        duration_ms,
+        peer = %peer,
+        "request cancelled before the response"
+    );
+}
+
 fn truncate(path: &str) -> &str {
     if path.len() <= MAX_LOGGED_PATH {
         return path;

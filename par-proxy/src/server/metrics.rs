@@ -8,8 +8,9 @@
 //! - `par_proxy_requests_total{status_class}` (counter), and
 //! - `par_proxy_request_duration_seconds{status_class}` (histogram),
 //!
-//! with `status_class` one of `1xx` .. `5xx` (or `error` when the
-//! connection failed before a response).
+//! with `status_class` one of `1xx` .. `5xx`, `error` (the inner service
+//! failed and the connection was closed) or `cancelled` (the client went
+//! away, or the shutdown deadline passed, before the response).
 
 use std::convert::Infallible;
 use std::future::Future;
