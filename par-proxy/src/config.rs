@@ -664,7 +664,9 @@ impl Checker {
                         let inner_names: Vec<String> = inner.keys().cloned().collect();
                         for key in inner_names {
                             match keys.iter().find(|(k, _)| *k == key) {
-                                Some(&(_, kind)) => self.check_kind(inner, Some(section), &key, kind),
+                                Some(&(_, kind)) => {
+                                    self.check_kind(inner, Some(section), &key, kind)
+                                }
                                 None => {
                                     self.wrong(&dotted(Some(section), &key), "unknown key");
                                     inner.remove(&key);
@@ -704,12 +706,20 @@ impl Checker {
         }
     }
 
-    fn check_kind(&mut self, table: &mut toml::Table, section: Option<&str>, key: &str, kind: Kind) {
+    fn check_kind(
+        &mut self,
+        table: &mut toml::Table,
+        section: Option<&str>,
+        key: &str,
+        kind: Kind,
+    ) {
         let full = dotted(section, key);
         let Some(value) = table.get(key) else { return };
         let verdict: Result<(), String> = match (kind, value) {
             (Kind::Str | Kind::Path, toml::Value::String(_)) => Ok(()),
-            (Kind::Str | Kind::Path, v) => Err(format!("expected a string, found {}", v.type_str())),
+            (Kind::Str | Kind::Path, v) => {
+                Err(format!("expected a string, found {}", v.type_str()))
+            }
             (Kind::Bool, toml::Value::Boolean(_)) => Ok(()),
             (Kind::Bool, v) => Err(format!("expected true or false, found {}", v.type_str())),
             (Kind::Int, toml::Value::Integer(i)) if *i >= 0 => Ok(()),
@@ -721,7 +731,10 @@ impl Checker {
                     Some(i) => Err(format!("item {i} is not a string")),
                 }
             }
-            (Kind::StrList, v) => Err(format!("expected a list of strings, found {}", v.type_str())),
+            (Kind::StrList, v) => Err(format!(
+                "expected a list of strings, found {}",
+                v.type_str()
+            )),
             (Kind::Addr, toml::Value::String(s)) => match s.parse::<SocketAddr>() {
                 Ok(_) => Ok(()),
                 Err(_) => Err(format!("'{s}' is not an address like 127.0.0.1:8000")),
@@ -776,7 +789,10 @@ impl Checker {
         }
 
         let par = &config.par;
-        for (key, path) in [("par.path", &par.path), ("par.authorize_path", &par.authorize_path)] {
+        for (key, path) in [
+            ("par.path", &par.path),
+            ("par.authorize_path", &par.authorize_path),
+        ] {
             if self.ok(key) && !path.starts_with('/') {
                 self.wrong(key, "must start with '/'");
             }
@@ -847,7 +863,10 @@ impl Checker {
                 && metrics.listen == config.listen
                 && metrics.listen.port() != 0
             {
-                self.wrong("metrics.listen", "must differ from listen (the public port)");
+                self.wrong(
+                    "metrics.listen",
+                    "must differ from listen (the public port)",
+                );
             }
         }
     }
@@ -919,7 +938,8 @@ fn check_http_url(url: &str) -> Result<(), String> {
 /// resolving `env:NAME` references in `client_secret` values against
 /// `env`. The error never carries a secret.
 pub fn read_clients(path: &Path, env: &Environment) -> Result<StaticClients, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut value: serde_json::Value = if path.extension().is_some_and(|e| e == "toml") {
         let table: toml::Table = text
             .parse()
@@ -934,7 +954,9 @@ pub fn read_clients(path: &Path, env: &Environment) -> Result<StaticClients, Str
             let Some(secret) = client.get_mut("client_secret") else {
                 continue;
             };
-            let Some(text) = secret.as_str() else { continue };
+            let Some(text) = secret.as_str() else {
+                continue;
+            };
             if text.starts_with(ENV_REF) {
                 match env.resolve(text) {
                     Ok(v) => *secret = serde_json::Value::String(v),

@@ -23,10 +23,8 @@ use par_proxy::config::{self, Problem, ProxyConfig};
 use par_proxy::{demo, layer, server};
 
 /// Where `--demo` listens without `--listen`.
-const DEMO_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    8000,
-);
+const DEMO_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8000);
 
 /// PAR (RFC 9126) in front of any authorization server.
 #[derive(Debug, Parser)]
@@ -93,9 +91,8 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let status = serve(config).await;
-    drop(upstream);
-    status
+    // `upstream`, the demo server, lives until the proxy has stopped.
+    serve(config).await
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.

@@ -98,7 +98,10 @@ fn problems(path: &Path, vars: &[(&str, &str)]) -> Vec<String> {
 fn one_problem(path: &Path, vars: &[(&str, &str)], prefix: &str) -> String {
     let found = problems(path, vars);
     assert_eq!(found.len(), 1, "expected one problem: {found:#?}");
-    assert!(found[0].starts_with(prefix), "expected `{prefix}…`, got {found:#?}");
+    assert!(
+        found[0].starts_with(prefix),
+        "expected `{prefix}…`, got {found:#?}"
+    );
     found[0].clone()
 }
 
@@ -196,7 +199,10 @@ listen = "127.0.0.1:9100"
     assert_eq!(c.par.forward_as, ForwardAs::Post);
     assert_eq!(c.par.max_upstream_url, 4000);
     assert!(!c.par.metadata);
-    assert_eq!(c.store.redis_url.as_deref(), Some("redis://127.0.0.1:6379/0"));
+    assert_eq!(
+        c.store.redis_url.as_deref(),
+        Some("redis://127.0.0.1:6379/0")
+    );
     assert_eq!(c.clients.file, Some(dir.0.join("clients.toml")));
     let tls = c.tls.as_ref().unwrap();
     assert_eq!(tls.cert, dir.0.join("server.pem"));
@@ -210,7 +216,9 @@ listen = "127.0.0.1:9100"
 fn public_url_defaults_to_https_with_tls() {
     let dir = Dir::new();
     let c = ok(
-        &dir.config("listen = \"127.0.0.1:8443\"\n[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\""),
+        &dir.config(
+            "listen = \"127.0.0.1:8443\"\n[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"",
+        ),
         &[],
     );
     assert_eq!(c.public_url(), "https://127.0.0.1:8443");
@@ -219,7 +227,10 @@ fn public_url_defaults_to_https_with_tls() {
 #[test]
 fn environment_overrides_a_top_level_key() {
     let dir = Dir::new();
-    let c = ok(&dir.config(""), &[("PAR_PROXY_UPSTREAM", "http://127.0.0.1:9999")]);
+    let c = ok(
+        &dir.config(""),
+        &[("PAR_PROXY_UPSTREAM", "http://127.0.0.1:9999")],
+    );
     assert_eq!(c.upstream, "http://127.0.0.1:9999");
     let c = ok(&dir.config(""), &[("PAR_PROXY_LISTEN", "127.0.0.1:8001")]);
     assert_eq!(c.listen.port(), 8001);
@@ -230,7 +241,10 @@ fn environment_overrides_a_section_key() {
     let dir = Dir::new();
     let c = ok(
         &dir.config("[par]\npath = \"/from-file\""),
-        &[("PAR_PROXY_PAR_PATH", "/from-env"), ("PAR_PROXY_PAR_PROFILE", "fapi2")],
+        &[
+            ("PAR_PROXY_PAR_PATH", "/from-env"),
+            ("PAR_PROXY_PAR_PROFILE", "fapi2"),
+        ],
     );
     assert_eq!(c.par.path, "/from-env");
     assert_eq!(c.par.profile, ProfileName::Fapi2);
@@ -248,7 +262,10 @@ fn environment_creates_a_section_the_file_lacks() {
         ],
     );
     assert_eq!(c.metrics.unwrap().listen.port(), 9101);
-    assert_eq!(c.store.redis_url.as_deref(), Some("redis://127.0.0.1:6390/1"));
+    assert_eq!(
+        c.store.redis_url.as_deref(),
+        Some("redis://127.0.0.1:6390/1")
+    );
     assert_eq!(c.log.format, LogFormat::Json);
 
     let c = ok(
@@ -266,11 +283,18 @@ fn environment_sets_a_bool() {
     let dir = Dir::new();
     let c = ok(
         &dir.config("preserve_host = true"),
-        &[("PAR_PROXY_PRESERVE_HOST", "false"), ("PAR_PROXY_PAR_REQUIRE", "true")],
+        &[
+            ("PAR_PROXY_PRESERVE_HOST", "false"),
+            ("PAR_PROXY_PAR_REQUIRE", "true"),
+        ],
     );
     assert!(!c.preserve_host);
     assert!(c.par.require);
-    one_problem(&dir.config(""), &[("PAR_PROXY_PAR_REQUIRE", "yes")], "PAR_PROXY_PAR_REQUIRE: expected true or false");
+    one_problem(
+        &dir.config(""),
+        &[("PAR_PROXY_PAR_REQUIRE", "yes")],
+        "PAR_PROXY_PAR_REQUIRE: expected true or false",
+    );
 }
 
 #[test]
@@ -278,7 +302,10 @@ fn environment_sets_an_integer() {
     let dir = Dir::new();
     let c = ok(
         &dir.config(""),
-        &[("PAR_PROXY_PAR_LIFETIME_SECS", "120"), ("PAR_PROXY_UPSTREAM_TIMEOUT_SECS", "7")],
+        &[
+            ("PAR_PROXY_PAR_LIFETIME_SECS", "120"),
+            ("PAR_PROXY_UPSTREAM_TIMEOUT_SECS", "7"),
+        ],
     );
     assert_eq!(c.par.lifetime_secs, 120);
     assert_eq!(c.upstream_timeout_secs, 7);
@@ -303,7 +330,10 @@ fn environment_sets_a_list_comma_separated_or_as_toml() {
         &dir.config(""),
         &[
             ("PAR_PROXY_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
-            ("PAR_PROXY_PAR_FLOW_PATHS", r#"["/authorize", "/login-actions"]"#),
+            (
+                "PAR_PROXY_PAR_FLOW_PATHS",
+                r#"["/authorize", "/login-actions"]"#,
+            ),
         ],
     );
     assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "127.0.0.1"]);
@@ -329,8 +359,14 @@ fn an_unknown_environment_variable_is_a_problem() {
 fn redis_url_may_be_an_env_reference() {
     let dir = Dir::new();
     let path = dir.config("[store]\nredis_url = \"env:CFG_TEST_REDIS\"");
-    let c = ok(&path, &[("CFG_TEST_REDIS", "redis://:hunter2@127.0.0.1:6379/0")]);
-    assert_eq!(c.store.redis_url.as_deref(), Some("redis://:hunter2@127.0.0.1:6379/0"));
+    let c = ok(
+        &path,
+        &[("CFG_TEST_REDIS", "redis://:hunter2@127.0.0.1:6379/0")],
+    );
+    assert_eq!(
+        c.store.redis_url.as_deref(),
+        Some("redis://:hunter2@127.0.0.1:6379/0")
+    );
     // Debug output never shows the password.
     let debug = format!("{c:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
@@ -340,7 +376,11 @@ fn redis_url_may_be_an_env_reference() {
     assert!(line.contains("CFG_TEST_REDIS"), "{line}");
     assert!(line.contains("not set"), "{line}");
 
-    let line = one_problem(&path, &[("CFG_TEST_REDIS", "http://hunter2@cache")], "store.redis_url:");
+    let line = one_problem(
+        &path,
+        &[("CFG_TEST_REDIS", "http://hunter2@cache")],
+        "store.redis_url:",
+    );
     assert!(!line.contains("hunter2"), "the value never appears: {line}");
 }
 
@@ -356,15 +396,27 @@ fn client_secret_may_be_an_env_reference() {
     };
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].key, "clients.file");
-    assert!(found[0].message.contains("CFG_TEST_APP_SECRET"), "{}", found[0]);
+    assert!(
+        found[0].message.contains("CFG_TEST_APP_SECRET"),
+        "{}",
+        found[0]
+    );
     assert!(found[0].message.contains("client_secret"), "{}", found[0]);
 }
 
 #[test]
 fn an_unknown_key_is_a_problem_naming_it() {
     let dir = Dir::new();
-    one_problem(&dir.config("upstream_timeout = 5"), &[], "upstream_timeout: unknown key");
-    one_problem(&dir.config("[par]\nlifetime = 5"), &[], "par.lifetime: unknown key");
+    one_problem(
+        &dir.config("upstream_timeout = 5"),
+        &[],
+        "upstream_timeout: unknown key",
+    );
+    one_problem(
+        &dir.config("[par]\nlifetime = 5"),
+        &[],
+        "par.lifetime: unknown key",
+    );
     one_problem(&dir.config("[cache]\nsize = 5"), &[], "cache: unknown key");
     one_problem(
         &dir.config("[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nca = \"ca.pem\""),
@@ -430,25 +482,61 @@ fn a_file_that_is_not_toml_is_one_problem() {
 #[test]
 fn a_wrong_type_names_the_key() {
     let dir = Dir::new();
-    one_problem(&dir.config("preserve_host = \"no\""), &[], "preserve_host: expected true or false");
-    one_problem(&dir.config("upstream_timeout_secs = \"30\""), &[], "upstream_timeout_secs: expected an integer");
-    one_problem(&dir.config("max_body_bytes = -1"), &[], "max_body_bytes: must not be negative");
-    one_problem(&dir.config("trusted_proxies = \"10.0.0.1\""), &[], "trusted_proxies: expected a list");
-    one_problem(&dir.config("listen = \"localhost\""), &[], "listen: 'localhost' is not an address");
-    one_problem(&dir.config("[log]\nformat = \"xml\""), &[], "log.format: must be one of");
+    one_problem(
+        &dir.config("preserve_host = \"no\""),
+        &[],
+        "preserve_host: expected true or false",
+    );
+    one_problem(
+        &dir.config("upstream_timeout_secs = \"30\""),
+        &[],
+        "upstream_timeout_secs: expected an integer",
+    );
+    one_problem(
+        &dir.config("max_body_bytes = -1"),
+        &[],
+        "max_body_bytes: must not be negative",
+    );
+    one_problem(
+        &dir.config("trusted_proxies = \"10.0.0.1\""),
+        &[],
+        "trusted_proxies: expected a list",
+    );
+    one_problem(
+        &dir.config("listen = \"localhost\""),
+        &[],
+        "listen: 'localhost' is not an address",
+    );
+    one_problem(
+        &dir.config("[log]\nformat = \"xml\""),
+        &[],
+        "log.format: must be one of",
+    );
     one_problem(&dir.config("par = 1"), &[], "par: must be a table");
 }
 
 #[test]
 fn upstream_must_be_an_http_url_without_query() {
     let dir = Dir::new();
-    for bad in ["ftp://x", "127.0.0.1:9000", "http://x/?a=b", "http://", "http://x/#f"] {
+    for bad in [
+        "ftp://x",
+        "127.0.0.1:9000",
+        "http://x/?a=b",
+        "http://",
+        "http://x/#f",
+    ] {
         let path = dir.config("");
         let found = problems(&path, &[("PAR_PROXY_UPSTREAM", bad)]);
         assert_eq!(found.len(), 1, "{bad}: {found:?}");
-        assert!(found[0].starts_with("PAR_PROXY_UPSTREAM: must be an http"), "{found:?}");
+        assert!(
+            found[0].starts_with("PAR_PROXY_UPSTREAM: must be an http"),
+            "{found:?}"
+        );
     }
-    ok(&dir.config(""), &[("PAR_PROXY_UPSTREAM", "https://as.internal/prefix")]);
+    ok(
+        &dir.config(""),
+        &[("PAR_PROXY_UPSTREAM", "https://as.internal/prefix")],
+    );
     let path = dir.file("noup.toml", "[clients]\nfile = \"clients.json\"\n");
     one_problem(&path, &[], "upstream: missing");
 }
@@ -456,33 +544,82 @@ fn upstream_must_be_an_http_url_without_query() {
 #[test]
 fn public_url_must_be_an_http_url() {
     let dir = Dir::new();
-    one_problem(&dir.config("public_url = \"as.example\""), &[], "public_url: must be an http");
-    one_problem(&dir.config("public_url = \"https://as.example/?x=1\""), &[], "public_url: must be an http");
-    ok(&dir.config("public_url = \"https://as.example/tenant\""), &[]);
+    one_problem(
+        &dir.config("public_url = \"as.example\""),
+        &[],
+        "public_url: must be an http",
+    );
+    one_problem(
+        &dir.config("public_url = \"https://as.example/?x=1\""),
+        &[],
+        "public_url: must be an http",
+    );
+    ok(
+        &dir.config("public_url = \"https://as.example/tenant\""),
+        &[],
+    );
 }
 
 #[test]
 fn paths_must_start_with_a_slash() {
     let dir = Dir::new();
-    one_problem(&dir.config("[par]\npath = \"par\""), &[], "par.path: must start with '/'");
-    one_problem(&dir.config("[par]\nauthorize_path = \"authorize\""), &[], "par.authorize_path: must start with '/'");
-    one_problem(&dir.config("[par]\nflow_paths = [\"/ok\", \"login\"]"), &[], "par.flow_paths: item 1 must start");
-    one_problem(&dir.config("[par]\npath = \"/authorize\""), &[], "par.path: must differ");
+    one_problem(
+        &dir.config("[par]\npath = \"par\""),
+        &[],
+        "par.path: must start with '/'",
+    );
+    one_problem(
+        &dir.config("[par]\nauthorize_path = \"authorize\""),
+        &[],
+        "par.authorize_path: must start with '/'",
+    );
+    one_problem(
+        &dir.config("[par]\nflow_paths = [\"/ok\", \"login\"]"),
+        &[],
+        "par.flow_paths: item 1 must start",
+    );
+    one_problem(
+        &dir.config("[par]\npath = \"/authorize\""),
+        &[],
+        "par.path: must differ",
+    );
 }
 
 #[test]
 fn lifetime_is_between_1_and_600_seconds() {
     let dir = Dir::new();
-    one_problem(&dir.config("[par]\nlifetime_secs = 0"), &[], "par.lifetime_secs: must be between 1 and 600");
-    one_problem(&dir.config("[par]\nlifetime_secs = 601"), &[], "par.lifetime_secs: must be between 1 and 600");
-    assert_eq!(ok(&dir.config("[par]\nlifetime_secs = 1"), &[]).par.lifetime_secs, 1);
-    assert_eq!(ok(&dir.config("[par]\nlifetime_secs = 600"), &[]).par.lifetime_secs, 600);
+    one_problem(
+        &dir.config("[par]\nlifetime_secs = 0"),
+        &[],
+        "par.lifetime_secs: must be between 1 and 600",
+    );
+    one_problem(
+        &dir.config("[par]\nlifetime_secs = 601"),
+        &[],
+        "par.lifetime_secs: must be between 1 and 600",
+    );
+    assert_eq!(
+        ok(&dir.config("[par]\nlifetime_secs = 1"), &[])
+            .par
+            .lifetime_secs,
+        1
+    );
+    assert_eq!(
+        ok(&dir.config("[par]\nlifetime_secs = 600"), &[])
+            .par
+            .lifetime_secs,
+        600
+    );
 }
 
 #[test]
 fn upstream_timeout_is_at_least_one_second() {
     let dir = Dir::new();
-    one_problem(&dir.config("upstream_timeout_secs = 0"), &[], "upstream_timeout_secs: must be at least 1");
+    one_problem(
+        &dir.config("upstream_timeout_secs = 0"),
+        &[],
+        "upstream_timeout_secs: must be at least 1",
+    );
     ok(&dir.config("upstream_timeout_secs = 1"), &[]);
 }
 
@@ -498,28 +635,50 @@ fn trusted_proxies_are_ips_or_cidrs() {
     assert!(range.contains("10.1.255.1".parse().unwrap()));
     assert!(!range.contains("10.2.0.1".parse().unwrap()));
     assert!(!range.contains("::1".parse().unwrap()));
-    assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-    assert!(IpRange::parse("fd00::/8").unwrap().contains("fdab::1".parse().unwrap()));
+    assert!(IpRange::parse("0.0.0.0/0")
+        .unwrap()
+        .contains("8.8.8.8".parse().unwrap()));
+    assert!(IpRange::parse("fd00::/8")
+        .unwrap()
+        .contains("fdab::1".parse().unwrap()));
 }
 
 #[test]
 fn tls_files_must_be_readable_pem() {
     let dir = Dir::new();
     let tls = |cert: &str, key: &str, ca: Option<&str>| {
-        let ca = ca.map(|c| format!("client_ca = \"{c}\"\n")).unwrap_or_default();
+        let ca = ca
+            .map(|c| format!("client_ca = \"{c}\"\n"))
+            .unwrap_or_default();
         dir.config(&format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n{ca}"))
     };
     ok(&tls("server.pem", "server-key.pem", Some("ca.pem")), &[]);
-    let line = one_problem(&tls("garbage.pem", "server-key.pem", None), &[], "tls.cert:");
+    let line = one_problem(
+        &tls("garbage.pem", "server-key.pem", None),
+        &[],
+        "tls.cert:",
+    );
     assert!(line.contains("no PEM certificate"), "{line}");
     // A key file holds no certificate; a certificate file holds no key.
-    one_problem(&tls("server-key.pem", "server-key.pem", None), &[], "tls.cert: ");
+    one_problem(
+        &tls("server-key.pem", "server-key.pem", None),
+        &[],
+        "tls.cert: ",
+    );
     let line = one_problem(&tls("server.pem", "server.pem", None), &[], "tls.key:");
     assert!(line.contains("no PEM private key"), "{line}");
     let line = one_problem(&tls("server.pem", "absent.pem", None), &[], "tls.key:");
     assert!(line.contains("cannot read"), "{line}");
-    one_problem(&tls("server.pem", "server-key.pem", Some("garbage.pem")), &[], "tls.client_ca:");
-    one_problem(&dir.config("[tls]\ncert = \"server.pem\""), &[], "tls.key: missing");
+    one_problem(
+        &tls("server.pem", "server-key.pem", Some("garbage.pem")),
+        &[],
+        "tls.client_ca:",
+    );
+    one_problem(
+        &dir.config("[tls]\ncert = \"server.pem\""),
+        &[],
+        "tls.key: missing",
+    );
 }
 
 #[test]
@@ -528,19 +687,38 @@ fn clients_file_is_required_and_must_load() {
     let path = dir.file("noclients.toml", "upstream = \"http://127.0.0.1:9000\"\n");
     one_problem(&path, &[], "clients.file: missing");
 
-    let path = dir.file("c.toml", "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"absent.json\"\n");
+    let path = dir.file(
+        "c.toml",
+        "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"absent.json\"\n",
+    );
     let line = one_problem(&path, &[], "clients.file:");
     assert!(line.contains("cannot read"), "{line}");
 
     dir.file("broken.json", "{\"clients\": [");
-    let path = dir.file("c.toml", "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"broken.json\"\n");
+    let path = dir.file(
+        "c.toml",
+        "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"broken.json\"\n",
+    );
     one_problem(&path, &[], "clients.file: not valid JSON");
 
-    dir.file("typo.json", r#"{"clients":[{"client_id":"a","redirect_uri":["https://a/cb"]}]}"#);
-    let path = dir.file("c.toml", "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"typo.json\"\n");
-    one_problem(&path, &[], "clients.file: client 'a': unknown client member 'redirect_uri'");
+    dir.file(
+        "typo.json",
+        r#"{"clients":[{"client_id":"a","redirect_uri":["https://a/cb"]}]}"#,
+    );
+    let path = dir.file(
+        "c.toml",
+        "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"typo.json\"\n",
+    );
+    one_problem(
+        &path,
+        &[],
+        "clients.file: client 'a': unknown client member 'redirect_uri'",
+    );
 
-    let path = dir.file("c.toml", "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"clients.toml\"\n");
+    let path = dir.file(
+        "c.toml",
+        "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"clients.toml\"\n",
+    );
     ok(&path, &[]);
 }
 
@@ -582,7 +760,9 @@ mod layer {
         let service = layer.layer(inner);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let service = TowerToHyperService::new(service.clone());
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -603,7 +783,10 @@ mod layer {
                 ("client_id", "app"),
                 ("redirect_uri", "https://app.example/cb"),
                 ("scope", "openid"),
-                ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
                 ("code_challenge_method", "S256"),
             ])
             .send()
@@ -655,20 +838,34 @@ mod layer {
         let addr = serve(layer).await;
         let client = reqwest::Client::new();
         // The PAR endpoint moved: /par reaches the inner service.
-        let inner = client.post(format!("http://{addr}/par")).send().await.unwrap();
+        let inner = client
+            .post(format!("http://{addr}/par"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(inner.text().await.unwrap(), "inner");
         let push = client
             .post(format!("http://{addr}/oauth/par"))
-            .form(&[("client_id", "app"), ("client_secret", "plain-secret"), ("response_type", "code"),
-                ("redirect_uri", "https://app.example/cb"), ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-                ("code_challenge_method", "S256")])
+            .form(&[
+                ("client_id", "app"),
+                ("client_secret", "plain-secret"),
+                ("response_type", "code"),
+                ("redirect_uri", "https://app.example/cb"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(push.status(), 201);
         // `par.require`: a plain authorization request is refused.
         let plain = client
-            .get(format!("http://{addr}/oauth/authorize?client_id=app&response_type=code"))
+            .get(format!(
+                "http://{addr}/oauth/authorize?client_id=app&response_type=code"
+            ))
             .send()
             .await
             .unwrap();
@@ -676,7 +873,9 @@ mod layer {
         // Metadata augmentation only touches JSON discovery documents: the
         // inner service's text passes through.
         let meta = client
-            .get(format!("http://{addr}/.well-known/oauth-authorization-server"))
+            .get(format!(
+                "http://{addr}/.well-known/oauth-authorization-server"
+            ))
             .send()
             .await
             .unwrap();
@@ -700,9 +899,17 @@ mod layer {
         let addr = serve(layer).await;
         let response = reqwest::Client::new()
             .post(format!("http://{addr}/par"))
-            .form(&[("client_id", "app"), ("client_secret", "plain-secret"), ("response_type", "code"),
-                ("redirect_uri", "https://app.example/cb"), ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-                ("code_challenge_method", "S256")])
+            .form(&[
+                ("client_id", "app"),
+                ("client_secret", "plain-secret"),
+                ("response_type", "code"),
+                ("redirect_uri", "https://app.example/cb"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ])
             .send()
             .await
             .unwrap();
@@ -715,22 +922,33 @@ mod layer {
         std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
         let port = free_port();
         let config = load_with_env(
-            &dir.config(&format!("[store]\nredis_url = \"redis://:hunter2@127.0.0.1:{port}/0\"")),
+            &dir.config(&format!(
+                "[store]\nredis_url = \"redis://:hunter2@127.0.0.1:{port}/0\""
+            )),
             &Environment::default(),
         )
         .unwrap();
         let problems = build(&config).await.unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "store.redis_url");
-        assert!(!problems[0].to_string().contains("hunter2"), "{}", problems[0]);
+        assert!(
+            !problems[0].to_string().contains("hunter2"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[tokio::test]
     async fn a_redis_store_is_ready_while_redis_answers() {
-        let Some(mut redis) = Redis::start() else { return };
+        let Some(mut redis) = Redis::start() else {
+            return;
+        };
         let dir = Dir::new();
         std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
-        std::env::set_var("CFG_TEST_REDIS_URL", format!("redis://127.0.0.1:{}/0", redis.port));
+        std::env::set_var(
+            "CFG_TEST_REDIS_URL",
+            format!("redis://127.0.0.1:{}/0", redis.port),
+        );
         let config = load_with_env(
             &dir.config("[store]\nredis_url = \"env:CFG_TEST_REDIS_URL\""),
             &Environment::process(),
@@ -743,9 +961,17 @@ mod layer {
         let addr = serve(layer).await;
         let response = reqwest::Client::new()
             .post(format!("http://{addr}/par"))
-            .form(&[("client_id", "app"), ("client_secret", "plain-secret"), ("response_type", "code"),
-                ("redirect_uri", "https://app.example/cb"), ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-                ("code_challenge_method", "S256")])
+            .form(&[
+                ("client_id", "app"),
+                ("client_secret", "plain-secret"),
+                ("response_type", "code"),
+                ("redirect_uri", "https://app.example/cb"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ])
             .send()
             .await
             .unwrap();
@@ -755,7 +981,11 @@ mod layer {
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     /// A throw-away `redis-server` on a free loopback port, when one is
@@ -778,7 +1008,16 @@ mod layer {
             }
             let port = free_port();
             let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -788,7 +1027,10 @@ mod layer {
                 assert!(Instant::now() < deadline, "redis-server did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Some(Self { port, child: Some(child) })
+            Some(Self {
+                port,
+                child: Some(child),
+            })
         }
 
         fn stop(&mut self) {
