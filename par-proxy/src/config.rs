@@ -213,6 +213,16 @@ pub enum ProfileName {
     Fapi2,
 }
 
+impl ProfileName {
+    /// The name as written in the file (`"rfc9126"`, `"fapi2"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rfc9126 => "rfc9126",
+            Self::Fapi2 => "fapi2",
+        }
+    }
+}
+
 /// `[par] redemption`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -222,6 +232,16 @@ pub enum RedemptionName {
     FlowBound,
     /// One redemption per `request_uri`.
     Strict,
+}
+
+impl RedemptionName {
+    /// The name as written in the file (`"flow-bound"`, `"strict"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FlowBound => "flow-bound",
+            Self::Strict => "strict",
+        }
+    }
 }
 
 /// `[par] forward_as`
@@ -858,10 +878,15 @@ impl Checker {
         }
 
         if let Some(metrics) = &config.metrics {
+            let (m, l) = (metrics.listen, config.listen);
+            // Port 0 picks a free port for each; an unspecified address
+            // (`0.0.0.0`) also holds the port on every other one.
+            let same_ip = m.ip() == l.ip() || m.ip().is_unspecified() || l.ip().is_unspecified();
             if self.ok("metrics.listen")
                 && self.ok("listen")
-                && metrics.listen == config.listen
-                && metrics.listen.port() != 0
+                && m.port() == l.port()
+                && m.port() != 0
+                && same_ip
             {
                 self.wrong(
                     "metrics.listen",

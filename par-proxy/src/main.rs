@@ -123,12 +123,12 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
     println!("  public_url  {}", config.public_url());
     println!("  upstream    {}", origin(&config.upstream));
     println!(
-        "  par         {} (authorize {}), lifetime {} s, profile {:?}, redemption {:?}, require {}",
+        "  par         {} (authorize {}), lifetime {} s, profile {}, redemption {}, require {}",
         config.par.path,
         config.par.authorize_path,
         config.par.lifetime_secs,
-        config.par.profile,
-        config.par.redemption,
+        config.par.profile.as_str(),
+        config.par.redemption.as_str(),
         config.par.require,
     );
     println!("  clients     {}", layer.clients().len());

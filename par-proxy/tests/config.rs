@@ -731,6 +731,19 @@ fn metrics_listen_differs_from_listen() {
         "metrics.listen: must differ from listen",
     );
     one_problem(&dir.config("[metrics]\n"), &[], "metrics.listen: missing");
+    one_problem(
+        &dir.config("listen = \"0.0.0.0:8000\"\n[metrics]\nlisten = \"127.0.0.1:8000\""),
+        &[],
+        "metrics.listen: must differ from listen",
+    );
+    ok(
+        &dir.config("listen = \"127.0.0.1:8000\"\n[metrics]\nlisten = \"127.0.0.1:9100\""),
+        &[],
+    );
+    ok(
+        &dir.config("listen = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\""),
+        &[],
+    );
 }
 
 // ---------------------------------------------------------------------------
