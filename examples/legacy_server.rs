@@ -1,6 +1,7 @@
 //! A deliberately PAR-unaware authorization server, given PAR by `ParLayer`.
 //!
-//! The server below knows nothing of pushed requests: `/authorize`
+//! The server (`examples/demo_as/`, which `par-proxy --demo` runs behind
+//! the proxy too) knows nothing of pushed requests: `/authorize`
 //! auto-approves a classic query-string request and redirects (303) to the
 //! client's `redirect_uri` with a `code`, `state` and `iss` (RFC 9207);
 //! `/token` exchanges the code with PKCE (S256), authenticating the client
@@ -63,30 +64,23 @@
 //! sends it to `/login?pending=<id>`; a successful login continues from the
 //! kept request and answers with the authorization response itself.
 
-use std::collections::{HashMap, HashSet};
+#[path = "demo_as/mod.rs"]
+mod demo_as;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use sha2::{Digest, Sha256};
 use tower_par::{
-    AuthMethod, Client, Jwks, MemoryStore, OAuthError, ParLayer, Params, Profile, Redemption,
-    StaticClients, TokenEndpoint,
+    Client, MemoryStore, OAuthError, ParLayer, Params, Profile, Redemption, StaticClients,
+    TokenEndpoint,
 };
 #[cfg(feature = "redis")]
 use tower_par::{RedisStore, RedisStoreConfig};
 
-const DEMO_REDIRECT: &str = "http://127.0.0.1:8080/cb";
-/// The built-in FAPI 2.0 client (`--profile fapi2` without `--clients`).
-const DEMO_FAPI_CLIENT: &str = "demo-fapi";
+pub use demo_as::demo_clients;
+use demo_as::{AsOptions, DEMO_FAPI_CLIENT, DEMO_REDIRECT};
 
 const USAGE: &str = "\
 usage: legacy_server [--addr HOST:PORT] [--clients FILE] [--profile rfc9126|fapi2]
@@ -238,8 +232,12 @@ fn settings() -> Result<Settings, String> {
         Some(other) => return Err(format!("PAR_REDEMPTION '{other}': use flow or strict")),
     };
     let nonce_secret = env("PAR_DPOP_NONCE_SECRET");
-    let dpop_nonce_secret = flag("PAR_DPOP_NONCES", fapi || nonce_secret.is_some())
-        .then(|| nonce_secret.map_or_else(|| random_bytes::<32>().to_vec(), String::into_bytes));
+    let dpop_nonce_secret = flag("PAR_DPOP_NONCES", fapi || nonce_secret.is_some()).then(|| {
+        nonce_secret.map_or_else(
+            || demo_as::random_bytes::<32>().to_vec(),
+            String::into_bytes,
+        )
+    });
     // Last: the key file is written only once every other setting is good.
     let fapi_key_arg = fapi_key.clone();
     let (clients, fapi_key) = match (clients_file, fapi) {
@@ -285,137 +283,14 @@ fn settings() -> Result<Settings, String> {
     })
 }
 
-/// The built-in demo clients.
-pub fn demo_clients() -> Result<StaticClients, tower_par::StaticClientsError> {
-    StaticClients::new()
-        .with_client(
-            Client::new("demo-client", AuthMethod::ClientSecretBasic).redirect_uri(DEMO_REDIRECT),
-            Some("demo-secret"),
-        )?
-        .with_client(
-            Client::new("demo-post-client", AuthMethod::ClientSecretPost)
-                .redirect_uri(DEMO_REDIRECT),
-            Some("demo-post-secret"),
-        )?
-        .with_client(
-            Client::new("demo-public", AuthMethod::None).redirect_uri(DEMO_REDIRECT),
-            None,
-        )
-}
-
-/// An ES256 (P-256) key pair made now: the public JWK and the private JWK,
-/// both with `kid` (the RFC 7638 thumbprint), `alg` and `use: sig`.
-pub fn generate_fapi_key() -> Result<(serde_json::Value, serde_json::Value), String> {
-    use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-    use p256::elliptic_curve::Generate;
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-
-    let secret = p256::SecretKey::generate();
-    let pem = secret
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("key encoding: {e}"))?;
-    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
-        .map_err(|e| format!("key encoding: {e}"))?;
-    let jwk = Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::ES256)
-        .map_err(|e| format!("public JWK: {e}"))?;
-    let kid = jwk
-        .thumbprint(ThumbprintHash::SHA256)
-        .map_err(|e| format!("JWK thumbprint: {e}"))?;
-    let mut public = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
-    let members = public
-        .as_object_mut()
-        .ok_or("public JWK is not an object")?;
-    members.insert("kid".into(), kid.into());
-    members.insert("alg".into(), "ES256".into());
-    members.insert("use".into(), "sig".into());
-    let mut private = public.clone();
-    private["d"] = URL_SAFE_NO_PAD.encode(secret.to_bytes()).into();
-    Ok((public, private))
-}
-
 /// The `demo-fapi` client, with a key pair made now; its private JWK is
 /// written to `path`, or to a new file in the temporary directory.
 fn demo_fapi_client(path: Option<&Path>) -> Result<(StaticClients, PathBuf), String> {
-    let (public, private) = generate_fapi_key()?;
-    let jwks = Jwks::from_value(serde_json::json!({ "keys": [public] }))?;
-    let clients = StaticClients::new()
-        .with_client(
-            Client::new(DEMO_FAPI_CLIENT, AuthMethod::PrivateKeyJwt)
-                .redirect_uri(DEMO_REDIRECT)
-                .jwks(jwks)
-                .token_endpoint_auth_signing_alg("ES256")
-                .dpop_bound_access_tokens(true),
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-    let text = format!("{private:#}\n");
-    let path = match path {
-        Some(path) => {
-            write_private(path, &text, false)?;
-            path.to_owned()
-        }
-        None => {
-            let name = format!(
-                "tower-par-demo-fapi-{}.jwk.json",
-                URL_SAFE_NO_PAD.encode(random_bytes::<9>())
-            );
-            let path = std::env::temp_dir().join(name);
-            write_private(&path, &text, true)?;
-            path
-        }
-    };
+    let (public, private) = demo_as::generate_fapi_key()?;
+    let file = serde_json::json!({ "clients": [demo_as::demo_fapi_client_value(&public)] });
+    let clients = StaticClients::from_json(&file.to_string()).map_err(|e| e.to_string())?;
+    let path = demo_as::write_fapi_key(&private, path)?;
     Ok((clients, path))
-}
-
-/// Writes a private key readable by its owner only. `new`: the file must
-/// not exist yet (a random name in a shared directory).
-fn write_private(path: &Path, text: &str, new: bool) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(true);
-    }
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let shown = path.display();
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot write the demo-fapi key to {shown}: {e}"))?;
-    // An existing file keeps its mode on open: narrow it before writing.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict {shown}: {e}"))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write the demo-fapi key to {shown}: {e}"))
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).expect("the OS random source");
-    b
-}
-
-/// What the legacy server remembers about an issued code.
-struct Grant {
-    client_id: String,
-    redirect_uri: Option<String>,
-    challenge: Option<(String, String)>,
-    scope: Option<String>,
-    /// The DPoP key thumbprint the request was bound to (`dpop_jkt`, as
-    /// the layer stored it from the push's proof or parameter, DPOP-11).
-    dpop_jkt: Option<String>,
-    issued: Instant,
-}
-
-/// An authorization request kept server-side across the login step.
-struct Pending {
-    params: HashMap<String, String>,
-    /// The value of the browser's `legacy_pending_<id>` cookie.
-    secret: String,
-    created: Instant,
 }
 
 /// The layer's token-endpoint view for the store in use.
@@ -426,7 +301,7 @@ enum Tokens {
     Redis(TokenEndpoint<StaticClients, RedisStore>),
 }
 
-impl Tokens {
+impl demo_as::TokenAuth for Tokens {
     /// Client authentication and the request's DPoP proof (htm POST, htu
     /// the token endpoint URL), as the key thumbprint; `None` without a
     /// `DPoP` header.
@@ -442,7 +317,6 @@ impl Tokens {
         }
     }
 
-    /// A fresh `DPoP-Nonce` for the client's next proof, when nonces are on.
     #[cfg(feature = "jwt")]
     fn dpop_nonce(&self) -> Option<String> {
         match self {
@@ -456,561 +330,23 @@ impl Tokens {
     fn dpop_nonce(&self) -> Option<String> {
         None
     }
-}
 
-#[derive(Clone)]
-struct Legacy {
-    issuer: String,
-    fapi: bool,
-    clients: StaticClients,
-    tokens: Tokens,
-    codes: Arc<Mutex<HashMap<String, Grant>>>,
-    /// `Some` in login mode: the session ids of logged-in browsers.
-    sessions: Option<Arc<Mutex<HashSet<String>>>>,
-    /// `Some` in login mode with strict redemption: requests waiting for
-    /// their login, by id.
-    pending: Option<Arc<Mutex<HashMap<String, Pending>>>>,
-}
-
-const SESSION_COOKIE: &str = "legacy_session";
-const PENDING_COOKIE: &str = "legacy_pending_";
-/// How long a kept request waits for its login, as the flow window.
-const PENDING_LIFETIME: Duration = Duration::from_secs(600);
-/// Requests kept at once; more get `503` rather than unbounded memory.
-const MAX_PENDING: usize = 10_000;
-/// How long a code can be exchanged (FAPI-11: at most 60 s).
-const CODE_LIFETIME: Duration = Duration::from_secs(60);
-/// Codes waiting for their exchange at once; more get
-/// `temporarily_unavailable` rather than unbounded memory.
-const MAX_CODES: usize = 10_000;
-/// Largest token request body read.
-const MAX_TOKEN_BODY: usize = 64 * 1024;
-
-impl Legacy {
-    /// Keeps a grant under a new code; `None` when too many codes wait.
-    fn keep_code(&self, grant: Grant) -> Option<String> {
-        let mut codes = self.codes.lock().unwrap();
-        if codes.len() >= MAX_CODES {
-            codes.retain(|_, g| g.issued.elapsed() <= CODE_LIFETIME);
-            if codes.len() >= MAX_CODES {
-                return None;
-            }
-        }
-        let code = random_token();
-        codes.insert(code.clone(), grant);
-        Some(code)
+    fn verifies_jwt(&self) -> bool {
+        cfg!(feature = "jwt")
     }
-
-    fn logged_in(&self, headers: &HeaderMap) -> bool {
-        let Some(sessions) = &self.sessions else {
-            return true;
-        };
-        let sessions = sessions.lock().unwrap();
-        cookies(headers).any(|(n, v)| n == SESSION_COOKIE && sessions.contains(v))
-    }
-
-    /// Strict redemption: the request cannot come back through
-    /// `/authorize`, so it waits here for the login (M-3, M-5).
-    fn keep_for_login(
-        &self,
-        pending: &Mutex<HashMap<String, Pending>>,
-        params: HashMap<String, String>,
-    ) -> Response {
-        let (id, secret) = (random_token(), random_token());
-        {
-            let mut pending = pending.lock().unwrap();
-            pending.retain(|_, p| p.created.elapsed() < PENDING_LIFETIME);
-            if pending.len() >= MAX_PENDING {
-                return error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many sign-ins in progress, please retry",
-                );
-            }
-            pending.insert(
-                id.clone(),
-                Pending {
-                    params,
-                    secret: secret.clone(),
-                    created: Instant::now(),
-                },
-            );
-        }
-        let mut res = Redirect::to(&format!("/login?pending={id}")).into_response();
-        let cookie = format!(
-            "{PENDING_COOKIE}{id}={secret}; Path=/login; Max-Age={}; HttpOnly; SameSite=Lax",
-            PENDING_LIFETIME.as_secs()
-        );
-        if let Ok(v) = cookie.parse() {
-            res.headers_mut().append(header::SET_COOKIE, v);
-        }
-        res
-    }
-
-    /// Whether the kept request `id` exists, is fresh, and belongs to the
-    /// browser that sent `headers`.
-    fn owns_pending(&self, headers: &HeaderMap, id: &str) -> bool {
-        let Some(pending) = &self.pending else {
-            return false;
-        };
-        let pending = pending.lock().unwrap();
-        let Some(p) = pending
-            .get(id)
-            .filter(|p| p.created.elapsed() < PENDING_LIFETIME)
-        else {
-            return false;
-        };
-        let name = format!("{PENDING_COOKIE}{id}");
-        cookies(headers).any(|(n, v)| n == name && v == p.secret)
-    }
-}
-
-fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-}
-
-fn random_token() -> String {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the OS random source");
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn error_page(status: StatusCode, msg: &str) -> Response {
-    let msg = msg
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    (
-        status,
-        Html(format!(
-            "<!doctype html><h1>Authorization error</h1><p>{msg}</p>\n"
-        )),
-    )
-        .into_response()
-}
-
-/// The legacy authorization endpoint: classic query (or form) parameters.
-async fn authorize(
-    State(app): State<Legacy>,
-    headers: HeaderMap,
-    received: String,
-    params: HashMap<String, String>,
-) -> Response {
-    if !app.logged_in(&headers) {
-        if let Some(pending) = &app.pending {
-            return app.keep_for_login(pending, params);
-        }
-        // What legacy servers do: send the browser to log in, carrying the
-        // whole authorization request along in `return_to`.
-        let target = format!(
-            "/login?{}",
-            serde_urlencoded::to_string([("return_to", received)]).unwrap()
-        );
-        return Redirect::to(&target).into_response();
-    }
-    issue(&app, &params)
-}
-
-/// The authorization response for a logged-in user: a code (auto-approved)
-/// or an error, at the client's redirect URI, with `iss` (RFC 9207,
-/// FAPI-19), as a 303 (FAPI-22: never a 307, which would resend a POSTed
-/// request to the client).
-fn issue(app: &Legacy, params: &HashMap<String, String>) -> Response {
-    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
-    let Some(client_id) = get("client_id") else {
-        return error_page(StatusCode::BAD_REQUEST, "client_id is required");
-    };
-    let Some(client) = app.clients.get(&client_id).cloned() else {
-        return error_page(StatusCode::BAD_REQUEST, "unknown client");
-    };
-    let redirect_uri = match get("redirect_uri") {
-        Some(uri) if client.redirect_uris.contains(&uri) => uri,
-        Some(_) => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is not registered"),
-        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-        None => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is required"),
-    };
-    let mut response: Vec<(&str, String)> = Vec::with_capacity(3);
-    if get("response_type").as_deref() != Some("code") {
-        response.push(("error", "unsupported_response_type".into()));
-    } else {
-        let challenge = get("code_challenge").map(|c| {
-            (
-                c,
-                get("code_challenge_method").unwrap_or_else(|| "plain".into()),
-            )
-        });
-        let grant = Grant {
-            client_id,
-            redirect_uri: get("redirect_uri"),
-            challenge,
-            scope: get("scope"),
-            dpop_jkt: get("dpop_jkt"),
-            issued: Instant::now(),
-        };
-        match app.keep_code(grant) {
-            Some(code) => response.push(("code", code)),
-            None => response.push(("error", "temporarily_unavailable".into())),
-        }
-    }
-    response.push(("iss", app.issuer.clone()));
-    if let Some(state) = get("state") {
-        response.push(("state", state));
-    }
-    let mut target = redirect_uri;
-    target.push(if target.contains('?') { '&' } else { '?' });
-    target.push_str(&serde_urlencoded::to_string(&response).unwrap_or_default());
-    Redirect::to(&target).into_response()
-}
-
-async fn authorize_get(
-    state: State<Legacy>,
-    // The URI as this handler received it (after any rewriting by layers),
-    // which is what a legacy server puts into its login redirect.
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let received = uri
-        .path_and_query()
-        .map_or("/authorize".to_owned(), |pq| pq.to_string());
-    authorize(state, headers, received, params).await
-}
-
-async fn authorize_post(
-    state: State<Legacy>,
-    headers: HeaderMap,
-    Form(params): Form<Vec<(String, String)>>,
-) -> Response {
-    // A POSTed request comes back as the equivalent GET after login.
-    let received = format!(
-        "/authorize?{}",
-        serde_urlencoded::to_string(&params).unwrap()
-    );
-    authorize(state, headers, received, params.into_iter().collect()).await
-}
-
-/// Where a successful login continues.
-enum Continue {
-    /// Back to a URL of this server (the flow-bound demo).
-    ReturnTo(String),
-    /// From the request kept under this id (strict redemption).
-    Pending(String),
-}
-
-impl Continue {
-    fn query(&self) -> String {
-        let pair = match self {
-            Continue::ReturnTo(r) => ("return_to", r),
-            Continue::Pending(id) => ("pending", id),
-        };
-        serde_urlencoded::to_string([pair]).unwrap()
-    }
-}
-
-fn login_page(next: &Continue, failed: bool) -> Response {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('"', "&quot;")
-            .replace('<', "&lt;")
-    };
-    let action = format!("/login?{}", next.query());
-    let (name, value) = match next {
-        Continue::ReturnTo(r) => ("return_to", r),
-        Continue::Pending(id) => ("pending", id),
-    };
-    let status = if failed {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    let note = if failed {
-        "<p id=\"error\">Wrong username or password.</p>"
-    } else {
-        ""
-    };
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
-         <h1>Sign in</h1>{note}<form method=\"post\" action=\"{}\">\
-         <label>Username <input name=\"username\" id=\"username\"></label>\
-         <label>Password <input name=\"password\" id=\"password\" type=\"password\"></label>\
-         <input type=\"hidden\" name=\"{name}\" value=\"{}\">\
-         <button type=\"submit\" id=\"submit\">Sign in</button></form>\
-         <p>Demo account: demo / demo</p></body></html>\n",
-        esc(&action),
-        esc(value)
-    );
-    (status, Html(page)).into_response()
-}
-
-/// Only a path of this server: the login step must not be an open
-/// redirect. A single leading `/` not followed by `/` or `\` (browsers read
-/// `/\evil.example` as `//evil.example`), and nothing but visible ASCII
-/// without `\` (browsers drop tabs and newlines, `/\t/evil.example` is
-/// `//evil.example` too).
-fn safe_return_to(return_to: Option<&String>) -> Option<String> {
-    let r = return_to?;
-    let b = r.as_bytes();
-    let local = b.first() == Some(&b'/') && !matches!(b.get(1), Some(b'/' | b'\\'));
-    let plain = b.iter().all(|&c| c.is_ascii_graphic() && c != b'\\');
-    (local && plain).then(|| r.clone())
-}
-
-/// The login step's continuation from the query or the form: a kept
-/// request this browser owns, or a safe `return_to`.
-fn continuation(
-    app: &Legacy,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-    form: Option<&HashMap<String, String>>,
-) -> Result<Continue, &'static str> {
-    let field = |k: &str| q.get(k).or_else(|| form.and_then(|f| f.get(k)));
-    if let Some(id) = field("pending") {
-        return if app.owns_pending(headers, id) {
-            Ok(Continue::Pending(id.clone()))
-        } else {
-            Err("this sign-in expired or was started in another browser: start again from the application")
-        };
-    }
-    safe_return_to(field("return_to"))
-        .map(Continue::ReturnTo)
-        .ok_or("return_to must be a path of this server")
-}
-
-async fn login_form(
-    State(app): State<Legacy>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    match continuation(&app, &headers, &q, None) {
-        Ok(next) => login_page(&next, false),
-        Err(msg) => error_page(StatusCode::BAD_REQUEST, msg),
-    }
-}
-
-async fn login_submit(
-    State(app): State<Legacy>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let next = match continuation(&app, &headers, &q, Some(&form)) {
-        Ok(next) => next,
-        Err(msg) => return error_page(StatusCode::BAD_REQUEST, msg),
-    };
-    let ok = form.get("username").map(String::as_str) == Some("demo")
-        && form.get("password").map(String::as_str) == Some("demo");
-    let Some(sessions) = app.sessions.as_ref().filter(|_| ok) else {
-        return login_page(&next, true);
-    };
-    let mut res = match &next {
-        Continue::ReturnTo(r) => Redirect::to(r).into_response(),
-        Continue::Pending(id) => {
-            let kept = app
-                .pending
-                .as_ref()
-                .and_then(|p| p.lock().unwrap().remove(id));
-            let Some(kept) = kept else {
-                // Taken by a concurrent login of the same browser.
-                return error_page(StatusCode::BAD_REQUEST, "this sign-in was already used");
-            };
-            let mut res = issue(&app, &kept.params);
-            let clear =
-                format!("{PENDING_COOKIE}{id}=; Path=/login; Max-Age=0; HttpOnly; SameSite=Lax");
-            if let Ok(v) = clear.parse() {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
-            res
-        }
-    };
-    let session = random_token();
-    sessions.lock().unwrap().insert(session.clone());
-    if let Ok(v) = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax").parse() {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    res
-}
-
-fn token_error(error: OAuthError) -> Response {
-    error.to_response().map(axum::body::Body::new)
-}
-
-fn grant_error(description: &'static str) -> Response {
-    token_error(OAuthError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-        description,
-    ))
-}
-
-fn dpop_error(description: &'static str) -> Response {
-    token_error(OAuthError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_dpop_proof",
-        description,
-    ))
-}
-
-/// The legacy token endpoint: authorization_code with PKCE, the client
-/// authenticated as at `/par`, the token DPoP-bound when the code is.
-async fn token(State(app): State<Legacy>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form {
-        return token_error(OAuthError::invalid_request(
-            "the token request must be application/x-www-form-urlencoded",
-        ));
-    }
-    let Ok(body) = axum::body::to_bytes(body, MAX_TOKEN_BODY).await else {
-        return token_error(OAuthError::invalid_request(
-            "the token request body is unreadable or larger than 64 KiB",
-        ));
-    };
-    let params = match Params::parse(&body) {
-        Ok(params) => params,
-        Err(e) => return token_error(OAuthError::invalid_request(e.to_string())),
-    };
-    // Before the code is looked at: a `use_dpop_nonce` answer then leaves
-    // both the code and the client assertion unused for the retry.
-    let (client, proof_jkt) = match app.tokens.authenticate_with_dpop(&parts, &params).await {
-        Ok(found) => found,
-        Err(e) => return token_error(e),
-    };
-    if params.get("grant_type") != Some("authorization_code") {
-        return token_error(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only authorization_code is supported",
-        ));
-    }
-    let Some(code) = params.get("code") else {
-        return token_error(OAuthError::invalid_request("code is required"));
-    };
-    // RFC 9449 §5.2, DPOP-10: such a client's tokens are always DPoP-bound.
-    // FAPI-4: under FAPI every token is sender-constrained, and the demo
-    // has no mTLS, so every token request needs a proof.
-    if proof_jkt.is_none() {
-        if app.fapi {
-            return dpop_error("FAPI 2.0 access tokens are sender-constrained: send a DPoP proof");
-        }
-        if client.dpop_bound_access_tokens {
-            return dpop_error("this client's tokens are DPoP-bound: send a DPoP proof");
-        }
-    }
-    let grant = {
-        let mut codes = app.codes.lock().unwrap();
-        let Some(grant) = codes.get(code) else {
-            return grant_error("unknown or used code");
-        };
-        // RFC 9449 §10, DPOP-2, FAPI-12: a code bound to a DPoP key is
-        // exchanged only with a proof made with that key. A request
-        // without it is refused and the code stays for its holder, so
-        // whoever saw the code can neither use it nor burn it.
-        match (&grant.dpop_jkt, &proof_jkt) {
-            (Some(_), None) => {
-                return dpop_error(
-                    "this code is bound to a DPoP key: send a DPoP proof made with that key",
-                )
-            }
-            (Some(bound), Some(jkt)) if bound != jkt => {
-                return dpop_error("the DPoP proof's key is not the one this code is bound to")
-            }
-            _ => {}
-        }
-        // RFC 6749 §4.1.2, FAPI-21: one exchange per code, whatever the
-        // outcome of the checks below.
-        codes.remove(code)
-    };
-    let Some(grant) = grant else {
-        return grant_error("unknown or used code");
-    };
-    if grant.client_id != client.client_id || grant.issued.elapsed() > CODE_LIFETIME {
-        return grant_error("code was not issued to this client or expired");
-    }
-    if grant.redirect_uri.is_some() && grant.redirect_uri.as_deref() != params.get("redirect_uri") {
-        return grant_error("redirect_uri does not match");
-    }
-    if let Some((challenge, method)) = &grant.challenge {
-        let Some(verifier) = params.get("code_verifier") else {
-            return grant_error("code_verifier is required");
-        };
-        let computed = match method.as_str() {
-            "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
-            _ => verifier.to_owned(),
-        };
-        if &computed != challenge {
-            return grant_error("PKCE verification failed");
-        }
-    }
-    let mut body = serde_json::json!({
-        "access_token": random_token(),
-        "token_type": if proof_jkt.is_some() { "DPoP" } else { "Bearer" },
-        "expires_in": 3600,
-    });
-    if let Some(scope) = grant.scope {
-        body["scope"] = scope.into();
-    }
-    let mut res = Json(body).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
-    // RFC 9449 §8.2: the nonce for the client's next proof.
-    if let Some(nonce) = app.tokens.dpop_nonce().and_then(|n| n.parse().ok()) {
-        res.headers_mut().insert("dpop-nonce", nonce);
-    }
-    res
-}
-
-async fn metadata(State(app): State<Legacy>) -> Response {
-    let i = &app.issuer;
-    let mut doc = serde_json::json!({
-        "issuer": i,
-        "authorization_endpoint": format!("{i}/authorize"),
-        "token_endpoint": format!("{i}/token"),
-        "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-    });
-    // What `/token` accepts, which is what the layer accepts at `/par`.
-    if app.fapi {
-        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(["private_key_jwt"]);
-        doc["token_endpoint_auth_signing_alg_values_supported"] =
-            serde_json::json!(["PS256", "ES256", "EdDSA"]);
-        doc["dpop_signing_alg_values_supported"] = serde_json::json!(["PS256", "ES256", "EdDSA"]);
-    } else {
-        let mut methods = vec!["client_secret_basic", "client_secret_post", "none"];
-        if cfg!(feature = "jwt") {
-            methods.extend(["private_key_jwt", "client_secret_jwt"]);
-            // `/token` enforces the DPoP binding of codes (DPOP-11), so DPoP
-            // is advertised; the layer puts in the algorithms it verifies.
-            doc["dpop_signing_alg_values_supported"] = serde_json::json!([
-                "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"
-            ]);
-        }
-        doc["token_endpoint_auth_methods_supported"] = serde_json::json!(methods);
-    }
-    Json(doc).into_response()
 }
 
 /// The demo application: the legacy server wrapped with the PAR layer,
 /// under the default rules (RFC 9126).
-pub async fn app(opts: &DemoOptions) -> Result<Router, String> {
+pub async fn app(opts: &DemoOptions) -> Result<axum::Router, String> {
     app_with(opts, &ProfileOptions::default()).await
 }
 
 /// The demo application under `profile` (`--profile fapi2`: FAPI 2.0).
-pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Router, String> {
+pub async fn app_with(
+    opts: &DemoOptions,
+    profile: &ProfileOptions,
+) -> Result<axum::Router, String> {
     let mut par = ParLayer::new(opts.clients.clone())
         .issuer(opts.issuer.clone())
         .map_err(|e| format!("PAR_ISSUER: {e}"))?
@@ -1054,19 +390,19 @@ pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Ro
     let par = par
         .build()
         .map_err(|e| format!("{}: {e}", e.setting().name()))?;
-    let legacy = |tokens: Tokens| Legacy {
+    // The demo authorization server, its `/token` authenticating clients
+    // with the layer's rules, store and replay cache.
+    let server = AsOptions {
         issuer: opts.issuer.clone(),
-        fapi: profile.is_fapi(),
         clients: opts.clients.clone(),
-        tokens,
-        codes: Arc::default(),
-        sessions: opts.login.then(Arc::default),
-        pending: (opts.login && opts.strict).then(Arc::default),
+        fapi: profile.is_fapi(),
+        login: opts.login,
+        strict: opts.strict,
     };
     // `layer`, not `route_layer`: /par has no route of its own.
     match &opts.redis {
         None => {
-            let router = routes(opts, legacy(Tokens::Memory(par.token_endpoint())));
+            let router = demo_as::router(&server, Tokens::Memory(par.token_endpoint()));
             Ok(router.layer(par))
         }
         #[cfg(feature = "redis")]
@@ -1081,7 +417,7 @@ pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Ro
                 .await
                 .map_err(|e| format!("Redis: {e}"))?;
             let par = par.with_store(store);
-            let router = routes(opts, legacy(Tokens::Redis(par.token_endpoint())));
+            let router = demo_as::router(&server, Tokens::Redis(par.token_endpoint()));
             Ok(router.layer(par))
         }
         #[cfg(not(feature = "redis"))]
@@ -1090,18 +426,6 @@ pub async fn app_with(opts: &DemoOptions, profile: &ProfileOptions) -> Result<Ro
                 .into(),
         ),
     }
-}
-
-fn routes(opts: &DemoOptions, legacy: Legacy) -> Router {
-    let mut router = Router::new()
-        .route("/authorize", get(authorize_get).post(authorize_post))
-        .route("/token", post(token))
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata));
-    if opts.login {
-        router = router.route("/login", get(login_form).post(login_submit));
-    }
-    router.with_state(legacy)
 }
 
 #[allow(dead_code)]

@@ -121,7 +121,12 @@ pub enum Redemption {
     /// browser gets `invalid_request_uri`. The request is consumed when the
     /// wrapped service sends the authorization response to the client (a
     /// redirect to the pushed `redirect_uri` with `code` or `error`, or a
-    /// `form_post` page), or when the window ends.
+    /// `form_post` page), or when the window ends. That response may come
+    /// from a later step of the flow as well, on the authorization path or
+    /// below it, or on a path given to
+    /// [`ParLayer::flow_paths`](crate::ParLayer::flow_paths) (Keycloak's
+    /// `login-actions`), as long as the browser presents the flow's cookie
+    /// there.
     ///
     /// Defends against: replay of a leaked `request_uri` by another user
     /// agent (no cookie, no redemption), double completion (two tabs: one
@@ -276,6 +281,8 @@ pub enum Setting {
     FlowWindow,
     /// [`ParLayer::flow_cookie_name`](crate::ParLayer::flow_cookie_name).
     FlowCookieName,
+    /// [`ParLayer::flow_paths`](crate::ParLayer::flow_paths).
+    FlowPaths,
     /// [`ParLayer::metadata_mode`](crate::ParLayer::metadata_mode) and its
     /// shorthands.
     Metadata,
@@ -310,6 +317,7 @@ impl Setting {
             Self::ParBodyTimeout => "par_body_timeout",
             Self::FlowWindow => "flow_window",
             Self::FlowCookieName => "flow_cookie_name",
+            Self::FlowPaths => "flow_paths",
             Self::Metadata => "metadata_mode",
             Self::Profile => "profile",
             Self::RequireSignedRequestObject => "require_signed_request_object",
@@ -431,6 +439,9 @@ pub(crate) struct Settings {
     pub(crate) redemption: Redemption,
     pub(crate) flow_window: Duration,
     pub(crate) flow_cookie: FlowCookie,
+    /// Path prefixes, besides the authorization endpoint, where a response
+    /// to a browser holding a flow's cookie can complete that flow.
+    pub(crate) flow_paths: Vec<String>,
     /// The user's push-time rules, run in the order they were added.
     pub(crate) validators: Vec<Arc<dyn DynValidator>>,
     /// Renders the browser-facing error pages of the authorization
@@ -466,6 +477,7 @@ impl Default for Settings {
                 name: "par_flow".into(),
                 secure: true,
             },
+            flow_paths: Vec::new(),
             validators: Vec::new(),
             error_page: None,
             jwt: JwtSettings::default(),
@@ -497,6 +509,7 @@ impl fmt::Debug for Settings {
             .field("redemption", &self.redemption)
             .field("flow_window", &self.flow_window)
             .field("flow_cookie", &self.flow_cookie)
+            .field("flow_paths", &self.flow_paths)
             .field("validators", &self.validators.len())
             .field("error_page", &self.error_page.is_some())
             .field("jwt", &self.jwt);
@@ -505,6 +518,27 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// Whether a response on `path` may complete a flow (the authorization
+    /// endpoint and below, and the configured `flow_paths`). Allocation-free.
+    pub(crate) fn watches(&self, path: &str) -> bool {
+        path_within(path, &self.authorize_path)
+            || self.flow_paths.iter().any(|p| path_within(path, p))
+    }
+
+    /// The binding cookie's `Path`: `/` for a `__Host-` cookie, else the
+    /// longest common segment prefix of the authorization endpoint and the
+    /// flow paths, so that the browser presents it on each of them.
+    pub(crate) fn flow_cookie_path(&self) -> &str {
+        if self.flow_cookie.secure {
+            return "/";
+        }
+        self.flow_paths
+            .iter()
+            .fold(self.authorize_path.as_str(), |acc, p| {
+                common_segments(acc, p)
+            })
+    }
+
     /// The discovery mode the two shorthands or `metadata_mode` selected.
     pub(crate) fn metadata_mode(&self) -> Metadata {
         match (self.metadata_augment, self.metadata_serve) {
@@ -696,6 +730,64 @@ pub(crate) fn check_url(setting: Setting, url: &str) -> Result<(), ConfigError> 
     Ok(())
 }
 
+/// Whether `path` is `prefix` or below it, segment-wise: `/auth` covers
+/// `/auth` and `/auth/x`, not `/authx`. `prefix` has no trailing `/`
+/// unless it is `/`.
+pub(crate) fn path_within(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+/// The longest common prefix of `a` and `b` made of whole segments: `/`
+/// when they share no segment.
+pub(crate) fn common_segments<'a>(a: &'a str, b: &str) -> &'a str {
+    let mut end = 0;
+    let (mut x, mut y) = (a.split('/'), b.split('/'));
+    // The first item of both is the empty string before the leading `/`.
+    let (_, _) = (x.next(), y.next());
+    for (sa, sb) in x.zip(y) {
+        if sa != sb || sa.is_empty() {
+            break;
+        }
+        end += 1 + sa.len();
+    }
+    if end == 0 {
+        "/"
+    } else {
+        &a[..end]
+    }
+}
+
+/// Checks one [`Setting::FlowPaths`] prefix and returns it without a
+/// trailing `/` (`/` itself stays).
+pub(crate) fn check_flow_path(path: &str) -> Result<&str, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::new(
+            Setting::FlowPaths,
+            ConfigErrorKind::Invalid,
+            format!("flow_paths entry '{}' {why}", path.escape_debug()),
+        )
+    };
+    if !path.starts_with('/') {
+        return Err(bad("must be an absolute path starting with /"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(bad("must not have a query or fragment"));
+    }
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad("must not contain control characters or spaces"));
+    }
+    if path.len() > 1024 {
+        return Err(bad("is longer than 1024 bytes"));
+    }
+    Ok(match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    })
+}
+
 pub(crate) fn check_path(setting: Setting, path: &str) -> Result<(), ConfigError> {
     let name = setting.name();
     if !path.starts_with('/')
@@ -717,6 +809,35 @@ pub(crate) fn check_path(setting: Setting, path: &str) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_path_prefixes_are_segment_wise() {
+        assert!(path_within("/auth", "/auth"));
+        assert!(path_within("/auth/x/y", "/auth"));
+        assert!(!path_within("/authx", "/auth"));
+        assert!(!path_within("/au", "/auth"));
+        assert!(path_within("/anything", "/"));
+        assert_eq!(common_segments("/authorize", "/login-actions"), "/");
+        assert_eq!(common_segments("/authorize", "/authorize"), "/authorize");
+        assert_eq!(common_segments("/a/b/c", "/a/b/d"), "/a/b");
+        assert_eq!(common_segments("/a/bc", "/a/b"), "/a");
+        assert_eq!(common_segments("/a", "/"), "/");
+        assert_eq!(
+            common_segments(
+                "/realms/x/protocol/openid-connect/auth",
+                "/realms/x/login-actions"
+            ),
+            "/realms/x"
+        );
+        assert_eq!(check_flow_path("/auth/").unwrap(), "/auth");
+        assert_eq!(check_flow_path("/").unwrap(), "/");
+        for bad in ["auth", "", "/a?b", "/a#b", "/a\nb", "/a b"] {
+            assert_eq!(
+                check_flow_path(bad).unwrap_err().setting(),
+                Setting::FlowPaths
+            );
+        }
+    }
 
     #[test]
     fn origin_strips_path() {

@@ -340,11 +340,78 @@ where
         Ok(self)
     }
 
+    /// Paths where a later step of a flow can end it (default: none beyond
+    /// the authorization endpoint and the paths below it, which are always
+    /// watched). Each entry is a path prefix, matched segment-wise: `/auth`
+    /// covers `/auth` and `/auth/x`, not `/authx`. Replaces the list of an
+    /// earlier call.
+    ///
+    /// Authorization servers answer the browser from another path after
+    /// their own login step: oidc-provider resumes at `/auth/<uid>` when its
+    /// authorization endpoint is `/auth` (covered by default), Keycloak
+    /// sends the authorization response from
+    /// `/realms/<realm>/login-actions/...`, outside its authorization
+    /// endpoint `/realms/<realm>/protocol/openid-connect/auth`. Under
+    /// [`Redemption::FlowBound`], any response on a watched path, to a
+    /// browser presenting a flow's binding cookie, that sends that browser
+    /// to the flow's pushed `redirect_uri` (a redirect, `Refresh`, or the
+    /// auto-submitting page of `response_mode=form_post`) completes the
+    /// flow, as on the authorization endpoint itself: the same browser
+    /// re-entering the `request_uri` afterwards gets `400`, never a second
+    /// authorization response.
+    ///
+    /// The binding cookie's `Path` is the longest common segment prefix of
+    /// the authorization endpoint and these paths, so that the browser
+    /// presents it on each of them; a `__Host-` cookie keeps `Path=/`.
+    ///
+    /// An entry must start with `/` and have no query, fragment, space or
+    /// control character, else a [`ConfigError`] naming
+    /// [`Setting::FlowPaths`]; at most 64 entries.
+    ///
+    /// ```
+    /// use tower_par::{ParLayer, Setting, StaticClients};
+    ///
+    /// // Keycloak: the authorization response comes from login-actions.
+    /// let layer = ParLayer::new(StaticClients::new())
+    ///     .authorize_path("/realms/demo/protocol/openid-connect/auth")?
+    ///     .flow_paths(["/realms/demo/login-actions"])?;
+    /// assert!(format!("{layer:?}").contains("/realms/demo/login-actions"));
+    ///
+    /// let err = ParLayer::new(StaticClients::new()).flow_paths(["login-actions"]).unwrap_err();
+    /// assert_eq!(err.setting(), Setting::FlowPaths);
+    /// assert_eq!(err.setting().name(), "flow_paths");
+    /// # Ok::<(), tower_par::ConfigError>(())
+    /// ```
+    pub fn flow_paths(
+        mut self,
+        paths: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, ConfigError> {
+        const MAX_FLOW_PATHS: usize = 64;
+        let mut checked = Vec::new();
+        for path in paths {
+            let path = path.into();
+            if checked.len() == MAX_FLOW_PATHS {
+                return Err(ConfigError::new(
+                    Setting::FlowPaths,
+                    ConfigErrorKind::OutOfRange,
+                    format!("flow_paths takes at most {MAX_FLOW_PATHS} entries"),
+                ));
+            }
+            let path = crate::config::check_flow_path(&path)?.to_owned();
+            if !checked.contains(&path) {
+                checked.push(path);
+            }
+        }
+        self.config_mut().flow_paths = checked;
+        Ok(self)
+    }
+
     /// Whether the binding cookie is `Secure` (default `true`), and so a
     /// `__Host-` cookie with `Path=/` that neither a sibling subdomain nor a
     /// plain-HTTP page can set. Set `false` only for plain-HTTP development
     /// on a loopback address: the cookie is then `<name>_<tag>`, scoped to
-    /// the authorization path.
+    /// the authorization path (or what covers it and the
+    /// [`flow_paths`](Self::flow_paths)).
     pub fn flow_cookie_secure(mut self, secure: bool) -> Self {
         self.config_mut().flow_cookie.secure = secure;
         self

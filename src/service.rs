@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{ClientAuthenticator, StaticClients};
-use crate::config::{Config, Metadata};
+use crate::config::{Config, Metadata, Redemption};
 use crate::endpoint::{authorize, metadata, push};
 use crate::future::ResponseFuture;
 use crate::store::{MemoryStore, ParStore};
@@ -19,7 +19,10 @@ use crate::store::{MemoryStore, ParStore};
 /// The service built by [`ParLayer`](crate::ParLayer).
 ///
 /// Requests to the PAR endpoint are answered here; authorization requests
-/// with a `request_uri` are rewritten before they reach `S`; everything else
+/// with a `request_uri` are rewritten before they reach `S`; responses to
+/// requests on the flow paths (see
+/// [`ParLayer::flow_paths`](crate::ParLayer::flow_paths)) that present a
+/// flow cookie are watched for the end of that flow; everything else
 /// reaches `S` untouched, without allocation or locking. Every failure of
 /// the layer's own is an HTTP response: `Error` is `S::Error`.
 ///
@@ -84,9 +87,12 @@ enum Route {
     /// Another method on the authorize path, or another spelling of it.
     AuthorizeGuard,
     Metadata,
+    /// A request on a flow path from a browser presenting a flow cookie:
+    /// its response may end that flow.
+    FlowStep,
 }
 
-fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
+fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str, headers: &HeaderMap) -> Route {
     if path == cfg.par_path {
         return Route::Push;
     }
@@ -108,6 +114,13 @@ fn route<C, St>(cfg: &Config<C, St>, method: &Method, path: &str) -> Route {
         && metadata::is_metadata_path(path)
     {
         return Route::Metadata;
+    }
+    // Allocation-free, and false for requests without a flow cookie.
+    if cfg.redemption == Redemption::FlowBound
+        && cfg.watches(path)
+        && authorize::has_flow_cookie(cfg, headers)
+    {
+        return Route::FlowStep;
     }
     Route::Passthrough
 }
@@ -131,7 +144,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        match route(&self.config, req.method(), req.uri().path()) {
+        match route(&self.config, req.method(), req.uri().path(), req.headers()) {
             Route::Passthrough => {
                 ResponseFuture::passthrough(self.inner.call(req.map(ParRequestBody::original)))
             }
@@ -154,6 +167,10 @@ where
             Route::Metadata => {
                 let inner = self.take_ready_inner();
                 ResponseFuture::handled(Box::pin(metadata::handle(self.config.clone(), inner, req)))
+            }
+            Route::FlowStep => {
+                let inner = self.take_ready_inner();
+                ResponseFuture::handled(Box::pin(authorize::watch(self.config.clone(), inner, req)))
             }
         }
     }

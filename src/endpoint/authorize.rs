@@ -176,8 +176,13 @@ where
     ResB: Body<Data = Bytes>,
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
+    // A request without request_uri may be a later step of a flow too.
+    let presented = presented_flows(&cfg, req.headers());
     match resolve(&cfg, req).await {
-        Ok(Resolved::Pass(req)) => Ok(inner.call(req).await?.map(ParResponseBody::inner)),
+        Ok(Resolved::Pass(req)) => {
+            let res = inner.call(req).await?;
+            Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
+        }
         Ok(Resolved::Flow(req, flow)) => {
             let res = inner.call(req).await?;
             Ok(finish(&cfg, *flow, res, accept.as_ref()).await)
@@ -208,9 +213,12 @@ pub(crate) async fn guard<S, C, St, B, ResB>(
 where
     S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
     C: ClientAuthenticator,
+    St: ParStore,
     B: Body,
+    ResB: Body<Data = Bytes>,
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
+    let presented = presented_flows(&cfg, req.headers());
     let (parts, body) = req.into_parts();
     // PAR-31: another method, or another spelling of the path, is never
     // read by the layer; a body there could name a client that requires
@@ -224,10 +232,12 @@ where
         require_check(&cfg, &parts, None).await
     };
     match checked {
-        Ok(()) => Ok(inner
-            .call(Request::from_parts(parts, ParRequestBody::original(body)))
-            .await?
-            .map(ParResponseBody::inner)),
+        Ok(()) => {
+            let res = inner
+                .call(Request::from_parts(parts, ParRequestBody::original(body)))
+                .await?;
+            Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
+        }
         Err(e) if e.status() != StatusCode::BAD_REQUEST => {
             crate::trace::rejected("authorize", &e);
             Ok(own(e.browser_response(
@@ -341,20 +351,8 @@ where
 {
     let (mut parts, body) = res.into_parts();
     let mut body = ParResponseBody::inner(body);
-    // Only a relative Location needs the issuer's origin.
-    let origin = |url: &str| {
-        url.starts_with('/')
-            .then(|| cfg.advertised_authorize_endpoint())
-            .flatten()
-            .map(|mut u| {
-                u.truncate(u.len() - cfg.authorize_path.len());
-                u
-            })
-    };
     let to_client = |url: Option<&str>| match (url, &flow.redirect_uri) {
-        (Some(url), Some(redirect_uri)) => {
-            is_authorization_response(&resolve_location(url, origin(url).as_deref()), redirect_uri)
-        }
+        (Some(url), Some(redirect_uri)) => sends_to(cfg, url, redirect_uri),
         _ => false,
     };
     let mut completes = {
@@ -388,22 +386,8 @@ where
                         parts.headers.append(header::SET_COOKIE, clear);
                     }
                 }
-                Ok(_) => {
-                    let e = OAuthError::invalid_request_uri(
-                        "this authorization request has already been completed",
-                    );
-                    crate::trace::rejected("authorize", &e);
-                    return own(e.browser_response(cfg.error_page.as_ref(), accept));
-                }
-                Err(_) => {
-                    // Fail closed: an authorization response whose request
-                    // cannot be marked used is not delivered.
-                    return own(OAuthError::temporarily_unavailable(
-                        "authorization requests cannot be updated right now, please retry",
-                        5,
-                    )
-                    .browser_response(cfg.error_page.as_ref(), accept));
-                }
+                Ok(_) => return already_completed(cfg, accept),
+                Err(_) => return store_down(cfg, accept),
             }
         }
     } else {
@@ -424,6 +408,337 @@ where
         parts.headers.append(header::SET_COOKIE, cookie);
     }
     Response::from_parts(parts, body)
+}
+
+/// Whether the URL of a `Location` or `Refresh` sends the browser to
+/// `redirect_uri`; a relative one is resolved against the issuer's origin.
+fn sends_to<C, St>(cfg: &Config<C, St>, url: &str, redirect_uri: &str) -> bool {
+    // Only a relative Location needs the issuer's origin.
+    let origin = url
+        .starts_with('/')
+        .then(|| cfg.advertised_authorize_endpoint())
+        .flatten()
+        .map(|mut u| {
+            u.truncate(u.len() - cfg.authorize_path.len());
+            u
+        });
+    is_authorization_response(&resolve_location(url, origin.as_deref()), redirect_uri)
+}
+
+/// A flow's binding cookie as a browser presents it on a later step.
+///
+/// The cookie value is `<secret>.<reference>.<client_id>`, with `.f`
+/// appended for a `response_mode=form_post` flow: the 32-byte secret and
+/// the `client_id` in base64url, the `request_uri`'s 43-character
+/// reference as it is. The browser already has the `request_uri` and the
+/// `client_id` in its URL, so the cookie tells it nothing new; on a later
+/// step, where the URL names neither, they let the layer find the flow
+/// ([`ParStore::in_flow`]), whose stored `redirect_uri` (never one the
+/// cookie could carry) decides whether a response ends it. The store
+/// answers only for the binding of the presented secret and for that
+/// client, so an altered reference or `client_id` finds nothing. Re-entry
+/// at the authorization endpoint accepts a value only when all of it
+/// agrees with the request and the flow (the name's tag, reference,
+/// `client_id`, the form_post mark): a browser that alters its cookie can
+/// neither complete nor re-enter. One that withholds it on the later step
+/// does not complete there; it keeps only what the flow-bound policy gives
+/// the same browser anyway, re-entry until the flow window ends, and never
+/// anything for another browser.
+struct Presented {
+    uri: RequestUri,
+    client_id: String,
+    /// Digest of the presented secret: the binding the flow must have.
+    binding: [u8; 32],
+    form_post: bool,
+}
+
+/// The cookie value for a flow (see [`Presented`]).
+fn flow_cookie_value(
+    fresh: &[u8; 32],
+    uri: &RequestUri,
+    client_id: &str,
+    form_post: bool,
+) -> String {
+    let mut v = String::with_capacity(43 + 1 + 43 + 1 + client_id.len() * 4 / 3 + 6);
+    let mut b64 = [0u8; 43];
+    if let Ok(n) = URL_SAFE_NO_PAD.encode_slice(fresh, &mut b64) {
+        v.extend(b64[..n].iter().map(|&b| char::from(b)));
+    }
+    v.push('.');
+    let mut urn = String::with_capacity(RequestUri::URN_LEN);
+    uri.push_to(&mut urn);
+    v.push_str(&urn[crate::REQUEST_URI_PREFIX.len()..]);
+    v.push('.');
+    URL_SAFE_NO_PAD.encode_string(client_id.as_bytes(), &mut v);
+    if form_post {
+        v.push_str(".f");
+    }
+    v
+}
+
+/// Reads a flow cookie value: secret, `request_uri`, `client_id`, and
+/// whether the flow is `form_post`. `None` for anything malformed.
+fn parse_flow_cookie_value(value: &str) -> Option<([u8; 32], RequestUri, String, bool)> {
+    let mut fields = value.trim_matches('"').split('.');
+    let (secret, reference, client) = (fields.next()?, fields.next()?, fields.next()?);
+    let form_post = match fields.next() {
+        None => false,
+        Some("f") => true,
+        Some(_) => return None,
+    };
+    if fields.next().is_some() || reference.len() != 43 || client.len() > 340 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    if URL_SAFE_NO_PAD.decode_slice(secret, &mut bytes) != Ok(32) {
+        return None;
+    }
+    let mut urn = String::with_capacity(RequestUri::URN_LEN);
+    urn.push_str(crate::REQUEST_URI_PREFIX);
+    urn.push_str(reference);
+    let uri = RequestUri::parse(&urn)?;
+    let client_id = String::from_utf8(URL_SAFE_NO_PAD.decode(client).ok()?).ok()?;
+    if client_id.is_empty() || !plausible_client_id(&client_id) {
+        return None;
+    }
+    Some((bytes, uri, client_id, form_post))
+}
+
+/// Whether the `Cookie` headers hold a cookie whose name starts like a
+/// flow cookie's (`__Host-par_flow_` or `par_flow_`). Allocation-free: it
+/// decides whether a request on a flow path is looked at at all.
+pub(crate) fn has_flow_cookie<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> bool {
+    let name = cfg.flow_cookie.name.as_bytes();
+    let host = HOST_PREFIX.as_bytes();
+    headers.get_all(header::COOKIE).iter().any(|v| {
+        let v = v.as_bytes();
+        (0..v.len().saturating_sub(name.len())).any(|i| {
+            v[i..].starts_with(name)
+                && v.get(i + name.len()) == Some(&b'_')
+                && (!cfg.flow_cookie.secure || v[..i].ends_with(host))
+        })
+    })
+}
+
+/// Values under a flow cookie name read at most from one request on a
+/// later step, well-formed or not.
+const MAX_FLOW_COOKIES: usize = 16;
+
+/// The flows whose binding cookies a request on a watched path presents:
+/// well-formed values under the name derived from their own `request_uri`,
+/// at most [`MAX_FLOW_SECRETS`] of them. Empty (and without allocation)
+/// unless the request carries a flow cookie under flow-bound redemption.
+fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Presented> {
+    let mut flows: Vec<Presented> = Vec::new();
+    if cfg.redemption != Redemption::FlowBound || !has_flow_cookie(cfg, headers) {
+        return flows;
+    }
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='));
+    let flow_named = |name: &str| {
+        let name = match cfg.flow_cookie.secure {
+            true => name.strip_prefix(HOST_PREFIX),
+            false => Some(name),
+        };
+        name.and_then(|n| n.strip_prefix(cfg.flow_cookie.name.as_str()))
+            .is_some_and(|tag| tag.starts_with('_'))
+    };
+    // Planted cookies cost a bounded amount of work: only so many values
+    // under a flow cookie name are read, whatever the header holds.
+    for (name, value) in cookies
+        .filter(|(n, _)| flow_named(n))
+        .take(MAX_FLOW_COOKIES)
+    {
+        let Some((secret, uri, client_id, form_post)) = parse_flow_cookie_value(value) else {
+            continue;
+        };
+        // A value under another flow's name is not that flow's cookie.
+        if name != flow_cookie_name(cfg, &uri) {
+            continue;
+        }
+        let binding: [u8; 32] = Sha256::digest(secret).into();
+        if flows.iter().any(|f| f.binding == binding) {
+            continue;
+        }
+        flows.push(Presented {
+            uri,
+            client_id,
+            binding,
+            form_post,
+        });
+        if flows.len() == MAX_FLOW_SECRETS {
+            break;
+        }
+    }
+    flows
+}
+
+/// Serves a request on a flow path outside the authorization endpoint (a
+/// login, consent or resume step of the wrapped service) from a browser
+/// presenting a flow cookie, and completes the flows the response ends.
+pub(crate) async fn watch<S, C, St, B, ResB>(
+    cfg: Arc<Config<C, St>>,
+    mut inner: S,
+    req: Request<B>,
+) -> Result<Response<ParResponseBody<ResB>>, S::Error>
+where
+    S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
+    St: ParStore,
+    ResB: Body<Data = Bytes>,
+{
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let presented = presented_flows(&cfg, req.headers());
+    let res = inner.call(req.map(ParRequestBody::original)).await?;
+    Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
+}
+
+/// The `state` of an authorization response URL (query, else fragment).
+fn response_state(url: &str) -> Option<String> {
+    let (before_fragment, fragment) = url.split_once('#').unwrap_or((url, ""));
+    let query = before_fragment.split_once('?').map_or("", |(_, q)| q);
+    [query, fragment].iter().find_map(|part| {
+        Params::parse(part.as_bytes())
+            .ok()
+            .and_then(|p| p.get("state").map(str::to_owned))
+    })
+}
+
+/// Whether a response that sends the browser to the client could be the
+/// one of the flow of `stored`: when both carry a `state`, they agree. So
+/// that of two flows of one client in one browser, the one answered ends.
+fn state_agrees(url: &str, stored: &PushedRequest) -> bool {
+    let pushed = Params::parse(stored.params.as_bytes())
+        .ok()
+        .and_then(|p| p.get("state").map(str::to_owned));
+    match (pushed, response_state(url)) {
+        (Some(pushed), Some(answered)) => pushed == answered,
+        _ => true,
+    }
+}
+
+/// A response on a later step of a flow (not to a request that redeemed a
+/// `request_uri`): any response that sends a browser presenting a flow's
+/// binding to that flow's pushed `redirect_uri` (3xx `Location`,
+/// `Refresh`, or for a `form_post` flow the auto-submitting page)
+/// completes the flow as [`finish`] does. The store is asked only when the
+/// response could be an authorization response: a redirect, a `Refresh`,
+/// or an HTML `200` while a `form_post` flow is presented.
+async fn complete_later<C, St, ResB>(
+    cfg: &Config<C, St>,
+    presented: &[Presented],
+    res: Response<ResB>,
+    accept: Option<&HeaderValue>,
+) -> Response<ParResponseBody<ResB>>
+where
+    St: ParStore,
+    ResB: Body<Data = Bytes>,
+{
+    if presented.is_empty() {
+        return res.map(ParResponseBody::inner);
+    }
+    let (mut parts, body) = res.into_parts();
+    let mut body = ParResponseBody::inner(body);
+    let location = parts
+        .status
+        .is_redirection()
+        .then(|| header_str(&parts.headers, header::LOCATION))
+        .flatten()
+        .map(Cow::into_owned);
+    let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"))
+        .and_then(|r| refresh_url(&r).map(str::to_owned));
+    let page = parts.status == StatusCode::OK
+        && header_str(&parts.headers, header::CONTENT_TYPE)
+            .is_some_and(|t| t.starts_with("text/html"));
+    let redirects = location.is_some() || refresh.is_some();
+    let (mut completed, mut lost) = (false, false);
+    for flow in presented {
+        let could_end = redirects || (page && flow.form_post);
+        if !could_end {
+            continue;
+        }
+        let stored = match cfg
+            .store
+            .in_flow(&flow.uri, &flow.client_id, &flow.binding)
+            .await
+        {
+            Ok(Some(stored)) => stored,
+            Ok(None) => continue,
+            Err(_) => return store_down(cfg, accept),
+        };
+        let Some(redirect_uri) = stored.redirect_uri.as_deref() else {
+            continue;
+        };
+        let to_client = |url: &Option<String>| {
+            url.as_deref()
+                .is_some_and(|u| sends_to(cfg, u, redirect_uri) && state_agrees(u, &stored))
+        };
+        let mut ends = to_client(&location) || to_client(&refresh);
+        if !ends && flow.form_post && page {
+            match form_post_response(&parts, body, Some(redirect_uri)).await {
+                Ok((is_response, own_body)) => {
+                    ends = is_response;
+                    body = own_body;
+                }
+                Err(()) => {
+                    return own(OAuthError::server_error(
+                        "the authorization response could not be read",
+                    )
+                    .browser_response(cfg.error_page.as_ref(), accept));
+                }
+            }
+        }
+        if !ends {
+            continue;
+        }
+        // Every flow the response ends is completed: without a `state`,
+        // two flows of one client in one browser cannot be told apart, and
+        // the one answered must not stay open.
+        match cfg.store.complete(&flow.uri, &flow.binding).await {
+            Ok(Completion::Completed) => {
+                completed = true;
+                crate::trace::completed(&stored.client_id, &flow.uri, stored.pushed_at);
+                if let Some(clear) = clear_cookie(cfg, &flow_cookie_name(cfg, &flow.uri)) {
+                    parts.headers.append(header::SET_COOKIE, clear);
+                }
+            }
+            Ok(_) => lost = true,
+            Err(_) => return store_down(cfg, accept),
+        }
+    }
+    if lost && !completed {
+        // Another response completed the flow first: one authorization
+        // response per flow.
+        return already_completed(cfg, accept);
+    }
+    Response::from_parts(parts, body)
+}
+
+/// The answer when a flow's completion is lost to another response.
+fn already_completed<C, St, B>(
+    cfg: &Config<C, St>,
+    accept: Option<&HeaderValue>,
+) -> Response<ParResponseBody<B>> {
+    let e =
+        OAuthError::invalid_request_uri("this authorization request has already been completed");
+    crate::trace::rejected("authorize", &e);
+    own(e.browser_response(cfg.error_page.as_ref(), accept))
+}
+
+/// Fail closed: an authorization response whose request cannot be looked
+/// up or marked used is not delivered.
+fn store_down<C, St, B>(
+    cfg: &Config<C, St>,
+    accept: Option<&HeaderValue>,
+) -> Response<ParResponseBody<B>> {
+    own(OAuthError::temporarily_unavailable(
+        "authorization requests cannot be updated right now, please retry",
+        5,
+    )
+    .browser_response(cfg.error_page.as_ref(), accept))
 }
 
 /// A header's text; bytes that are not UTF-8 (which `HeaderValue` allows)
@@ -580,10 +895,16 @@ fn flow_cookie_name<C, St>(cfg: &Config<C, St>, uri: &RequestUri) -> String {
 /// `Domain`, so neither a sibling subdomain nor plain HTTP can set it.
 const HOST_PREFIX: &str = "__Host-";
 
-/// The secrets the browser presents in the cookie named `name`; malformed
-/// values are ignored.
-fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
-    let mut secrets = Vec::new();
+/// The secrets the browser presents in the cookie named `name` for the
+/// flow of `uri` and `client_id`, each with its `form_post` mark; values
+/// that are malformed or name another flow or client are ignored.
+fn flow_secrets(
+    headers: &HeaderMap,
+    name: &str,
+    uri: &RequestUri,
+    client_id: &str,
+) -> Vec<([u8; 32], bool)> {
+    let mut secrets: Vec<([u8; 32], bool)> = Vec::new();
     let values = headers
         .get_all(header::COOKIE)
         .iter()
@@ -593,13 +914,16 @@ fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
         .filter(|(n, _)| *n == name)
         .map(|(_, v)| v.trim_matches('"'));
     for value in values {
-        let mut secret = [0u8; 32];
-        if let Ok(32) = URL_SAFE_NO_PAD.decode_slice(value, &mut secret) {
-            if !secrets.contains(&secret) {
-                secrets.push(secret);
-                if secrets.len() == MAX_FLOW_SECRETS {
-                    break;
-                }
+        let Some((secret, in_uri, in_client, form_post)) = parse_flow_cookie_value(value) else {
+            continue;
+        };
+        if in_uri != *uri || in_client != client_id {
+            continue;
+        }
+        if !secrets.iter().any(|(s, _)| *s == secret) {
+            secrets.push((secret, form_post));
+            if secrets.len() == MAX_FLOW_SECRETS {
+                break;
             }
         }
     }
@@ -607,24 +931,19 @@ fn flow_secrets(headers: &HeaderMap, name: &str) -> Vec<[u8; 32]> {
 }
 
 /// The path the binding cookie is scoped to: `/` for a `__Host-` cookie,
-/// else the authorization endpoint only.
+/// else what covers the authorization endpoint and the flow paths.
 fn cookie_path<C, St>(cfg: &Config<C, St>) -> &str {
-    if cfg.flow_cookie.secure {
-        "/"
-    } else {
-        &cfg.authorize_path
-    }
+    cfg.flow_cookie_path()
 }
 
-/// The cookie after a first redemption: this flow's fresh secret, alone.
-fn set_cookie<C, St>(cfg: &Config<C, St>, name: &str, fresh: &[u8; 32]) -> Option<HeaderValue> {
+/// The cookie after a first redemption: this flow's fresh secret, alone,
+/// with what finds the flow again on a later step (see [`Presented`]).
+fn set_cookie<C, St>(cfg: &Config<C, St>, name: &str, value: &str) -> Option<HeaderValue> {
     let path = cookie_path(cfg);
-    let mut v = String::with_capacity(name.len() + path.len() + 110);
+    let mut v = String::with_capacity(name.len() + value.len() + path.len() + 70);
     v.push_str(name);
     v.push('=');
-    let mut b64 = [0u8; 43];
-    let n = URL_SAFE_NO_PAD.encode_slice(fresh, &mut b64).ok()?;
-    v.extend(b64[..n].iter().map(|&b| char::from(b)));
+    v.push_str(value);
     v.push_str("; Path=");
     v.push_str(path);
     v.push_str("; Max-Age=");
@@ -780,16 +1099,16 @@ where
             let binding: [u8; 32] = Sha256::digest(fresh).into();
             // Only the cookie named for this request_uri is read: values
             // planted under other names never crowd it out.
-            let presented = flow_secrets(&parts.headers, &cookie_name);
+            let presented = flow_secrets(&parts.headers, &cookie_name, &uri, client_id);
             let mut outcome = Ok(RedeemOutcome::NotFound);
             let mut matched = None;
-            for reenter in presented
+            for (reenter, form_post) in presented
                 .iter()
-                .map(|s| Some(Sha256::digest(s).into()))
+                .map(|(s, f)| (Some(Sha256::digest(s).into()), *f))
                 .chain(
                     // Without a cookie: one attempt, which only a pushed entry
                     // can satisfy.
-                    presented.is_empty().then_some(None),
+                    presented.is_empty().then_some((None, false)),
                 )
             {
                 let mode = RedeemMode::Bind {
@@ -807,7 +1126,7 @@ where
                 }
                 if !matches!(attempt, Ok(RedeemOutcome::NotFound)) {
                     outcome = attempt;
-                    matched = reenter;
+                    matched = reenter.map(|r| (r, form_post));
                     break;
                 }
                 if !matches!(outcome, Ok(RedeemOutcome::WrongClient)) {
@@ -817,22 +1136,26 @@ where
             (outcome, Some((fresh, binding, matched)))
         }
     };
-    let (stored, reentry, flow_binding, set_cookie_value) = match outcome {
+    let (stored, reentry, flow_binding, new_secret, marked_form_post) = match outcome {
         Ok(RedeemOutcome::Redeemed(stored)) => {
             crate::trace::redeemed(&stored.client_id, &uri);
-            let (binding, cookie) = match &fresh {
-                Some((secret, binding, _)) => {
-                    (Some(*binding), set_cookie(cfg, &cookie_name, secret))
-                }
+            let (binding, secret) = match &fresh {
+                Some((secret, binding, _)) => (Some(*binding), Some(*secret)),
                 None => (None, None),
             };
-            (stored, false, binding, cookie)
+            (stored, false, binding, secret, None)
         }
         Ok(RedeemOutcome::Reentered(stored)) => {
             crate::trace::reentered(&stored.client_id, &uri);
             // The binding of this flow is the presented secret that matched.
-            let binding = fresh.as_ref().and_then(|(_, _, matched)| *matched);
-            (stored, true, binding, None)
+            let matched = fresh.as_ref().and_then(|(_, _, matched)| *matched);
+            (
+                stored,
+                true,
+                matched.map(|(b, _)| b),
+                None,
+                matched.map(|(_, f)| f),
+            )
         }
         // PAR-29, PAR-28: unknown, expired, used, or another browser's.
         // PAR-15: bound to another client (the entry stays usable), told
@@ -848,6 +1171,15 @@ where
         }
     };
     let (form_post, dpop_jkt) = recheck(cfg, &client, &stored)?;
+    // A cookie whose form_post mark was altered would keep its flow from
+    // completing on a later step: it re-enters nothing either.
+    if marked_form_post.is_some_and(|marked| marked != form_post) {
+        return Err(OAuthError::invalid_request_uri(NOT_FOUND));
+    }
+    let set_cookie_value = new_secret.and_then(|secret| {
+        let value = flow_cookie_value(&secret, &uri, &stored.client_id, form_post);
+        set_cookie(cfg, &cookie_name, &value)
+    });
     // Shared by the rewritten POST body and the flow's leak check.
     let mut stored = stored;
     let form = Bytes::from(std::mem::take(&mut stored.params));

@@ -968,6 +968,28 @@ impl ParStore for MemoryStore {
         Ok(Completion::Completed)
     }
 
+    /// A read under the partition lock: nothing changes, not even for an
+    /// entry that was never redeemed.
+    async fn in_flow(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        binding: &[u8; 32],
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        let now = SystemTime::now();
+        let key = uri.as_bytes();
+        let map = self.shard(key);
+        let hash = hash_of(key);
+        let Some(bucket) = map.table.find(hash, |b| b.is(hash, key)) else {
+            return Ok(None);
+        };
+        let s = &bucket.slot;
+        let ours = !s.is_dead_at(now)
+            && *s.client.client_id == *client_id
+            && s.flow.as_ref().is_some_and(|f| &f.binding == binding);
+        Ok(ours.then(|| s.request()))
+    }
+
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = SystemTime::now();
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();

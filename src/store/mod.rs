@@ -459,4 +459,64 @@ pub trait ParStore: Clone + Send + Sync + 'static {
         key: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The request of a flow in progress for `binding` and `client_id`,
+    /// without changing it: `None` when the entry is unknown, expired,
+    /// consumed, bound to another client or to another browser, or not
+    /// redeemed yet. The layer asks it when a response on a later step of
+    /// a flow (a login or consent path of the authorization server) could
+    /// be the authorization response, to learn the flow's `redirect_uri`.
+    ///
+    /// Provided, built on [`redeem`](ParStore::redeem): a re-entry attempt
+    /// for `binding` under a fresh random binding of its own. That leaves
+    /// an entry in flow untouched; an entry that was pushed but never
+    /// redeemed is moved to "in flow" for a binding nobody holds, with a
+    /// window of one millisecond, which ends it: what anyone who knows its
+    /// `request_uri` and `client_id` could do by redeeming it. Stores that
+    /// can read an entry without a transition override it.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_par::{
+    ///     AuthMethod, MemoryStore, ParStore, PushedRequest, RedeemMode, RedeemOutcome, RequestUri,
+    ///     StoreError,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), StoreError> {
+    /// let store = MemoryStore::new();
+    /// let ttl = Duration::from_secs(60);
+    /// let request = PushedRequest::new("app", AuthMethod::None, "response_type=code", SystemTime::now(), ttl);
+    /// let uri = RequestUri::generate();
+    /// store.insert(&uri, request, ttl).await?;
+    /// // Pushed, not redeemed yet: nothing, and the entry stays pushed.
+    /// assert!(store.in_flow(&uri, "app", &[1; 32]).await?.is_none());
+    /// let bind = RedeemMode::Bind { binding: [1; 32], reenter: None, window: Duration::from_secs(600) };
+    /// assert!(matches!(store.redeem(&uri, "app", bind).await?, RedeemOutcome::Redeemed(_)));
+    /// assert!(store.in_flow(&uri, "app", &[1; 32]).await?.is_some());
+    /// // Another browser's binding, or another client, learns nothing.
+    /// assert!(store.in_flow(&uri, "app", &[2; 32]).await?.is_none());
+    /// assert!(store.in_flow(&uri, "other", &[1; 32]).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    fn in_flow(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        binding: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<PushedRequest>, StoreError>> + Send {
+        let mut fresh = [0u8; 32];
+        crate::request_uri::fill_random(&mut fresh);
+        let mode = RedeemMode::Bind {
+            binding: fresh,
+            reenter: Some(*binding),
+            window: Duration::from_millis(1),
+        };
+        async move {
+            Ok(match self.redeem(uri, client_id, mode).await? {
+                RedeemOutcome::Reentered(request) => Some(request),
+                _ => None,
+            })
+        }
+    }
 }

@@ -680,6 +680,36 @@ impl ParStore for RedisStore {
         )
     }
 
+    /// One `GET`: an entry in flow for this client and binding (its header
+    /// MAC checked, its request opened) is returned; nothing is written,
+    /// so a pushed entry stays pushed.
+    async fn in_flow(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        binding: &[u8; 32],
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        let key = self.key_for(uri);
+        let mut conn = self.conn.clone();
+        let value: Option<Vec<u8>> = self.timed(conn.get(&key)).await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let tag = Self::client_tag(uri, client_id);
+        if value.first() != Some(&b'f') || value.get(STATE..TAG_END) != Some(tag.as_bytes()) {
+            return Ok(None);
+        }
+        match self.check_in_flow(uri, &key, &value, Some(binding))? {
+            Some(_) => Ok(Some(self.open(
+                uri,
+                &key,
+                client_id,
+                &value[HEADER_END..],
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let key = format!(
             "{}once:{}",
