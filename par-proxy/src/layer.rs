@@ -129,6 +129,18 @@ impl ParStore for ProxyStore {
         }
     }
 
+    async fn in_flow(
+        &self,
+        uri: &RequestUri,
+        client_id: &str,
+        binding: &[u8; 32],
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        match &self.backend {
+            Backend::Memory(s) => s.in_flow(uri, client_id, binding).await,
+            Backend::Redis(s) => s.in_flow(uri, client_id, binding).await,
+        }
+    }
+
     async fn mark_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(s) => s.mark_once(key, ttl).await,
@@ -215,6 +227,8 @@ fn configure(layer: ProxyLayer, config: &ProxyConfig) -> Result<ProxyLayer, Conf
         .profile(profile)
         .redemption(redemption)
         .metadata_mode(metadata)
+        // Empty: the layer's default (the authorize path and below).
+        .flow_paths(par.flow_paths.iter().map(String::as_str))?
         // A `Secure` cookie never reaches a plain-HTTP public URL.
         .flow_cookie_secure(public_url.starts_with("https://"))
         .build()
@@ -229,6 +243,7 @@ fn key_for(setting: Setting) -> &'static str {
         Setting::RequestUriLifetime => "par.lifetime_secs",
         Setting::Metadata => "par.metadata",
         Setting::Profile => "par.profile",
+        Setting::FlowPaths => "par.flow_paths",
         _ => "par",
     }
 }

@@ -77,22 +77,17 @@ async fn run(cli: Cli) -> ExitCode {
     }
     // The argument group leaves `--demo` as the only other mode.
     let listen = cli.listen.unwrap_or(DEMO_LISTEN);
-    let upstream = match demo::start_upstream(&format!("http://{listen}")).await {
-        Ok(upstream) => upstream,
+    let (upstream, config) = match demo::start(listen).await {
+        Ok(started) => started,
         Err(e) => {
-            eprintln!("par-proxy: cannot start the demo authorization server: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("par-proxy --demo: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let config = match demo::demo_config(listen, upstream.addr) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("par-proxy: demo configuration: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // `upstream`, the demo server, lives until the proxy has stopped.
-    serve(config).await
+    println!("{}", demo::banner(&config, &upstream));
+    let status = serve(config).await;
+    upstream.shutdown().await;
+    status
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.

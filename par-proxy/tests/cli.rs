@@ -225,3 +225,14 @@ fn usage_errors_exit_2() {
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn demo_with_a_bad_environment_exits_2_naming_the_variable() {
+    let out = run(
+        &["--demo", "--listen", "127.0.0.1:0"],
+        &[("PAR_TTL_SECS", "abc")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("PAR_TTL_SECS"), "{stderr}");
+}

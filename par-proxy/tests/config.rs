@@ -930,6 +930,29 @@ mod layer {
     }
 
     #[tokio::test]
+    async fn flow_paths_reach_the_layer() {
+        let dir = Dir::new();
+        std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
+        let config = load_with_env(
+            &dir.config("[par]\nflow_paths = [\"/realms/demo/login-actions\"]"),
+            &Environment::default(),
+        )
+        .unwrap();
+        let (layer, _store) = build(&config).await.unwrap();
+        assert!(format!("{layer:?}").contains("/realms/demo/login-actions"));
+
+        // What only the layer refuses is still named by its key.
+        let config = load_with_env(
+            &dir.config("[par]\nflow_paths = [\"/login actions\"]"),
+            &Environment::default(),
+        )
+        .unwrap();
+        let problems = build(&config).await.unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "par.flow_paths", "{problems:?}");
+    }
+
+    #[tokio::test]
     async fn an_unreachable_redis_is_a_problem_naming_store_redis_url() {
         let dir = Dir::new();
         std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
