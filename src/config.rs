@@ -53,7 +53,7 @@ pub enum Profile {
     ///
     /// | Rule | [`Profile::Rfc9126`] | `Fapi2` | Clause |
     /// |---|---|---|---|
-    /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt` (as registered) | `private_key_jwt` only; public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
+    /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt`, `tls_client_auth`, `self_signed_tls_client_auth` (as registered) | `private_key_jwt`, `tls_client_auth` or `self_signed_tls_client_auth` (feature `mtls`); public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
     /// | Client assertion `aud` | issuer, token endpoint URL or PAR endpoint URL; string or array | the issuer, as a string | §5.3.2.1 item 8 (FAPI-8) |
     /// | JWT `iat`/`nbf` ahead of the clock | up to `ParLayer::jwt_leeway` (30 s) | leeway held within 10..=60 s: 10 s ahead accepted, over 60 s refused | §5.3.2.1 item 13 (FAPI-13) |
     /// | JWS algorithms (assertions, request objects, DPoP proofs) | RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; HS256/384/512 for `client_secret_jwt` | PS256, ES256, EdDSA | §5.4.1 (FAPI-25) |
@@ -302,6 +302,8 @@ pub enum Setting {
     DpopNonceStep,
     /// `ParLayer::jwks_cache` (feature `jwt`).
     JwksCache,
+    /// `ParLayer::tls_client_roots` (feature `mtls`).
+    TlsClientRoots,
 }
 
 impl Setting {
@@ -327,6 +329,7 @@ impl Setting {
             Self::DpopNonceSecret => "dpop_nonce_secret",
             Self::DpopNonceStep => "dpop_nonce_step",
             Self::JwksCache => "jwks_cache",
+            Self::TlsClientRoots => "tls_client_roots",
         }
     }
 }
@@ -451,6 +454,10 @@ pub(crate) struct Settings {
     /// Clients' keys: inline `jwks`, or `jwks_uri` fetched and cached.
     #[cfg(feature = "jwt")]
     pub(crate) client_keys: crate::client::ClientKeys,
+    /// The CAs of `tls_client_auth` certificates (RFC 8705 §2.1); `Some`
+    /// also means the deployment takes client certificates.
+    #[cfg(feature = "mtls")]
+    pub(crate) tls_client_roots: Option<Arc<crate::client::mtls::TrustRoots>>,
 }
 
 impl Default for Settings {
@@ -483,6 +490,8 @@ impl Default for Settings {
             jwt: JwtSettings::default(),
             #[cfg(feature = "jwt")]
             client_keys: crate::client::ClientKeys::default_for_layer(),
+            #[cfg(feature = "mtls")]
+            tls_client_roots: None,
         }
     }
 }
@@ -513,6 +522,8 @@ impl fmt::Debug for Settings {
             .field("validators", &self.validators.len())
             .field("error_page", &self.error_page.is_some())
             .field("jwt", &self.jwt);
+        #[cfg(feature = "mtls")]
+        d.field("tls_client_roots", &self.tls_client_roots);
         d.finish()
     }
 }
