@@ -5,8 +5,9 @@
 //! rewriting at `par.authorize_path`, the require-PAR policy, the profile,
 //! the redemption policy, metadata augmentation of the upstream's
 //! discovery documents (`par.metadata`, on by default), with the clients
-//! from `clients.file` and the store `store.redis_url` names (in memory
-//! when absent). Every failure is a [`Problem`] naming the configuration
+//! from `clients.file`, the CA certificates of `tls.client_ca` as the
+//! roots `tls_client_auth` client certificates must chain to, and the
+//! store `store.redis_url` names (in memory when absent). Every failure is a [`Problem`] naming the configuration
 //! key it comes from.
 
 use std::time::Duration;
@@ -151,7 +152,8 @@ impl ParStore for ProxyStore {
 
 /// Builds the layer and its store from `config`: reads the clients file
 /// (resolving `env:NAME` secrets from the process environment), connects
-/// to Redis when `store.redis_url` is set, and applies every `[par]`
+/// to Redis when `store.redis_url` is set, trusts the `tls.client_ca`
+/// certificates for `tls_client_auth` clients, and applies every `[par]`
 /// setting. Must run inside a Tokio runtime (the in-memory store's
 /// sweeper is a task).
 pub async fn build(config: &ProxyConfig) -> Result<(ProxyLayer, ProxyStore), Vec<Problem>> {
@@ -193,11 +195,29 @@ pub async fn build(config: &ProxyConfig) -> Result<(ProxyLayer, ProxyStore), Vec
         },
     };
 
-    let (Some(clients), Some(store)) = (clients, store) else {
+    // `tls.client_ca`: the roots `tls_client_auth` certificates chain to
+    // (RFC 8705 §2.1).
+    let client_roots = match config.tls.as_ref().and_then(|t| t.client_ca.as_deref()) {
+        None => Some(None),
+        Some(path) => match config::read_certificates(path) {
+            Ok(certs) => Some(Some(certs)),
+            Err(e) => {
+                problems.push(Problem::new("tls.client_ca", e));
+                None
+            }
+        },
+    };
+
+    let (Some(clients), Some(store), Some(client_roots)) = (clients, store, client_roots) else {
         return Err(problems);
     };
-    let layer = configure(ParLayer::new(clients).with_store(store.clone()), config)
-        .map_err(|e| vec![problem_for(&e)])?;
+    let mut layer = ParLayer::new(clients).with_store(store.clone());
+    if let Some(roots) = client_roots {
+        layer = layer
+            .tls_client_roots(roots.iter().map(|der| der.to_vec()))
+            .map_err(|e| vec![problem_for(&e)])?;
+    }
+    let layer = configure(layer, config).map_err(|e| vec![problem_for(&e)])?;
     Ok((layer, store))
 }
 
@@ -244,6 +264,7 @@ fn key_for(setting: Setting) -> &'static str {
         Setting::Metadata => "par.metadata",
         Setting::Profile => "par.profile",
         Setting::FlowPaths => "par.flow_paths",
+        Setting::TlsClientRoots => "tls.client_ca",
         _ => "par",
     }
 }

@@ -764,11 +764,36 @@ mod layer {
 
     /// Serves `layer` in front of an inner service that answers "inner",
     /// on a loopback port; the task ends with the runtime.
+    const DISCOVERY: &str = r#"{"issuer":"http://127.0.0.1:8000","authorization_endpoint":"http://127.0.0.1:8000/authorize","token_endpoint":"http://127.0.0.1:8000/token","response_types_supported":["code"]}"#;
+
+    /// The upstream's discovery document as the layer passes it on.
+    async fn discovery(addr: SocketAddr) -> serde_json::Value {
+        let text = reqwest::get(format!(
+            "http://{addr}/.well-known/oauth-authorization-server"
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
     async fn serve(layer: ProxyLayer) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let inner = tower::service_fn(|_req: http::Request<_>| async {
-            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"inner"))))
+        // The upstream's discovery document (JSON) at the well-known path,
+        // "inner" everywhere else.
+        let inner = tower::service_fn(|req: http::Request<_>| async move {
+            let response = if req.uri().path().starts_with("/.well-known/") {
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(DISCOVERY.as_bytes())))
+                    .unwrap()
+            } else {
+                http::Response::new(Full::new(Bytes::from_static(b"inner")))
+            };
+            Ok::<_, Infallible>(response)
         });
         let service = layer.layer(inner);
         tokio::spawn(async move {
@@ -883,16 +908,14 @@ mod layer {
             .await
             .unwrap();
         assert_eq!(plain.status(), 400);
-        // Metadata augmentation only touches JSON discovery documents: the
-        // inner service's text passes through.
-        let meta = client
-            .get(format!(
-                "http://{addr}/.well-known/oauth-authorization-server"
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(meta.text().await.unwrap(), "inner");
+        // `par.metadata` is on by default: the upstream's document gains
+        // the PAR endpoint.
+        let doc = discovery(addr).await;
+        assert_eq!(
+            doc["pushed_authorization_request_endpoint"], "http://127.0.0.1:8000/oauth/par",
+            "{doc}"
+        );
+        assert_eq!(doc["require_pushed_authorization_requests"], true, "{doc}");
     }
 
     const CLIENTS_TOML_AS_JSON: &str = r#"{"clients":[{"client_id":"app","client_secret":"plain-secret",
@@ -950,6 +973,57 @@ mod layer {
         let problems = build(&config).await.unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].key, "par.flow_paths", "{problems:?}");
+    }
+
+    #[tokio::test]
+    async fn metadata_false_leaves_discovery_untouched() {
+        let dir = Dir::new();
+        std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
+        let config = load_with_env(
+            &dir.config("[par]\nmetadata = false"),
+            &Environment::default(),
+        )
+        .unwrap();
+        let (layer, _store) = build(&config).await.unwrap();
+        let doc = discovery(serve(layer).await).await;
+        assert_eq!(
+            doc,
+            serde_json::from_str::<serde_json::Value>(DISCOVERY).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn client_ca_makes_tls_client_auth_available() {
+        let dir = Dir::new();
+        std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
+        // Without `tls.client_ca`, no mTLS method is advertised.
+        let config = load_with_env(&dir.config(""), &Environment::default()).unwrap();
+        let (layer, _store) = build(&config).await.unwrap();
+        let doc = discovery(serve(layer).await).await;
+        let methods = doc["token_endpoint_auth_methods_supported"].to_string();
+        assert!(!methods.contains("tls_client_auth"), "{doc}");
+
+        // The proxy's own listener is TLS, so `public_url` is set to the
+        // document's issuer to keep it the issuer's document.
+        let config = load_with_env(
+            &dir.config(
+                "public_url = \"http://127.0.0.1:8000\"\n\
+                 [tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = \"ca.pem\"",
+            ),
+            &Environment::default(),
+        )
+        .unwrap();
+        let (layer, _store) = build(&config).await.unwrap();
+        let doc = discovery(serve(layer).await).await;
+        let methods = doc["token_endpoint_auth_methods_supported"].to_string();
+        assert!(methods.contains("\"tls_client_auth\""), "{doc}");
+        assert!(methods.contains("\"self_signed_tls_client_auth\""), "{doc}");
+
+        // A CA file that went bad after loading is named at build time.
+        std::fs::write(dir.0.join("ca.pem"), "garbage").unwrap();
+        let problems = build(&config).await.unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "tls.client_ca", "{problems:?}");
     }
 
     #[tokio::test]
