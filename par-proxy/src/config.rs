@@ -641,7 +641,10 @@ impl Checker {
                 break;
             }
             let Some(&(section, key, kind)) = known.get(var) else {
-                self.problem(var, "unknown configuration variable");
+                self.problem(
+                    var,
+                    "unknown configuration variable (PAR_PROXY_* names a configuration key)",
+                );
                 continue;
             };
             let value = match env_value(raw, kind) {
