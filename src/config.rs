@@ -787,6 +787,23 @@ pub(crate) fn check_flow_path(path: &str) -> Result<&str, ConfigError> {
     if path.contains(['?', '#']) {
         return Err(bad("must not have a query or fragment"));
     }
+    // As for authorize_path: a prefix is compared with the request path as
+    // it arrives, so an escape, a `;` parameter, a `\`, an empty segment or
+    // a dot segment would never match what a browser sends.
+    if path.contains(['%', ';', '\\']) {
+        return Err(bad("must not contain '%', ';' or '\\'"));
+    }
+    // One trailing `/` is allowed (and dropped below).
+    let inner = match path {
+        "/" => "",
+        p => p.strip_suffix('/').unwrap_or(p),
+    };
+    let mut segments = inner.split('/').skip(1);
+    if segments.any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(bad(
+            "must not have empty ('//') or dot ('.', '..') segments",
+        ));
+    }
     if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad("must not contain control characters or spaces"));
     }
@@ -842,7 +859,11 @@ mod tests {
         );
         assert_eq!(check_flow_path("/auth/").unwrap(), "/auth");
         assert_eq!(check_flow_path("/").unwrap(), "/");
-        for bad in ["auth", "", "/a?b", "/a#b", "/a\nb", "/a b"] {
+        assert_eq!(check_flow_path("/a/b.c/").unwrap(), "/a/b.c");
+        for bad in [
+            "auth", "", "/a?b", "/a#b", "/a\nb", "/a b", "/a%2Fb", "/a;x", "/a\\b", "//a", "/a//b",
+            "/a//", "/./a", "/a/..", "/a/../b", "/a/.", "//",
+        ] {
             assert_eq!(
                 check_flow_path(bad).unwrap_err().setting(),
                 Setting::FlowPaths

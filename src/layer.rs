@@ -364,8 +364,9 @@ where
     /// the authorization endpoint and these paths, so that the browser
     /// presents it on each of them; a `__Host-` cookie keeps `Path=/`.
     ///
-    /// An entry must start with `/` and have no query, fragment, space or
-    /// control character, else a [`ConfigError`] naming
+    /// An entry must start with `/` and have no query, fragment, space,
+    /// control character, `%`, `;`, `\`, empty (`//`) or dot segment (a
+    /// path no browser request arrives with), else a [`ConfigError`] naming
     /// [`Setting::FlowPaths`]; at most 64 entries.
     ///
     /// ```

@@ -37,8 +37,9 @@ use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName as TlsName, 
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tower::{service_fn, Service, ServiceExt};
 use tower_par::{
-    AuthMethod, Client, ClientCertificate, ConfigErrorKind, ParLayer, ParRequestBody, Params,
-    Profile, PushedAuthorization, Setting, StaticClients, TlsClientAuthSubject,
+    AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCertificate, ClientCredentials,
+    ConfigErrorKind, ParLayer, ParRequestBody, Params, Profile, PushedAuthorization, Setting,
+    StaticClients, TlsClientAuthSubject,
 };
 
 const CB: &str = "https://app.example/cb";
@@ -229,7 +230,7 @@ async fn inner(
 }
 
 /// Serves `layer` over TLS on 127.0.0.1, for up to 64 connections.
-async fn serve(layer: ParLayer) -> Server {
+async fn serve<C: ClientAuthenticator>(layer: ParLayer<C>) -> Server {
     let layer = layer.build().unwrap();
     let key = KeyPair::generate().unwrap();
     let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
@@ -645,12 +646,8 @@ async fn tls_client_auth_each_san_kind_matches_and_mismatches() {
             TlsClientAuthSubject::SanEmail("OPS@app.example.com".into()),
             false,
         ),
-        // A DNS name registered as a URI does not match the dNSName entry.
-        (
-            "kind-no",
-            TlsClientAuthSubject::SanUri("app.example.com".into()),
-            false,
-        ),
+        // (A DNS name registered as a URI is refused at registration:
+        // auth21_registration_refuses_subject_values_that_name_nothing.)
     ];
     let mut clients = StaticClients::new();
     for (id, subject, _) in &cases {
@@ -993,6 +990,141 @@ fn registry_refuses_zero_or_two_subject_members() {
     assert!(StaticClients::new()
         .with_client(Client::new("x", AuthMethod::TlsClientAuth), None)
         .is_err());
+}
+
+/// AUTH-21 (RFC 8705 §2.1.2): a subject member must name something, in
+/// the clients file and in code alike: no empty or whitespace-only value,
+/// a DNS name of host-name labels (no wildcard), an absolute URI, an email
+/// address with a local part and a domain.
+#[test]
+fn auth21_registration_refuses_subject_values_that_name_nothing() {
+    let bad = [
+        ("tls_client_auth_san_dns", ""),
+        ("tls_client_auth_san_dns", " "),
+        ("tls_client_auth_san_dns", "*.example.com"),
+        ("tls_client_auth_san_dns", "app.example.com."),
+        ("tls_client_auth_san_dns", "app..example.com"),
+        ("tls_client_auth_san_dns", "-app.example.com"),
+        ("tls_client_auth_san_dns", "app example.com"),
+        ("tls_client_auth_san_uri", ""),
+        ("tls_client_auth_san_uri", "\t"),
+        // A DNS name registered as a URI.
+        ("tls_client_auth_san_uri", "app.example.com"),
+        ("tls_client_auth_san_uri", "app.example.com/client"),
+        ("tls_client_auth_san_uri", "https:"),
+        ("tls_client_auth_san_uri", "1https://app.example.com"),
+        ("tls_client_auth_san_uri", "https://app.example.com/a b"),
+        ("tls_client_auth_san_email", ""),
+        ("tls_client_auth_san_email", "  "),
+        ("tls_client_auth_san_email", "ops.example.com"),
+        ("tls_client_auth_san_email", "@example.com"),
+        ("tls_client_auth_san_email", "ops@"),
+        ("tls_client_auth_san_email", "o ps@example.com"),
+        ("tls_client_auth_subject_dn", ""),
+        ("tls_client_auth_subject_dn", "   "),
+        ("tls_client_auth_san_ip", ""),
+        ("tls_client_auth_san_ip", " "),
+    ];
+    for (member, value) in bad {
+        let json = serde_json::json!({"clients": [{
+            "client_id": "x",
+            "token_endpoint_auth_method": "tls_client_auth",
+            "redirect_uris": [CB],
+            member: value,
+        }]});
+        let err = StaticClients::from_json(&json.to_string()).expect_err(&json.to_string());
+        assert!(
+            matches!(err, tower_par::StaticClientsError::Invalid { .. }),
+            "{member}={value:?}: {err}"
+        );
+        assert!(err.to_string().contains(member), "{err}");
+        let subject = match member {
+            "tls_client_auth_san_dns" => TlsClientAuthSubject::SanDns(value.into()),
+            "tls_client_auth_san_uri" => TlsClientAuthSubject::SanUri(value.into()),
+            "tls_client_auth_san_email" => TlsClientAuthSubject::SanEmail(value.into()),
+            "tls_client_auth_subject_dn" => TlsClientAuthSubject::SubjectDn(value.into()),
+            _ => continue,
+        };
+        assert!(
+            StaticClients::new()
+                .with_client(tls_client("x", subject), None)
+                .is_err(),
+            "{member}={value:?}"
+        );
+    }
+    for subject in [
+        TlsClientAuthSubject::SanDns("app-1.Example.com".into()),
+        TlsClientAuthSubject::SanUri("spiffe://example.org/client".into()),
+        TlsClientAuthSubject::SanUri("urn:example:client".into()),
+        TlsClientAuthSubject::SanEmail("ops+par@example.com".into()),
+    ] {
+        assert!(
+            StaticClients::new()
+                .with_client(tls_client("x", subject.clone()), None)
+                .is_ok(),
+            "{subject:?}"
+        );
+    }
+}
+
+/// A registry that hands the layer its client as it is, without the
+/// registration checks of `StaticClients`.
+#[derive(Clone)]
+struct Unchecked(Vec<Arc<Client>>);
+
+impl ClientAuthenticator for Unchecked {
+    async fn authenticate(
+        &self,
+        _: &ClientCredentials,
+        _: &http::request::Parts,
+    ) -> Result<Arc<Client>, ClientAuthError> {
+        Err(ClientAuthError::MethodNotAllowed)
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientAuthError> {
+        Ok(self.0.iter().find(|c| c.client_id == client_id).cloned())
+    }
+}
+
+/// AUTH-20, AUTH-21: a registered subject value that names nothing (from
+/// a registry that does not check registrations) matches no certificate:
+/// a certificate from the right CA carrying an empty `dNSName`,
+/// `uniformResourceIdentifier` or `rfc822Name` is `invalid_client` for a
+/// client registered with the empty value, over TLS; a client registered
+/// with a real name is still matched by its own entry in that certificate.
+#[tokio::test]
+async fn auth20_an_empty_registered_san_matches_no_certificate() {
+    let ca = ca("Clients CA");
+    let registry = Unchecked(
+        [
+            ("dns", TlsClientAuthSubject::SanDns(String::new())),
+            ("uri", TlsClientAuthSubject::SanUri(String::new())),
+            ("mail", TlsClientAuthSubject::SanEmail(String::new())),
+            ("blank", TlsClientAuthSubject::SanDns(" ".into())),
+            ("real", TlsClientAuthSubject::SanDns("evil.example".into())),
+        ]
+        .map(|(id, subject)| Arc::new(tls_client(id, subject)))
+        .into(),
+    );
+    let layer = ParLayer::new(registry)
+        .tls_client_roots([der_of(&ca)])
+        .unwrap();
+    let server = serve(layer).await;
+    let other = issued(
+        &ca,
+        dn(&[(DnType::CommonName, "someone-else")]),
+        vec![
+            SanType::DnsName("".try_into().unwrap()),
+            SanType::DnsName(" ".try_into().unwrap()),
+            SanType::URI("".try_into().unwrap()),
+            SanType::Rfc822Name("".try_into().unwrap()),
+            SanType::DnsName("evil.example".try_into().unwrap()),
+        ],
+    );
+    for id in ["dns", "uri", "mail", "blank"] {
+        assert_invalid_client(&push(&server, Some(&other), id).await);
+    }
+    assert_created(&push(&server, Some(&other), "real").await);
 }
 
 /// The TOML clients file takes the same members.

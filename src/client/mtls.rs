@@ -261,6 +261,13 @@ fn sf_binary(item: &[u8]) -> Option<Bytes> {
 /// - [`SanEmail`](Self::SanEmail): an `rfc822Name`, the local part exactly
 ///   and the domain ASCII case-insensitively.
 ///
+/// A registration whose value names nothing is refused, and such a value
+/// never matches a certificate: an empty or whitespace-only value, a DNS
+/// name that is not a host name of letter-digit-hyphen labels (a wildcard,
+/// a trailing dot), a URI without a scheme, an email address without a
+/// local part, `@` and a domain, or a value holding spaces or control
+/// characters.
+///
 /// ```
 /// use tower_par::{AuthMethod, Client, TlsClientAuthSubject};
 ///
@@ -299,6 +306,72 @@ impl TlsClientAuthSubject {
             Self::SanEmail(_) => "tls_client_auth_san_email",
         }
     }
+
+    /// Checks a registered value, so that it can only match what it names:
+    /// none is empty or whitespace; a DNS name is a host name of LDH labels
+    /// (no wildcard, no trailing dot); a URI is absolute (has a scheme); an
+    /// email address has a local part, `@` and a domain; none holds spaces
+    /// or control characters. (A subject DN is parsed as well, with the
+    /// `mtls` feature.)
+    pub(crate) fn check_value(&self) -> Result<(), String> {
+        let (value, ok) = match self {
+            Self::SanIp(_) => return Ok(()),
+            Self::SubjectDn(dn) => (dn, !dn.trim().is_empty()),
+            Self::SanDns(dns) => (dns, is_dns_name(dns)),
+            Self::SanUri(uri) => (uri, plain(uri) && has_scheme(uri)),
+            Self::SanEmail(email) => (
+                email,
+                plain(email)
+                    && email
+                        .rsplit_once('@')
+                        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty()),
+            ),
+        };
+        if ok {
+            return Ok(());
+        }
+        let what = match self {
+            Self::SubjectDn(_) => "a distinguished name",
+            Self::SanDns(_) => "a DNS name (no wildcard)",
+            Self::SanUri(_) => "an absolute URI",
+            _ => "an email address",
+        };
+        Err(format!(
+            "{} '{}' is not {what} (RFC 8705 §2.1.2)",
+            self.member_name(),
+            value.escape_debug()
+        ))
+    }
+}
+
+/// Not empty, and without whitespace or control characters.
+fn plain(value: &str) -> bool {
+    !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A host name: 1 to 253 bytes of dot-separated labels of 1 to 63 ASCII
+/// letters, digits and `-`, a label neither starting nor ending with `-`.
+fn is_dns_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// RFC 3986 §3.1: `scheme ":"` and something after it.
+fn has_scheme(uri: &str) -> bool {
+    uri.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
 }
 
 #[cfg(feature = "mtls")]
@@ -451,6 +524,11 @@ mod verify {
     }
 
     fn subject_matches(cert: &X509Certificate<'_>, subject: &TlsClientAuthSubject) -> bool {
+        // A value that names nothing (a client a registry built without
+        // the registration checks) matches nothing.
+        if subject.check_value().is_err() {
+            return false;
+        }
         if let TlsClientAuthSubject::SubjectDn(dn) = subject {
             let Ok(registered) = parse_dn(dn) else {
                 return false;

@@ -590,7 +590,8 @@ fn check_key_members(client: &Client) -> Result<(), String> {
     Ok(())
 }
 
-/// RFC 8705: `tls_client_auth` needs exactly one subject member,
+/// RFC 8705: `tls_client_auth` needs exactly one subject member, with a
+/// value that names something (see `TlsClientAuthSubject::check_value`),
 /// `self_signed_tls_client_auth` an inline `jwks` with its certificate or
 /// key; the subject members belong to `tls_client_auth` only. Both need
 /// the `mtls` feature, which verifies them.
@@ -608,7 +609,7 @@ fn check_mtls_members(client: &Client) -> Result<(), String> {
                  tls_client_auth_san_email (RFC 8705 §2.1.2)"
                 .into())
         }
-        (AuthMethod::TlsClientAuth, Some(_)) => {}
+        (AuthMethod::TlsClientAuth, Some(subject)) => subject.check_value()?,
         (_, Some(subject)) => {
             return Err(format!(
                 "{} is for tls_client_auth clients, not {method}",
