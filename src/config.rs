@@ -53,7 +53,7 @@ pub enum Profile {
     ///
     /// | Rule | [`Profile::Rfc9126`] | `Fapi2` | Clause |
     /// |---|---|---|---|
-    /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt` (as registered) | `private_key_jwt` only; public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
+    /// | Client authentication | `client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt`, `client_secret_jwt`, `tls_client_auth`, `self_signed_tls_client_auth` (as registered) | `private_key_jwt`, `tls_client_auth` or `self_signed_tls_client_auth` (feature `mtls`); public clients refused | FAPI 2.0 SP §5.3.2.1 items 3, 6 (FAPI-3, FAPI-5) |
     /// | Client assertion `aud` | issuer, token endpoint URL or PAR endpoint URL; string or array | the issuer, as a string | §5.3.2.1 item 8 (FAPI-8) |
     /// | JWT `iat`/`nbf` ahead of the clock | up to `ParLayer::jwt_leeway` (30 s) | leeway held within 10..=60 s: 10 s ahead accepted, over 60 s refused | §5.3.2.1 item 13 (FAPI-13) |
     /// | JWS algorithms (assertions, request objects, DPoP proofs) | RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; HS256/384/512 for `client_secret_jwt` | PS256, ES256, EdDSA | §5.4.1 (FAPI-25) |
@@ -302,6 +302,8 @@ pub enum Setting {
     DpopNonceStep,
     /// `ParLayer::jwks_cache` (feature `jwt`).
     JwksCache,
+    /// `ParLayer::tls_client_roots` (feature `mtls`).
+    TlsClientRoots,
 }
 
 impl Setting {
@@ -327,6 +329,7 @@ impl Setting {
             Self::DpopNonceSecret => "dpop_nonce_secret",
             Self::DpopNonceStep => "dpop_nonce_step",
             Self::JwksCache => "jwks_cache",
+            Self::TlsClientRoots => "tls_client_roots",
         }
     }
 }
@@ -451,6 +454,10 @@ pub(crate) struct Settings {
     /// Clients' keys: inline `jwks`, or `jwks_uri` fetched and cached.
     #[cfg(feature = "jwt")]
     pub(crate) client_keys: crate::client::ClientKeys,
+    /// The CAs of `tls_client_auth` certificates (RFC 8705 §2.1); `Some`
+    /// also means the deployment takes client certificates.
+    #[cfg(feature = "mtls")]
+    pub(crate) tls_client_roots: Option<Arc<crate::client::mtls::TrustRoots>>,
 }
 
 impl Default for Settings {
@@ -483,6 +490,8 @@ impl Default for Settings {
             jwt: JwtSettings::default(),
             #[cfg(feature = "jwt")]
             client_keys: crate::client::ClientKeys::default_for_layer(),
+            #[cfg(feature = "mtls")]
+            tls_client_roots: None,
         }
     }
 }
@@ -513,6 +522,8 @@ impl fmt::Debug for Settings {
             .field("validators", &self.validators.len())
             .field("error_page", &self.error_page.is_some())
             .field("jwt", &self.jwt);
+        #[cfg(feature = "mtls")]
+        d.field("tls_client_roots", &self.tls_client_roots);
         d.finish()
     }
 }
@@ -776,6 +787,23 @@ pub(crate) fn check_flow_path(path: &str) -> Result<&str, ConfigError> {
     if path.contains(['?', '#']) {
         return Err(bad("must not have a query or fragment"));
     }
+    // As for authorize_path: a prefix is compared with the request path as
+    // it arrives, so an escape, a `;` parameter, a `\`, an empty segment or
+    // a dot segment would never match what a browser sends.
+    if path.contains(['%', ';', '\\']) {
+        return Err(bad("must not contain '%', ';' or '\\'"));
+    }
+    // One trailing `/` is allowed (and dropped below).
+    let inner = match path {
+        "/" => "",
+        p => p.strip_suffix('/').unwrap_or(p),
+    };
+    let mut segments = inner.split('/').skip(1);
+    if segments.any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(bad(
+            "must not have empty ('//') or dot ('.', '..') segments",
+        ));
+    }
     if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad("must not contain control characters or spaces"));
     }
@@ -831,7 +859,11 @@ mod tests {
         );
         assert_eq!(check_flow_path("/auth/").unwrap(), "/auth");
         assert_eq!(check_flow_path("/").unwrap(), "/");
-        for bad in ["auth", "", "/a?b", "/a#b", "/a\nb", "/a b"] {
+        assert_eq!(check_flow_path("/a/b.c/").unwrap(), "/a/b.c");
+        for bad in [
+            "auth", "", "/a?b", "/a#b", "/a\nb", "/a b", "/a%2Fb", "/a;x", "/a\\b", "//a", "/a//b",
+            "/a//", "/./a", "/a/..", "/a/../b", "/a/.", "//",
+        ] {
             assert_eq!(
                 check_flow_path(bad).unwrap_err().setting(),
                 Setting::FlowPaths

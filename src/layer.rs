@@ -364,8 +364,9 @@ where
     /// the authorization endpoint and these paths, so that the browser
     /// presents it on each of them; a `__Host-` cookie keeps `Path=/`.
     ///
-    /// An entry must start with `/` and have no query, fragment, space or
-    /// control character, else a [`ConfigError`] naming
+    /// An entry must start with `/` and have no query, fragment, space,
+    /// control character, `%`, `;`, `\`, empty (`//`) or dot segment (a
+    /// path no browser request arrives with), else a [`ConfigError`] naming
     /// [`Setting::FlowPaths`]; at most 64 entries.
     ///
     /// ```
@@ -540,6 +541,44 @@ where
         cache.check()?;
         let keys = self.config.client_keys.with_settings(cache);
         self.config_mut().client_keys = keys;
+        Ok(self)
+    }
+
+    /// The CA certificates (DER) that `tls_client_auth` clients'
+    /// certificates must chain to (RFC 8705 §2.1), replacing any set
+    /// before. The chain is verified from the
+    /// [`ClientCertificate`](crate::ClientCertificate) request extension:
+    /// signatures up to one of these roots, validity at the time of the
+    /// request, and the client-authentication extended key usage when the
+    /// certificate lists usages; then the registered subject is matched
+    /// (see [`TlsClientAuthSubject`](crate::TlsClientAuthSubject)). Without
+    /// roots, `tls_client_auth` clients never authenticate
+    /// (`401 invalid_client`, with a `tracing` warning).
+    ///
+    /// Setting it, even to an empty set, also says that this deployment
+    /// takes client certificates: the discovery documents then advertise
+    /// `self_signed_tls_client_auth`, and `tls_client_auth` when the set is
+    /// not empty.
+    ///
+    /// ```
+    /// use tower_par::{ParLayer, Setting, StaticClients};
+    ///
+    /// let err = ParLayer::new(StaticClients::new())
+    ///     .tls_client_roots([b"not a certificate".to_vec()])
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), Setting::TlsClientRoots);
+    /// assert!(err.to_string().starts_with("tls_client_roots"));
+    /// ```
+    #[cfg(feature = "mtls")]
+    pub fn tls_client_roots<I, T>(mut self, roots: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<bytes::Bytes>,
+    {
+        let roots = crate::client::mtls::TrustRoots::from_der(roots).map_err(|message| {
+            ConfigError::new(Setting::TlsClientRoots, ConfigErrorKind::Invalid, message)
+        })?;
+        self.config_mut().tls_client_roots = Some(Arc::new(roots));
         Ok(self)
     }
 

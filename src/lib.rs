@@ -262,6 +262,37 @@
 //! # let _ = layer;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # mTLS client authentication (RFC 8705)
+//!
+//! With the feature `mtls`, clients may authenticate with their TLS client
+//! certificate: `tls_client_auth` (a certificate from a CA you trust,
+//! matched by its registered subject DN or subject alternative name, see
+//! [`TlsClientAuthSubject`]) and `self_signed_tls_client_auth` (a
+//! certificate or public key registered in the client's `jwks`). The
+//! layer does not terminate TLS: the server that does puts the client's
+//! certificate chain in the request as a [`ClientCertificate`] extension
+//! (or, behind a trusted front proxy, reads it from the RFC 9440
+//! `Client-Cert` header with [`ClientCertificate::from_rfc9440`]). The
+//! request itself carries only the `client_id`. Both methods count as
+//! confidential under [`Profile::Fapi2`].
+//!
+//! ```
+//! # #[cfg(feature = "mtls")] {
+//! use tower_par::{ParLayer, StaticClients};
+//!
+//! let clients = StaticClients::from_json(r#"{"clients":[{
+//!   "client_id": "bank-app",
+//!   "token_endpoint_auth_method": "tls_client_auth",
+//!   "tls_client_auth_subject_dn": "CN=bank-app,O=Example Bank,C=DE",
+//!   "redirect_uris": ["https://bank-app.example/cb"]
+//! }]}"#)?;
+//! let ca_der: Vec<Vec<u8>> = Vec::new(); // the clients' CA certificates, DER
+//! let layer = ParLayer::new(clients).tls_client_roots(ca_der)?;
+//! # let _ = layer;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -298,8 +329,8 @@ pub use body::{ParRequestBody, ParResponseBody};
 #[cfg(feature = "jwks-fetch")]
 pub use client::HttpJwksFetcher;
 pub use client::{
-    AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCredentials,
-    Jwks, Secret, StaticClients, StaticClientsError,
+    AuthMethod, CachingClients, Client, ClientAuthError, ClientAuthenticator, ClientCertificate,
+    ClientCredentials, Jwks, Secret, StaticClients, StaticClientsError, TlsClientAuthSubject,
 };
 #[cfg(feature = "jwt")]
 pub use client::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};

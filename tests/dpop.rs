@@ -591,6 +591,8 @@ async fn dpop7_nonce_retry_as_a_client_does_it() {
     let res = send(&svc, push(&proof(&key))).await;
     let nonces = dpop_nonces(&res);
     assert_eq!(nonces.len(), 1, "exactly one DPoP-Nonce");
+    // Readable by a browser client's script (Fetch: exposed headers).
+    assert_eq!(res.headers()["access-control-expose-headers"], "DPoP-Nonce");
     let d = assert_oauth_error(res, 400, "use_dpop_nonce").await;
     assert!(d.contains("requires a nonce"), "{d}");
 
@@ -598,6 +600,7 @@ async fn dpop7_nonce_retry_as_a_client_does_it() {
     let p = proof_with(&key, json!({ "nonce": nonce }));
     let res = send(&svc, push(&p)).await;
     assert_eq!(dpop_nonces(&res).len(), 1, "a nonce for the next proof");
+    assert_eq!(res.headers()["access-control-expose-headers"], "DPoP-Nonce");
     let uri = created_uri(res).await;
     assert_eq!(
         redeem(&svc, C, &uri).await["dpop_jkt"],

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -177,7 +179,20 @@ async fn serve<St: ParStore>(
     interaction: &'static str,
 ) -> Server {
     let (inner, counters) = upstream(authorize_path, interaction);
-    let svc = tower::Layer::layer(&layer, inner);
+    listen(tower::Layer::layer(&layer, inner), counters).await
+}
+
+/// Serves `svc` on `127.0.0.1:0`.
+async fn listen<S, B>(svc: S, counters: Arc<Counters>) -> Server
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -212,6 +227,9 @@ struct Cookie {
 struct Browser {
     http: Client<HttpConnector, Full<Bytes>>,
     jar: Arc<Mutex<HashMap<String, Cookie>>>,
+    /// `name=value` pairs sent before the jar's on every path, as cookies
+    /// planted with a longer `Path` (or for a parent domain) are.
+    planted: Arc<Mutex<Vec<String>>>,
 }
 
 struct Page {
@@ -232,17 +250,19 @@ impl Browser {
         Self {
             http: Client::builder(TokioExecutor::new()).build_http(),
             jar: Arc::default(),
+            planted: Arc::default(),
         }
     }
 
     /// The `Cookie` header this browser sends on `path`.
     fn cookie_header(&self, path: &str) -> Option<String> {
         let jar = self.jar.lock().unwrap();
-        let pairs: Vec<String> = jar
-            .iter()
-            .filter(|(_, c)| path_matches(path, &c.path))
-            .map(|(n, c)| format!("{n}={}", c.value))
-            .collect();
+        let mut pairs = self.planted.lock().unwrap().clone();
+        pairs.extend(
+            jar.iter()
+                .filter(|(_, c)| path_matches(path, &c.path))
+                .map(|(n, c)| format!("{n}={}", c.value)),
+        );
         (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 
@@ -647,6 +667,323 @@ async fn the_state_tells_two_flows_of_one_client_apart() {
         .unwrap()
         .contains("state=two"));
     assert_refused(&b.get(&server.base, &two).await);
+}
+
+type AnswerBody = BoxBody<Bytes, Infallible>;
+
+/// An authorization server whose authorization endpoint answers a redeemed
+/// request with `answer(code)` itself (`bounce: false`), or bounces the
+/// browser to `/authorize/resume/1`, which answers with it.
+async fn serve_answering<F>(layer: ParLayer, bounce: bool, answer: F) -> Server
+where
+    F: Fn(&str) -> Response<AnswerBody> + Clone + Send + Sync + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let inner = service_fn(move |req: UpstreamRequest| {
+        let (c, answer) = (c.clone(), answer.clone());
+        async move {
+            if req.uri().path() == "/authorize" {
+                if req.extensions().get::<PushedAuthorization>().is_none() {
+                    return Ok(Response::builder()
+                        .status(StatusCode::BAD_REQUEST)
+                        .body(full("upstream: not a pushed request"))
+                        .unwrap());
+                }
+                c.authorize.fetch_add(1, Ordering::SeqCst);
+                if bounce {
+                    return Ok(Response::builder()
+                        .status(StatusCode::SEE_OTHER)
+                        .header(header::LOCATION, "/authorize/resume/1")
+                        .body(full(""))
+                        .unwrap());
+                }
+            }
+            let code = format!("code-{}", c.codes.fetch_add(1, Ordering::SeqCst) + 1);
+            Ok::<_, Infallible>(answer(&code))
+        }
+    });
+    listen(tower::Layer::layer(&layer, inner), counters).await
+}
+
+fn full(body: impl Into<Bytes>) -> AnswerBody {
+    Full::new(body.into()).boxed()
+}
+
+/// A body of unknown length (sent chunked), as a proxied response is.
+fn streamed(body: String) -> AnswerBody {
+    let body = Bytes::from(body);
+    let (a, b) = body.split_at(body.len() / 2);
+    let frames = [Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)]
+        .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+    StreamBody::new(futures::stream::iter(frames)).boxed()
+}
+
+/// The auto-submitting page of `response_mode=form_post`, `padding`
+/// bytes longer.
+fn form_post_page(code: &str, padding: usize) -> String {
+    format!(
+        "<html><body onload=\"document.forms[0].submit()\"><!--{}-->\
+         <form method=\"post\" action=\"{C_REDIRECT}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
+         <input type=\"hidden\" name=\"state\" value=\"s1\">\
+         </form></body></html>",
+        "x".repeat(padding)
+    )
+}
+
+fn html(content_type: &str, body: AnswerBody) -> Response<AnswerBody> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .unwrap()
+}
+
+/// The authorization response of a flow: the page from the later step
+/// (`bounce`), or from the authorization endpoint itself.
+async fn answer_of(server: &Server, b: &Browser, authorize: &str, bounce: bool) -> Page {
+    let first = b.get(&server.base, authorize).await;
+    if !bounce {
+        return first;
+    }
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    let resume = first.location.unwrap();
+    assert_eq!(resume, "/authorize/resume/1");
+    b.get(&server.base, &resume).await
+}
+
+/// PAR-28: the `state` of the authorization response agrees with the
+/// pushed one under either reading of the query: form-decoded (`+` is a
+/// space) or RFC 3986 percent-decoded (`+` is itself, as URI builders
+/// leave it). A pushed `ab+cd` echoed as `state=ab+cd` ends the flow; a
+/// `state` that differs under both readings does not.
+#[tokio::test]
+async fn par28_a_state_echoed_with_an_unencoded_plus_ends_the_flow() {
+    let cases = [
+        ("ab+cd", "ab+cd", true),
+        ("ab+cd", "ab%2Bcd", true),
+        ("ab cd", "ab+cd", true),
+        ("ab cd", "ab%20cd", true),
+        ("a+b c", "a%2Bb+c", true),
+        ("a+b c", "a+b%20c", true),
+        ("ab+cd", "ab-cd", false),
+        ("ab+cd", "ab+ce", false),
+    ];
+    for (pushed, echoed, ends) in cases {
+        let server = serve_answering(dev_layer(), true, move |code| {
+            Response::builder()
+                .status(StatusCode::SEE_OTHER)
+                .header(
+                    header::LOCATION,
+                    format!("{C_REDIRECT}?code={code}&state={echoed}"),
+                )
+                .body(full(""))
+                .unwrap()
+        })
+        .await;
+        let form = pushed_form(&form_encode(pushed), "");
+        let authorize = push(&server, "/par", "/authorize", form).await;
+        let b = Browser::new();
+        let before = b.get(&server.base, &authorize).await;
+        assert_eq!(before.status, StatusCode::SEE_OTHER);
+        let same_cookies = b.snapshot();
+        let code = b.get(&server.base, "/authorize/resume/1").await;
+        let callback = code.location.unwrap();
+        assert!(callback.starts_with(C_REDIRECT), "{callback}");
+        b.restore(same_cookies);
+        let again = b.get(&server.base, &authorize).await;
+        if ends {
+            assert_refused(&again);
+            assert_eq!(server.counters.authorize.load(Ordering::SeqCst), 1);
+        } else {
+            // Another flow's response: this one stays reload-safe.
+            assert_eq!(again.status, StatusCode::SEE_OTHER, "{pushed:?} {echoed:?}");
+        }
+    }
+}
+
+/// PAR-28, FAPI 2.0 note 3: the `form_post` page ends the flow however it
+/// is served: streamed (no length known in advance), with a media type in
+/// upper case, with `Content-Encoding: identity`; at the authorization
+/// endpoint and on a later step.
+#[tokio::test]
+async fn par28_a_streamed_or_upper_case_form_post_page_ends_the_flow() {
+    type Serve = fn(&str) -> Response<AnswerBody>;
+    let pages: [(&str, Serve); 4] = [
+        ("streamed", |code| {
+            html(
+                "text/html; charset=utf-8",
+                streamed(form_post_page(code, 0)),
+            )
+        }),
+        ("upper case", |code| {
+            html("Text/HTML; charset=UTF-8", full(form_post_page(code, 0)))
+        }),
+        ("upper case, streamed", |code| {
+            html("TEXT/HTML", streamed(form_post_page(code, 0)))
+        }),
+        ("identity", |code| {
+            let mut res = html("text/html", streamed(form_post_page(code, 200 * 1024)));
+            res.headers_mut()
+                .insert(header::CONTENT_ENCODING, "identity".parse().unwrap());
+            res
+        }),
+    ];
+    for bounce in [true, false] {
+        for (what, page) in pages {
+            let server = serve_answering(dev_layer(), bounce, page).await;
+            let form = pushed_form("s1", "&response_mode=form_post");
+            let authorize = push(&server, "/par", "/authorize", form).await;
+            let b = Browser::new();
+            let same_cookies = b.snapshot();
+            let answer = answer_of(&server, &b, &authorize, bounce).await;
+            assert_eq!(answer.status, StatusCode::OK, "{what}: {}", answer.body);
+            assert!(
+                answer.body.contains("name=\"code\" value=\"code-1\""),
+                "{what}: {}",
+                answer.body
+            );
+            assert!(
+                answer.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
+                "{what} (bounce {bounce}): {:?}",
+                answer.set_cookies
+            );
+            if bounce {
+                b.restore(same_cookies);
+            }
+            assert_refused(&b.get(&server.base, &authorize).await);
+            assert_eq!(server.counters.codes.load(Ordering::SeqCst), 1, "{what}");
+        }
+    }
+}
+
+/// PAR-28, fail closed: an HTML `200` that could be the `form_post` page
+/// of a presented flow but cannot be checked (compressed, or larger than
+/// 256 KiB, whether or not its length is known) is not delivered: a
+/// `server_error` page instead, without the code, and the flow stays open.
+/// The same compressed page for a flow that is not `form_post` passes.
+#[tokio::test]
+async fn par28_a_form_post_page_that_cannot_be_checked_is_not_delivered() {
+    type Serve = fn(&str) -> Response<AnswerBody>;
+    let pages: [(&str, Serve); 4] = [
+        ("gzip", |code| {
+            let mut res = html("text/html", full(form_post_page(code, 0)));
+            res.headers_mut()
+                .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+            res
+        }),
+        ("identity, br", |code| {
+            let mut res = html("text/html", streamed(form_post_page(code, 0)));
+            res.headers_mut()
+                .insert(header::CONTENT_ENCODING, "identity, br".parse().unwrap());
+            res
+        }),
+        ("streamed, 300 KiB", |code| {
+            html("text/html", streamed(form_post_page(code, 300 * 1024)))
+        }),
+        ("300 KiB", |code| {
+            html("text/html", full(form_post_page(code, 300 * 1024)))
+        }),
+    ];
+    for bounce in [true, false] {
+        for (what, page) in pages {
+            let server = serve_answering(dev_layer(), bounce, page).await;
+            let form = pushed_form("s1", "&response_mode=form_post");
+            let authorize = push(&server, "/par", "/authorize", form).await;
+            let b = Browser::new();
+            let answer = answer_of(&server, &b, &authorize, bounce).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{what}: {}",
+                answer.body
+            );
+            assert!(
+                answer.body.contains("server_error"),
+                "{what}: {}",
+                answer.body
+            );
+            assert!(!answer.body.contains("code-1"), "{what}");
+            assert!(answer.location.is_none());
+            if bounce {
+                // Nothing was completed: the flow can be retried.
+                let again = b.get(&server.base, &authorize).await;
+                assert_eq!(again.status, StatusCode::SEE_OTHER, "{what}");
+            }
+        }
+        // Not a form_post flow: the page is not an authorization response.
+        let (_, gzip) = pages[0];
+        let server = serve_answering(dev_layer(), bounce, gzip).await;
+        let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
+        let answer = answer_of(&server, &Browser::new(), &authorize, bounce).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+}
+
+/// PAR-28: cookies planted before the flow's own (a non-`__Host-` cookie
+/// can be set by a sibling subdomain, with a longer `Path` so that it is
+/// sent first) do not hide it on the later step, however many: names that
+/// only start like a flow cookie's, names of the exact shape with
+/// malformed values, a flow's value under another flow's name, and
+/// malformed values under the flow's own name.
+#[tokio::test]
+async fn par28_planted_flow_cookies_do_not_hide_the_flows_own() {
+    let server = serve(dev_layer(), "/authorize", "/authorize/resume").await;
+    let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
+    let b = Browser::new();
+    let resume = b.get(&server.base, &authorize).await.location.unwrap();
+    let (name, real) = b.flow_cookies().remove(0);
+    assert_eq!(name.len(), "par_flow_".len() + 12, "{name}");
+    let mut planted = Vec::new();
+    for i in 0..20 {
+        planted.push(format!("par_flow_j{i}=x"));
+        planted.push(format!("par_flow_{i:0>12}=x.y.z"));
+        planted.push(format!("par_flow_{i:0>12}={}", real.value));
+        planted.push(format!("{name}=junk{i}"));
+    }
+    *b.planted.lock().unwrap() = planted;
+    let same_cookies = b.snapshot();
+    let code = b.get(&server.base, &resume).await;
+    assert!(code.location.unwrap().starts_with(C_REDIRECT));
+    assert!(
+        code.set_cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0")),
+        "{:?}",
+        code.set_cookies
+    );
+    b.restore(same_cookies);
+    assert_refused(&b.get(&server.base, &authorize).await);
+    assert_eq!(server.counters.codes.load(Ordering::SeqCst), 1);
+}
+
+/// PAR-28: a `flow_paths` entry must be a path a request can match as it
+/// arrives, as `authorize_path` must: no escapes, `;` parameters, `\`,
+/// empty segments or dot segments.
+#[test]
+fn par28_flow_paths_refuse_spellings_no_request_path_matches() {
+    for bad in [
+        "/login%2Dactions",
+        "/login;jsessionid=1",
+        "/login\\actions",
+        "//login-actions",
+        "/realms//login-actions",
+        "/login-actions//",
+        "/./login-actions",
+        "/realms/x/../login-actions",
+        "/login-actions/.",
+        "//",
+    ] {
+        let err = ParLayer::new(clients()).flow_paths([bad]).unwrap_err();
+        assert_eq!(err.setting(), Setting::FlowPaths, "{bad:?}");
+        assert!(err.to_string().contains("flow_paths"), "{err}");
+    }
+    for good in ["/", "/login-actions/", "/realms/x.y/login-actions"] {
+        assert!(
+            ParLayer::new(clients()).flow_paths([good]).is_ok(),
+            "{good}"
+        );
+    }
 }
 
 #[test]

@@ -785,9 +785,12 @@ async fn fapi8_aud_is_the_issuer_as_a_string_only() {
     assert_created(send(&svc, push(K_ES256, &a)).await, 60).await;
 }
 
-/// FAPI-5: under FAPI only private_key_jwt authenticates.
+/// FAPI-5: under FAPI only private_key_jwt and, with the `mtls` feature,
+/// the mTLS methods authenticate (tests/mtls.rs has the mTLS side); the
+/// secret-based methods are refused, and the answer names the accepted
+/// ones.
 #[tokio::test]
-async fn fapi5_only_private_key_jwt_authenticates() {
+async fn fapi5_only_private_key_jwt_or_mtls_authenticates() {
     let (svc, calls) = layered(&fapi_layer());
     let res = send(
         &svc,
@@ -805,6 +808,11 @@ async fn fapi5_only_private_key_jwt_authenticates() {
         .starts_with("Basic"));
     let desc = assert_oauth_error(res, 401, "invalid_client").await;
     assert!(desc.contains("private_key_jwt"), "{desc}");
+    #[cfg(feature = "mtls")]
+    assert!(
+        desc.contains("tls_client_auth") && desc.contains("self_signed_tls_client_auth"),
+        "{desc}"
+    );
     let post = form_post(
         "/par",
         format!("{}&client_secret={B_SECRET}", base_body_for(B, CB)),

@@ -1,1 +1,228 @@
-//! placeholder
+//! The public listener and everything around it: TLS and optional client
+//! certificates (RFC 8705), the `Connection` and `ClientCertificate`
+//! request extensions, RFC 9440 `Client-Cert` from trusted front proxies,
+//! `/healthz` and `/readyz`, the Prometheus listener, one log line per
+//! request, and the graceful shutdown.
+//!
+//! `run` serves a configuration. [`serve_with`] is the same server around
+//! any inner service (tests and benchmarks use it):
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use par_proxy::server::{serve_with, ServeOptions};
+//!
+//! # async fn example() -> Result<(), String> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+//! let inner = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+//!     Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hello"))))
+//! });
+//! serve_with(listener, ServeOptions::new(), inner, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! What happens to a request, in order:
+//!
+//! 1. `GET /healthz` (liveness, `200 ok`) and `GET /readyz` (`200` when
+//!    the readiness check passes, else `503` with a short reason) are
+//!    answered here and never reach the layer or the upstream.
+//! 2. Client certificates: the certificate of the TLS handshake becomes
+//!    the `ClientCertificate` extension; without one, RFC 9440
+//!    `Client-Cert` / `Client-Cert-Chain` from a peer in `trusted_proxies`
+//!    does; from any other peer those headers are removed (AUTH-24).
+//! 3. The [`Connection`] extension (peer, local
+//!    address, TLS, trusted) is added, and the inner service is called.
+//! 4. One log line (target [`ACCESS_TARGET`]): method, path without the
+//!    query, status, duration in ms, peer; and the request metrics
+//!    ([`REQUESTS_TOTAL`], [`REQUEST_DURATION`]) by status class.
+//!
+//! On shutdown the listener is closed at once (new connections are
+//! refused), requests in flight finish, idle connections are closed, and
+//! after [`DEFAULT_SHUTDOWN_TIMEOUT`] what is still open is dropped.
+
+mod accept;
+mod front;
+mod logging;
+mod metrics;
+mod tls;
+mod trusted;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+pub use logging::{env_filter, init_logging, subscriber, ACCESS_TARGET};
+pub use metrics::{install_recorder, serve_metrics, REQUESTS_TOTAL, REQUEST_DURATION};
+pub use tls::server_config as tls_server_config;
+pub use trusted::TrustedProxies;
+
+use tower_par::ClientCertificate;
+
+use crate::Connection;
+
+/// The error type of the server's services (hyper's bound).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long in-flight requests get to finish after shutdown is signalled.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`serve_with`] needs besides the listener and the inner service.
+///
+/// ```
+/// use std::time::Duration;
+/// use par_proxy::server::{ServeOptions, TrustedProxies};
+///
+/// let options = ServeOptions::new()
+///     .trusted_proxies(TrustedProxies::parse(["127.0.0.1"]).unwrap())
+///     .readiness(|| async { Ok(()) })
+///     .shutdown_timeout(Duration::from_secs(5));
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ServeOptions {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    trusted: TrustedProxies,
+    readiness: Option<front::ReadinessCheck>,
+    shutdown_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("tls", &self.tls.is_some())
+            .field("trusted", &self.trusted)
+            .field("readiness", &self.readiness.is_some())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl ServeOptions {
+    /// Plain HTTP, no trusted proxy, `/readyz` always ready, the default
+    /// shutdown deadline.
+    pub fn new() -> Self {
+        Self {
+            tls: None,
+            trusted: TrustedProxies::none(),
+            readiness: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+
+    /// Terminates TLS with this configuration (see [`tls_server_config`]);
+    /// client certificates the handshake accepted become the
+    /// `ClientCertificate` extension.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The peers whose `X-Forwarded-*`, `Forwarded` and `Client-Cert`
+    /// headers are believed (`Connection::trusted`).
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// What `/readyz` checks: `Ok(())` is ready, `Err(reason)` answers
+    /// `503 not ready: <reason>` (keep the reason short and free of
+    /// internals). Bounded at 5 seconds.
+    pub fn readiness<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness = Some(Arc::new(move || Box::pin(check())));
+        self
+    }
+
+    /// How long in-flight requests get after shutdown is signalled.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+}
+
+/// Serves `inner` on `listener` behind the server's front (health routes,
+/// client certificates, `Connection`, logs, metrics; see the module docs)
+/// until `shutdown` completes, then drains in-flight requests within the
+/// shutdown deadline and returns.
+///
+/// HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN `h2` with TLS). The inner
+/// service is cloned per connection.
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    options: ServeOptions,
+    inner: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let ServeOptions {
+        tls,
+        trusted,
+        readiness,
+        shutdown_timeout,
+    } = options;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let make_service = move |accepted: &accept::Accepted| front::Front {
+        inner: inner.clone(),
+        connection: Connection {
+            peer: accepted.peer,
+            local: accepted.local,
+            tls: accepted.tls,
+            trusted: trusted.contains(accepted.peer.ip()),
+        },
+        certificate: accepted.chain.as_ref().and_then(|chain| {
+            ClientCertificate::from_der_chain(
+                chain.iter().map(|der| Bytes::copy_from_slice(der.as_ref())),
+            )
+        }),
+        readiness: readiness.clone(),
+    };
+    accept::serve(listener, acceptor, make_service, shutdown, shutdown_timeout).await
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!(target: "par_proxy::server", "shutdown signal received; draining");
+}

@@ -15,6 +15,7 @@ mod fetch;
 #[cfg(feature = "jwt")]
 pub(crate) mod jwt;
 mod keys;
+pub(crate) mod mtls;
 mod registry;
 
 pub(crate) use basic::{decode_basic, is_basic};
@@ -26,6 +27,7 @@ pub(crate) use fetch::{ClientKeys, KeysError};
 #[cfg(feature = "jwt")]
 pub use fetch::{FetchedJwks, JwksCacheConfig, JwksFetchError, JwksFetcher};
 pub use keys::Jwks;
+pub use mtls::{ClientCertificate, TlsClientAuthSubject};
 pub use registry::{StaticClients, StaticClientsError};
 
 use std::fmt;
@@ -45,7 +47,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(method, AuthMethod::PrivateKeyJwt);
 /// assert!(method.uses_assertion() && !method.uses_secret());
 /// assert_eq!(AuthMethod::ClientSecretPost.to_string(), "client_secret_post");
-/// assert!("tls_client_auth".parse::<AuthMethod>().is_err());
+/// let mtls: AuthMethod = "tls_client_auth".parse()?;
+/// assert!(mtls.uses_certificate() && !mtls.uses_secret());
+/// assert!("client_secret".parse::<AuthMethod>().is_err());
 /// # Ok::<(), String>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -63,6 +67,15 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// A JWT MACed (HS256/384/512) with the client secret (OIDC Core §9).
     ClientSecretJwt,
+    /// Mutual TLS with a certificate issued by a trusted CA, matched by
+    /// its registered subject (RFC 8705 §2.1): the [`ClientCertificate`]
+    /// request extension is the credential, the body names the client.
+    /// Verified by the layer with the feature `mtls`.
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate whose certificate or
+    /// public key is registered in the client's `jwks` (RFC 8705 §2.2).
+    /// Verified by the layer with the feature `mtls`.
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -74,6 +87,8 @@ impl AuthMethod {
             Self::None => "none",
             Self::PrivateKeyJwt => "private_key_jwt",
             Self::ClientSecretJwt => "client_secret_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 
@@ -89,6 +104,12 @@ impl AuthMethod {
     /// (`client_assertion`, RFC 7523).
     pub fn uses_assertion(&self) -> bool {
         matches!(self, Self::PrivateKeyJwt | Self::ClientSecretJwt)
+    }
+
+    /// Whether the client authenticates with its TLS client certificate
+    /// (RFC 8705: `tls_client_auth`, `self_signed_tls_client_auth`).
+    pub fn uses_certificate(&self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
     }
 }
 
@@ -107,6 +128,8 @@ impl FromStr for AuthMethod {
             "none" => Ok(Self::None),
             "private_key_jwt" => Ok(Self::PrivateKeyJwt),
             "client_secret_jwt" => Ok(Self::ClientSecretJwt),
+            "tls_client_auth" => Ok(Self::TlsClientAuth),
+            "self_signed_tls_client_auth" => Ok(Self::SelfSignedTlsClientAuth),
             other => Err(format!("unsupported token_endpoint_auth_method '{other}'")),
         }
     }
@@ -163,6 +186,10 @@ pub struct Client {
     /// Whether its tokens must be DPoP-bound (`dpop_bound_access_tokens`,
     /// RFC 9449 §5.2): its token requests need a DPoP proof.
     pub dpop_bound_access_tokens: bool,
+    /// What a [`TlsClientAuth`](AuthMethod::TlsClientAuth) client's
+    /// certificate must carry (RFC 8705 §2.1.2); required for that method
+    /// and refused for the others.
+    pub tls_client_auth_subject: Option<TlsClientAuthSubject>,
 }
 
 impl Client {
@@ -182,6 +209,7 @@ impl Client {
             request_object_signing_alg: None,
             require_signed_request_object: false,
             dpop_bound_access_tokens: false,
+            tls_client_auth_subject: None,
         }
     }
 
@@ -292,6 +320,14 @@ impl Client {
         self.dpop_bound_access_tokens = required;
         self
     }
+
+    /// Registers the subject a `tls_client_auth` client's certificate
+    /// must carry (RFC 8705 §2.1.2).
+    #[must_use]
+    pub fn tls_client_auth_subject(mut self, subject: TlsClientAuthSubject) -> Self {
+        self.tls_client_auth_subject = Some(subject);
+        self
+    }
 }
 
 /// A client secret. `Debug` never prints it.
@@ -331,6 +367,15 @@ impl fmt::Debug for Secret {
 /// (feature `jwt`), with the keys of [`ClientAuthenticator::client`] or the
 /// secret of [`ClientAuthenticator::client_secret`];
 /// [`ClientAuthenticator::authenticate`] sees only the other methods.
+///
+/// The mTLS methods (RFC 8705) have no credential in the request body: a
+/// request with a [`ClientCertificate`] extension and nothing but a
+/// `client_id` reads as [`AuthMethod::None`]. When the client named is
+/// registered for [`AuthMethod::TlsClientAuth`] or
+/// [`AuthMethod::SelfSignedTlsClientAuth`] (as
+/// [`ClientAuthenticator::client_for_authentication`] answers), the layer
+/// verifies the certificate itself (feature `mtls`); otherwise the request
+/// goes to [`ClientAuthenticator::authenticate`] as a `none` request.
 ///
 /// ```
 /// use tower_par::{

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     AuthMethod, Client, ClientAuthError, ClientAuthenticator, ClientCredentials, Jwks, Secret,
+    TlsClientAuthSubject,
 };
 
 /// Digest compared against when the client is unknown, so that an unknown
@@ -183,6 +184,11 @@ struct FileClient {
     require_signed_request_object: bool,
     #[serde(default)]
     dpop_bound_access_tokens: bool,
+    tls_client_auth_subject_dn: Option<String>,
+    tls_client_auth_san_dns: Option<String>,
+    tls_client_auth_san_uri: Option<String>,
+    tls_client_auth_san_ip: Option<String>,
+    tls_client_auth_san_email: Option<String>,
     /// Every other member: checked against [`IGNORED_MEMBERS`].
     #[serde(flatten)]
     other: std::collections::BTreeMap<String, serde_json::Value>,
@@ -392,6 +398,14 @@ impl StaticClients {
             client.request_object_signing_alg = c.request_object_signing_alg;
             client.require_signed_request_object = c.require_signed_request_object;
             client.dpop_bound_access_tokens = c.dpop_bound_access_tokens;
+            client.tls_client_auth_subject = file_subject(
+                c.tls_client_auth_subject_dn,
+                c.tls_client_auth_san_dns,
+                c.tls_client_auth_san_uri,
+                c.tls_client_auth_san_ip,
+                c.tls_client_auth_san_email,
+            )
+            .map_err(invalid)?;
             let hmac = match (&c.client_secret, method) {
                 (Some(s), AuthMethod::ClientSecretJwt) => Some(Secret::new(s.clone())),
                 _ => None,
@@ -430,9 +444,10 @@ impl StaticClients {
     }
 
     fn check(&self, credentials: &ClientCredentials) -> Result<Arc<Client>, ClientAuthError> {
-        // JWT assertions are verified by the layer, with `client()` and
-        // `client_secret()`; a registry asked to check one refuses it.
-        if credentials.method.uses_assertion() {
+        // JWT assertions and client certificates are verified by the
+        // layer, with `client()` and `client_secret()`; a registry asked
+        // to check one refuses it.
+        if credentials.method.uses_assertion() || credentials.method.uses_certificate() {
             return Err(ClientAuthError::MethodNotAllowed);
         }
         let entry = self.clients.get(&credentials.client_id);
@@ -450,6 +465,41 @@ impl StaticClients {
         }
         Ok(entry.client.clone())
     }
+}
+
+/// RFC 8705 §2.1.2: at most one subject member (the method check wants
+/// exactly one for `tls_client_auth`).
+fn file_subject(
+    dn: Option<String>,
+    dns: Option<String>,
+    uri: Option<String>,
+    ip: Option<String>,
+    email: Option<String>,
+) -> Result<Option<TlsClientAuthSubject>, String> {
+    let ip = ip
+        .map(|ip| {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("tls_client_auth_san_ip '{ip}' is not an IP address"))
+        })
+        .transpose()?;
+    let mut given = [
+        dn.map(TlsClientAuthSubject::SubjectDn),
+        dns.map(TlsClientAuthSubject::SanDns),
+        uri.map(TlsClientAuthSubject::SanUri),
+        ip.map(TlsClientAuthSubject::SanIp),
+        email.map(TlsClientAuthSubject::SanEmail),
+    ]
+    .into_iter()
+    .flatten();
+    let first = given.next();
+    if let Some(second) = given.next() {
+        return Err(format!(
+            "give one of the tls_client_auth_* members, not both {} and {} (RFC 8705 §2.1.2)",
+            first.as_ref().map_or("", TlsClientAuthSubject::member_name),
+            second.member_name()
+        ));
+    }
+    Ok(first)
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -509,6 +559,7 @@ fn check_key_members(client: &Client) -> Result<(), String> {
             return Err("jwks has no key".into());
         }
     }
+    check_mtls_members(client)?;
     #[cfg(feature = "jwt")]
     {
         use crate::jose;
@@ -536,6 +587,55 @@ fn check_key_members(client: &Client) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+/// RFC 8705: `tls_client_auth` needs exactly one subject member, with a
+/// value that names something (see `TlsClientAuthSubject::check_value`),
+/// `self_signed_tls_client_auth` an inline `jwks` with its certificate or
+/// key; the subject members belong to `tls_client_auth` only. Both need
+/// the `mtls` feature, which verifies them.
+fn check_mtls_members(client: &Client) -> Result<(), String> {
+    let method = client.auth_method;
+    if method.uses_certificate() && !cfg!(feature = "mtls") {
+        return Err(format!(
+            "{method} needs tower-par's `mtls` feature, which verifies client certificates"
+        ));
+    }
+    match (method, &client.tls_client_auth_subject) {
+        (AuthMethod::TlsClientAuth, None) => {
+            return Err("tls_client_auth needs one of tls_client_auth_subject_dn, \
+                 tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, \
+                 tls_client_auth_san_email (RFC 8705 §2.1.2)"
+                .into())
+        }
+        (AuthMethod::TlsClientAuth, Some(subject)) => subject.check_value()?,
+        (_, Some(subject)) => {
+            return Err(format!(
+                "{} is for tls_client_auth clients, not {method}",
+                subject.member_name()
+            ))
+        }
+        (_, None) => {}
+    }
+    if method == AuthMethod::SelfSignedTlsClientAuth {
+        if client.jwks_uri.is_some() {
+            return Err(
+                "self_signed_tls_client_auth needs its certificate or key inline in jwks, \
+                 not jwks_uri"
+                    .into(),
+            );
+        }
+        if client.jwks.is_none() {
+            return Err(
+                "self_signed_tls_client_auth needs jwks with the client's certificate (x5c) \
+                 or public key (RFC 8705 §2.2)"
+                    .into(),
+            );
+        }
+    }
+    #[cfg(feature = "mtls")]
+    super::mtls::check_registration(client)?;
     Ok(())
 }
 
@@ -772,6 +872,29 @@ mod tests {
         for c in bad {
             let json = format!(r#"{{"clients":[{c}]}}"#);
             assert!(StaticClients::from_json(&json).is_err(), "{c}");
+        }
+    }
+
+    /// RFC 8705 clients load only with the feature that verifies them;
+    /// a registry never authenticates a certificate method itself.
+    #[test]
+    fn mtls_clients_need_the_mtls_feature() {
+        let json = r#"{"clients":[{"client_id":"m","token_endpoint_auth_method":"tls_client_auth",
+            "tls_client_auth_san_dns":"m.example","redirect_uris":["https://m.example/cb"]}]}"#;
+        let loaded = StaticClients::from_json(json);
+        if cfg!(feature = "mtls") {
+            let r = loaded.unwrap();
+            assert_eq!(
+                r.check(&creds("m", AuthMethod::TlsClientAuth, None)),
+                Err(ClientAuthError::MethodNotAllowed)
+            );
+            assert_eq!(
+                r.check(&creds("m", AuthMethod::None, None)),
+                Err(ClientAuthError::MethodNotAllowed)
+            );
+        } else {
+            let err = loaded.unwrap_err().to_string();
+            assert!(err.contains("`mtls` feature"), "{err}");
         }
     }
 

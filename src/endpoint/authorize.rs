@@ -367,11 +367,10 @@ where
                 completes = is_response;
                 body = own_body;
             }
-            Err(()) => {
-                return own(OAuthError::server_error(
-                    "the authorization response could not be read",
-                )
-                .browser_response(cfg.error_page.as_ref(), accept));
+            Err(why) => {
+                let e = OAuthError::server_error(why);
+                crate::trace::rejected("authorize", &e);
+                return own(e.browser_response(cfg.error_page.as_ref(), accept));
             }
         }
     }
@@ -520,14 +519,19 @@ pub(crate) fn has_flow_cookie<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -
     })
 }
 
-/// Values under a flow cookie name read at most from one request on a
-/// later step, well-formed or not.
-const MAX_FLOW_COOKIES: usize = 16;
+/// Length of the tag after `<name>_` in a flow cookie's name: 9 bytes of
+/// digest in base64url (see [`flow_cookie_name`]).
+const FLOW_TAG_LEN: usize = 12;
 
 /// The flows whose binding cookies a request on a watched path presents:
 /// well-formed values under the name derived from their own `request_uri`,
-/// at most [`MAX_FLOW_SECRETS`] of them. Empty (and without allocation)
-/// unless the request carries a flow cookie under flow-bound redemption.
+/// at most [`MAX_FLOW_SECRETS`] of them. Only such values count toward that
+/// cap, so cookies planted under other names, or with malformed values or
+/// values of another flow, never crowd out a flow's own; every cookie is
+/// looked at, at a cost bounded by the header's bytes (a name of the exact
+/// `<name>_<tag>` shape is parsed further, a value that parses costs one
+/// digest). Empty (and without allocation) unless the request carries a
+/// flow cookie under flow-bound redemption.
 fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Presented> {
     let mut flows: Vec<Presented> = Vec::new();
     if cfg.redemption != Redemption::FlowBound || !has_flow_cookie(cfg, headers) {
@@ -539,20 +543,21 @@ fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Prese
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='));
-    let flow_named = |name: &str| {
+    let flow_shaped = |name: &str| {
         let name = match cfg.flow_cookie.secure {
             true => name.strip_prefix(HOST_PREFIX),
             false => Some(name),
         };
         name.and_then(|n| n.strip_prefix(cfg.flow_cookie.name.as_str()))
-            .is_some_and(|tag| tag.starts_with('_'))
+            .and_then(|n| n.strip_prefix('_'))
+            .is_some_and(|tag| {
+                tag.len() == FLOW_TAG_LEN
+                    && tag
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
     };
-    // Planted cookies cost a bounded amount of work: only so many values
-    // under a flow cookie name are read, whatever the header holds.
-    for (name, value) in cookies
-        .filter(|(n, _)| flow_named(n))
-        .take(MAX_FLOW_COOKIES)
-    {
+    for (name, value) in cookies.filter(|(n, _)| flow_shaped(n)) {
         let Some((secret, uri, client_id, form_post)) = parse_flow_cookie_value(value) else {
             continue;
         };
@@ -596,26 +601,59 @@ where
     Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
 }
 
-/// The `state` of an authorization response URL (query, else fragment).
-fn response_state(url: &str) -> Option<String> {
+/// The `state` of an authorization response URL (query, else fragment), as
+/// sent: the first non-empty value of a parameter whose name decodes to
+/// `state`.
+fn response_state(url: &str) -> Option<&str> {
     let (before_fragment, fragment) = url.split_once('#').unwrap_or((url, ""));
     let query = before_fragment.split_once('?').map_or("", |(_, q)| q);
-    [query, fragment].iter().find_map(|part| {
-        Params::parse(part.as_bytes())
-            .ok()
-            .and_then(|p| p.get("state").map(str::to_owned))
+    [query, fragment].into_iter().find_map(|part| {
+        part.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (!value.is_empty() && decode(name).is_ok_and(|n| n == "state")).then_some(value)
+        })
     })
+}
+
+/// RFC 3986 percent-decoding, `+` left as it is; `None` when an escape is
+/// malformed or the result is not UTF-8.
+fn percent_decode_strict(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+            let (h, l) = (hex(bytes.get(i + 1))?, hex(bytes.get(i + 2))?);
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Whether a response that sends the browser to the client could be the
 /// one of the flow of `stored`: when both carry a `state`, they agree. So
 /// that of two flows of one client in one browser, the one answered ends.
+///
+/// The states differ only when both readings of the response's `state`
+/// differ from the pushed value: form-decoded (`+` is a space) and
+/// percent-decoded as an RFC 3986 query (`+` is itself; servers that build
+/// the redirect with a URI builder leave it unencoded). A reading that does
+/// not decode shows no difference.
 fn state_agrees(url: &str, stored: &PushedRequest) -> bool {
     let pushed = Params::parse(stored.params.as_bytes())
         .ok()
         .and_then(|p| p.get("state").map(str::to_owned));
     match (pushed, response_state(url)) {
-        (Some(pushed), Some(answered)) => pushed == answered,
+        (Some(pushed), Some(answered)) => {
+            let form_differs = decode(answered).is_ok_and(|form| form != pushed);
+            let uri_differs = percent_decode_strict(answered).is_some_and(|uri| uri != pushed);
+            !(form_differs && uri_differs)
+        }
         _ => true,
     }
 }
@@ -650,9 +688,7 @@ where
         .map(Cow::into_owned);
     let refresh = header_str(&parts.headers, header::HeaderName::from_static("refresh"))
         .and_then(|r| refresh_url(&r).map(str::to_owned));
-    let page = parts.status == StatusCode::OK
-        && header_str(&parts.headers, header::CONTENT_TYPE)
-            .is_some_and(|t| t.starts_with("text/html"));
+    let page = parts.status == StatusCode::OK && is_html(&parts.headers);
     let redirects = location.is_some() || refresh.is_some();
     let (mut completed, mut lost) = (false, false);
     for flow in presented {
@@ -683,11 +719,10 @@ where
                     ends = is_response;
                     body = own_body;
                 }
-                Err(()) => {
-                    return own(OAuthError::server_error(
-                        "the authorization response could not be read",
-                    )
-                    .browser_response(cfg.error_page.as_ref(), accept));
+                Err(why) => {
+                    let e = OAuthError::server_error(why);
+                    crate::trace::rejected("authorize", &e);
+                    return own(e.browser_response(cfg.error_page.as_ref(), accept));
                 }
             }
         }
@@ -818,32 +853,73 @@ fn form_decode_lossy(s: &str) -> String {
 }
 
 /// Largest `form_post` page inspected for the end of a flow.
-const MAX_FORM_POST_PAGE: u64 = 256 * 1024;
+const MAX_FORM_POST_PAGE: usize = 256 * 1024;
+
+/// Why a response is not delivered when it could end a `form_post` flow
+/// but cannot be checked.
+const UNREADABLE: &str = "the authorization response could not be read";
+const UNCHECKABLE: &str = "the authorization server's response cannot be verified: \
+     a response to a form_post flow is checked only when it is not compressed \
+     (Content-Encoding) and at most 256 KiB";
+
+/// Whether the media type of `Content-Type` is `text/html` (in any case,
+/// parameters ignored).
+fn is_html(headers: &HeaderMap) -> bool {
+    header_str(headers, header::CONTENT_TYPE).is_some_and(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("text/html")
+    })
+}
+
+/// Whether the body is sent as it is: no `Content-Encoding`, or only
+/// `identity`.
+fn identity_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONTENT_ENCODING).iter().all(|v| {
+        String::from_utf8_lossy(v.as_bytes()).split(',').all(|c| {
+            let c = c.trim();
+            c.is_empty() || c.eq_ignore_ascii_case("identity")
+        })
+    })
+}
 
 /// For `response_mode=form_post`: whether the page is the auto-submitting
 /// form that carries the authorization response to the `redirect_uri`.
+///
+/// Every HTML `200` is read, whatever its size hint (a streamed body
+/// included), up to [`MAX_FORM_POST_PAGE`]. Fails closed (`Err`, with the
+/// reason) on an HTML `200` that cannot be checked: one with a
+/// `Content-Encoding` other than `identity`, one larger than that, or a
+/// body that fails; the caller answers with a `server_error` page instead.
 async fn form_post_response<ResB>(
     parts: &http::response::Parts,
     body: ParResponseBody<ResB>,
     redirect_uri: Option<&str>,
-) -> Result<(bool, ParResponseBody<ResB>), ()>
+) -> Result<(bool, ParResponseBody<ResB>), &'static str>
 where
     ResB: Body<Data = Bytes>,
 {
-    let html = header_str(&parts.headers, header::CONTENT_TYPE)
-        .is_some_and(|t| t.starts_with("text/html"));
-    let small = body
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= MAX_FORM_POST_PAGE);
-    let plain = parts.headers.get(header::CONTENT_ENCODING).is_none();
     let Some(redirect_uri) = redirect_uri else {
         return Ok((false, body));
     };
-    if parts.status != StatusCode::OK || !html || !small || !plain {
+    if parts.status != StatusCode::OK || !is_html(&parts.headers) {
         return Ok((false, body));
     }
-    let bytes = body.collect().await.map_err(|_| ())?.to_bytes();
+    let too_large = body.size_hint().lower() > MAX_FORM_POST_PAGE as u64;
+    if !identity_encoded(&parts.headers) || too_large {
+        return Err(UNCHECKABLE);
+    }
+    let limited = http_body_util::Limited::new(
+        body.map_err(|_| std::io::Error::other("response body")),
+        MAX_FORM_POST_PAGE,
+    );
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(UNCHECKABLE),
+        Err(_) => return Err(UNREADABLE),
+    };
     let page = String::from_utf8_lossy(&bytes);
     let escaped = redirect_uri.replace('&', "&amp;");
     let targets_client = page.contains(redirect_uri) || page.contains(&escaped);

@@ -201,7 +201,8 @@ fn add_par_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>, par
 /// - Client authentication: under FAPI the layer decides it (FAPI-5,
 ///   FAPI-25), so its members replace the wrapped server's; otherwise the
 ///   wrapped server's token endpoint may accept more or less than the PAR
-///   endpoint, and its members are kept when present.
+///   endpoint, and its members are kept when present. The mTLS methods
+///   (feature `mtls`) are listed when `tls_client_roots` is set.
 /// - Request objects at the PAR endpoint are the layer's alone: the member
 ///   says what it verifies.
 /// - DPoP: the layer verifies proofs at the PAR endpoint and binds the
@@ -219,7 +220,7 @@ fn add_jwt_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>) {
             .collect()
     };
     let fapi = cfg.is_fapi();
-    let (methods, auth_algs) = if fapi {
+    let (mut methods, auth_algs) = if fapi {
         (serde_json::json!(["private_key_jwt"]), names(jose::FAPI))
     } else {
         let mut algs = jose::ASYMMETRIC.to_vec();
@@ -235,6 +236,9 @@ fn add_jwt_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>) {
             names(&algs),
         )
     };
+    if let Value::Array(list) = &mut methods {
+        list.extend(mtls_methods(cfg).iter().map(|m| Value::String((*m).into())));
+    }
     for (member, value) in [
         ("token_endpoint_auth_methods_supported", methods),
         (
@@ -258,6 +262,23 @@ fn add_jwt_members<C, St>(cfg: &Config<C, St>, doc: &mut Map<String, Value>) {
     if cfg.jwt.require_signed_request_object {
         doc.insert("require_signed_request_object".into(), Value::Bool(true));
     }
+}
+
+/// RFC 8705 §2.1, §2.2: the mTLS methods, when the deployment takes client
+/// certificates (`ParLayer::tls_client_roots` was set); `tls_client_auth`
+/// only with CAs to verify it.
+#[cfg(all(feature = "jwt", feature = "mtls"))]
+fn mtls_methods<C, St>(cfg: &Config<C, St>) -> &'static [&'static str] {
+    match cfg.tls_client_roots.as_deref() {
+        Some(roots) if !roots.is_empty() => &["tls_client_auth", "self_signed_tls_client_auth"],
+        Some(_) => &["self_signed_tls_client_auth"],
+        None => &[],
+    }
+}
+
+#[cfg(all(feature = "jwt", not(feature = "mtls")))]
+fn mtls_methods<C, St>(_cfg: &Config<C, St>) -> &'static [&'static str] {
+    &[]
 }
 
 #[cfg(not(feature = "jwt"))]

@@ -48,7 +48,7 @@ where
     St: ParStore,
     B: Body<Data = Bytes>,
 {
-    Ok(own(match push(&cfg, &parts, body).await {
+    let mut res = match push(&cfg, &parts, body).await {
         Ok(res) => res,
         Err(e) => {
             crate::trace::rejected("push", &e);
@@ -61,7 +61,20 @@ where
             }
             res
         }
-    }))
+    };
+    expose_dpop_nonce(&mut res);
+    Ok(own(res))
+}
+
+/// A browser client reads `DPoP-Nonce` from a cross-origin response only
+/// when the response exposes it (Fetch, CORS-safelisted response headers).
+fn expose_dpop_nonce<B>(res: &mut Response<B>) {
+    if res.headers().contains_key("dpop-nonce") {
+        res.headers_mut().append(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("DPoP-Nonce"),
+        );
+    }
 }
 
 async fn push<C, St, B>(
@@ -201,9 +214,16 @@ where
     let form = stored_form(&params, &client.client_id, room);
     redeemable(cfg, &params, &form)?;
     // The authenticated client_id (equal to `client.client_id`), moved.
+    // An mTLS client reads as `none` (a bare client_id): its method is
+    // the registered one the certificate was verified for.
+    let method = if client.auth_method.uses_certificate() {
+        client.auth_method
+    } else {
+        credentials.method
+    };
     let stored = PushedRequest::new(
         credentials.client_id,
-        credentials.method,
+        method,
         form,
         SystemTime::now(),
         lifetime,
@@ -501,22 +521,55 @@ where
     };
     // AUTH-1: one answer for every failure.
     let failed = || with_challenge(OAuthError::invalid_client("client authentication failed"));
-    // FAPI-5: private_key_jwt only (mTLS is not offered by the layer). The
-    // method comes from the request, not the client: refusing it first
-    // tells nothing about the client.
-    if cfg.is_fapi() && credentials.method != AuthMethod::PrivateKeyJwt {
+    // AUTH-19 (RFC 8705 §2): a client certificate and a bare client_id
+    // may be an mTLS client; which one, only its registration says.
+    let certificate = parts
+        .extensions
+        .get::<crate::ClientCertificate>()
+        .filter(|_| credentials.method == AuthMethod::None);
+    // FAPI-5: private_key_jwt or mTLS only. The method comes from the
+    // request, not the client: refusing it first tells nothing about the
+    // client.
+    if cfg.is_fapi() && credentials.method != AuthMethod::PrivateKeyJwt && certificate.is_none() {
         return Err(with_challenge(OAuthError::invalid_client(format!(
             "{} is not accepted under the FAPI 2.0 profile; clients authenticate with \
-             private_key_jwt",
-            credentials.method
+             private_key_jwt{}",
+            credentials.method,
+            if cfg!(feature = "mtls") {
+                ", tls_client_auth or self_signed_tls_client_auth"
+            } else {
+                ""
+            }
         ))));
     }
     #[cfg(feature = "jwt")]
     if credentials.method.uses_assertion() {
         return crate::client::jwt::authenticate(cfg, credentials).await;
     }
+    #[cfg(feature = "mtls")]
+    if let Some(certificate) = certificate {
+        match crate::client::mtls::authenticate(cfg, credentials, certificate).await {
+            Ok(Some(client)) => return Ok(client),
+            // Not an mTLS client: authenticated as the request reads.
+            Ok(None) => {}
+            Err(ClientAuthError::Unavailable(_why)) => {
+                return Err(OAuthError::temporarily_unavailable(
+                    "client database unavailable",
+                    5,
+                ))
+            }
+            Err(reason) => {
+                crate::trace::auth_failed(&credentials.client_id, &reason);
+                return Err(failed());
+            }
+        }
+    }
+    #[cfg(not(feature = "mtls"))]
+    let _ = certificate;
     match cfg.clients.authenticate(credentials, parts).await {
         Ok(client) if client.client_id != credentials.client_id => Err(failed()),
+        // The layer alone verifies certificates (feature `mtls`, above).
+        Ok(client) if client.auth_method.uses_certificate() => Err(failed()),
         // FAPI-3: confidential clients only.
         Ok(client) if cfg.is_fapi() && client.auth_method == AuthMethod::None => Err(failed()),
         Ok(client) => Ok(client),

@@ -1,0 +1,238 @@
+//! The `par-proxy` binary's command line: `--version`, `--check-config`
+//! (exit 0, or 2 with one line per problem naming the key) and usage
+//! errors (exit 2 with the usage).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const CLIENTS: &str = r#"{"clients":[{"client_id":"app","client_secret":"env:CLI_TEST_SECRET",
+  "token_endpoint_auth_method":"client_secret_basic","redirect_uris":["https://app.example/cb"]}]}"#;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "par-proxy-cli-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("clients.json"), CLIENTS).unwrap();
+        std::fs::write(
+            dir.join("garbage.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+        )
+        .unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("server-key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        Self(dir)
+    }
+
+    fn config(&self, text: &str) -> PathBuf {
+        let path = self.0.join("proxy.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const GOOD: &str = "upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"clients.json\"\n";
+
+/// Runs the binary with exactly these variables in its environment.
+fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_par-proxy"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run par-proxy")
+}
+
+fn check(path: &std::path::Path, vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = run(&["--check-config", path.to_str().unwrap()], vars);
+    (
+        out.status.code().expect("exit status"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const SECRET: (&str, &str) = ("CLI_TEST_SECRET", "cli-secret-value");
+
+#[test]
+fn version_prints_the_name_and_version() {
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("par-proxy {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = Dir::new();
+    let (code, stdout, stderr) = check(&dir.config(GOOD), &[SECRET]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ok"), "{stdout}");
+    assert!(stdout.contains("clients     1"), "{stdout}");
+    assert!(!stdout.contains(SECRET.1) && !stderr.contains(SECRET.1));
+}
+
+#[test]
+fn check_config_with_tls_accepts_good_pem() {
+    let dir = Dir::new();
+    let path = dir.config(&format!(
+        "{GOOD}[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n"
+    ));
+    let (code, stdout, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("https://127.0.0.1:8000"), "{stdout}");
+}
+
+#[test]
+fn an_unknown_key_exits_2_naming_it() {
+    let dir = Dir::new();
+    let (code, stdout, stderr) = check(
+        &dir.config(&format!("upstream_timout_secs = 5\n{GOOD}")),
+        &[SECRET],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    assert_eq!(stderr, "upstream_timout_secs: unknown key\n");
+}
+
+#[test]
+fn a_bad_lifetime_exits_2_naming_the_key() {
+    let dir = Dir::new();
+    let (code, _, stderr) = check(
+        &dir.config(&format!("{GOOD}[par]\nlifetime_secs = 3600\n")),
+        &[SECRET],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("par.lifetime_secs: "), "{stderr}");
+    // The same from the environment names the variable.
+    let (code, _, stderr) = check(
+        &dir.config(GOOD),
+        &[SECRET, ("PAR_PROXY_PAR_LIFETIME_SECS", "0")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("PAR_PROXY_PAR_LIFETIME_SECS: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_clients_file_exits_2_naming_clients_file() {
+    let dir = Dir::new();
+    let path =
+        dir.config("upstream = \"http://127.0.0.1:9000\"\n[clients]\nfile = \"nowhere.json\"\n");
+    let (code, _, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("clients.file: cannot read"), "{stderr}");
+    // An unset secret variable names the key and the variable.
+    let (code, _, stderr) = check(&dir.config(GOOD), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("clients.file: "), "{stderr}");
+    assert!(stderr.contains("CLI_TEST_SECRET"), "{stderr}");
+}
+
+#[test]
+fn bad_pem_exits_2_naming_the_tls_key() {
+    let dir = Dir::new();
+    let path = dir.config(&format!(
+        "{GOOD}[tls]\ncert = \"garbage.pem\"\nkey = \"server.pem\"\n"
+    ));
+    let (code, _, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("tls.cert: "), "{stderr}");
+    assert!(lines[1].starts_with("tls.key: "), "{stderr}");
+}
+
+#[test]
+fn several_problems_are_one_line_each() {
+    let dir = Dir::new();
+    let path = dir.config("upstream = \"ftp://x\"\ncolour = 1\n[par]\npath = \"par\"\n[clients]\nfile = \"clients.json\"\n");
+    let (code, _, stderr) = check(&path, &[SECRET, ("PAR_PROXY_BOGUS", "1")]);
+    assert_eq!(code, 2);
+    let keys: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 4, "{stderr}");
+    for key in ["PAR_PROXY_BOGUS", "colour", "upstream", "par.path"] {
+        assert!(keys.contains(&key), "{key} missing: {stderr}");
+    }
+}
+
+#[test]
+fn a_secret_never_appears_in_problems() {
+    let dir = Dir::new();
+    let path = dir.config(&format!(
+        "{GOOD}[store]\nredis_url = \"env:CLI_TEST_REDIS\"\n"
+    ));
+    let (code, _, stderr) = check(
+        &path,
+        &[SECRET, ("CLI_TEST_REDIS", "http://:hunter2@cache")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("store.redis_url: "), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn config_with_problems_exits_2_before_serving() {
+    let dir = Dir::new();
+    let path = dir.config("[par]\nlifetime_secs = 0\n");
+    let out = run(&["--config", path.to_str().unwrap()], &[SECRET]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("upstream: missing"), "{stderr}");
+    assert!(stderr.contains("par.lifetime_secs: "), "{stderr}");
+}
+
+#[test]
+fn no_arguments_exit_2_with_the_usage() {
+    let out = run(&[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("Usage: par-proxy"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--listen", "127.0.0.1:8000"][..],
+        &["--demo", "--check-config", "x.toml"],
+        &["--check-config"],
+        &["--demo", "--listen", "not-an-address"],
+        &["--frobnicate"],
+    ] {
+        let out = run(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn demo_with_a_bad_environment_exits_2_naming_the_variable() {
+    let out = run(
+        &["--demo", "--listen", "127.0.0.1:0"],
+        &[("PAR_TTL_SECS", "abc")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("PAR_TTL_SECS"), "{stderr}");
+}
