@@ -285,9 +285,18 @@ describe('the PAR flow through par-proxy to oidc-provider', () => {
     }
   });
 
-  test('the same request_uri from another browser (no cookies) is refused at the proxy (PAR-28, PAR-40)', async () => {
+  test('the same browser may come back before the code (a reload); another browser (no cookies) is refused at the proxy (PAR-28, PAR-40)', async () => {
     assert.ok(loginPage, 'the first browser has not redeemed the request');
-    const mark = stack.upstream.seen.length;
+    // Flow-bound redemption: the browser holding the flow gets the same
+    // request again, and oidc-provider starts a new interaction for it.
+    let mark = stack.upstream.seen.length;
+    const reload = await browser.follow(pushed.url, { origin: stack.issuer });
+    assert.equal(reload.hops[0].status, 303, `reload: ${reload.hops[0].status}: ${reload.hops[0].text.slice(0, 300)}`);
+    assert.equal(parseForm(reload.last.text, reload.last.url)?.hidden.prompt, 'login', 'no login page on reload');
+    assert.deepEqual(upstreamAuthSince(mark).map((e) => [e.method, e.path]), [['GET', '/auth']]);
+    loginPage = reload.last;
+
+    mark = stack.upstream.seen.length;
     const other = new Browser('second browser');
     const res = await other.request(pushed.url);
     assertRefusedByProxy(res, 'reused request_uri');
