@@ -4,7 +4,7 @@
 //! `/healthz` and `/readyz`, the Prometheus listener, one log line per
 //! request, and the graceful shutdown.
 //!
-//! `run` serves a configuration. [`serve_with`] is the same server around
+//! [`run`] serves a configuration. [`serve_with`] is the same server around
 //! any inner service (tests and benchmarks use it):
 //!
 //! ```no_run
@@ -65,6 +65,7 @@ pub use trusted::TrustedProxies;
 
 use tower_par::ClientCertificate;
 
+use crate::config::ProxyConfig;
 use crate::Connection;
 
 /// The error type of the server's services (hyper's bound).
@@ -200,6 +201,113 @@ where
         readiness: readiness.clone(),
     };
     accept::serve(listener, acceptor, make_service, shutdown, shutdown_timeout).await
+}
+
+/// Serves `config` until `shutdown` completes, then drains (see the module
+/// docs): binds `listen` (TLS per `[tls]`) and `[metrics] listen`, and
+/// composes the health routes, client-certificate handling, per-request
+/// logging and metrics, the `ParLayer` the configuration describes and
+/// the forwarder to `upstream`. `/readyz` checks the store and that the
+/// upstream answers.
+///
+/// Errors (configuration that cannot be served, an address that cannot be
+/// bound) name the key they concern.
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    use tower::Layer;
+
+    let trusted = TrustedProxies::parse(&config.trusted_proxies)?;
+    let tls = config.tls.as_ref().map(tls_server_config).transpose()?;
+    let (layer, store) = crate::layer::build(&config).await.map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let forwarder = crate::forward::Forwarder::from_config(&config)?;
+    let metrics = match &config.metrics {
+        None => None,
+        Some(section) => {
+            let handle = install_recorder()?;
+            let listener = TcpListener::bind(section.listen)
+                .await
+                .map_err(|e| format!("metrics.listen: cannot listen on {}: {e}", section.listen))?;
+            Some((listener, handle))
+        }
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
+
+    let readiness = {
+        let forwarder = forwarder.clone();
+        move || {
+            let store = store.clone();
+            let forwarder = forwarder.clone();
+            async move {
+                // Which part is not ready, never why: the reasons can
+                // name hosts and ports.
+                if store.ready().await.is_err() {
+                    tracing::warn!(target: "par_proxy::server", "readiness: the store is unavailable");
+                    return Err("store unavailable".to_owned());
+                }
+                if forwarder.probe().await.is_err() {
+                    tracing::warn!(target: "par_proxy::server", "readiness: the upstream does not answer");
+                    return Err("upstream unreachable".to_owned());
+                }
+                Ok(())
+            }
+        }
+    };
+    let mut options = ServeOptions::new()
+        .trusted_proxies(trusted)
+        .readiness(readiness);
+    if let Some(tls) = tls {
+        options = options.tls(tls);
+    }
+    let service = layer.layer(forwarder);
+
+    // One shutdown signal for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+
+    let metrics_addr = metrics
+        .as_ref()
+        .and_then(|(listener, _)| listener.local_addr().ok());
+    let metrics_task = metrics.map(|(listener, handle)| {
+        tokio::spawn(serve_metrics(listener, handle, signal(stopped.clone())))
+    });
+    tracing::info!(
+        target: "par_proxy::server",
+        listen = %config.listen,
+        tls = config.tls.is_some(),
+        client_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        metrics = ?metrics_addr,
+        "par-proxy listening"
+    );
+    let result = serve_with(listener, options, service, signal(stopped.clone())).await;
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(Err(e)) => {
+                tracing::warn!(target: "par_proxy::server", error = %e, "metrics listener failed")
+            }
+            Err(e) => {
+                tracing::warn!(target: "par_proxy::server", error = %e, "metrics listener task failed")
+            }
+            Ok(Ok(())) => {}
+        }
+    }
+    tracing::info!(target: "par_proxy::server", "par-proxy stopped");
+    result
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -674,3 +674,71 @@ async fn client_cert_header_from_a_trusted_front_proxy_authenticates() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------
+// run: a whole configuration with [tls] client_ca
+// ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn run_with_client_ca_authenticates_tls_client_auth_clients_end_to_end() {
+    let pki = pki("run", true);
+    let dir = pki.tls.cert.parent().unwrap().to_owned();
+    let clients = dir.join("clients.json");
+    std::fs::write(
+        &clients,
+        format!(
+            r#"{{"clients":[{{"client_id":"bank-app","token_endpoint_auth_method":"tls_client_auth",
+                "tls_client_auth_subject_dn":"{BANK_APP_DN}","redirect_uris":["{REDIRECT_URI}"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    // The upstream: any HTTP server.
+    let upstream = start(ServeOptions::new()).await;
+    let listen = {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        probe.local_addr().unwrap()
+    };
+    let text = format!(
+        "listen = \"{listen}\"\nupstream = \"http://{}\"\n\n[clients]\nfile = {:?}\n\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+        upstream.addr,
+        clients.display().to_string(),
+        pki.tls.cert.display().to_string(),
+        pki.tls.key.display().to_string(),
+        pki.tls.client_ca.as_ref().unwrap().display().to_string(),
+    );
+    let config: par_proxy::config::ProxyConfig = toml::from_str(&text).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = tokio::spawn(server::run(config, async {
+        let _ = stopped.await;
+    }));
+    let proxy_running = Running {
+        addr: listen,
+        stop,
+        task: proxy,
+    };
+
+    let with_cert = client(&pki, Some(pki.client_ca.bank_app().identity()), listen);
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(res) = with_cert.get(proxy_running.url("/healthz")).send().await {
+            up = res.status() == StatusCode::OK;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the proxy comes up");
+    let (status, body) = push(&with_cert, &proxy_running.url("/par"), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let without = client(&pki, None, listen);
+    assert_invalid_client(&push(&without, &proxy_running.url("/par"), &[]).await);
+    let wrong = client(
+        &pki,
+        Some(pki.client_ca.client("bank-app").identity()),
+        listen,
+    );
+    assert_invalid_client(&push(&wrong, &proxy_running.url("/par"), &[]).await);
+
+    proxy_running.shutdown().await;
+    upstream.shutdown().await;
+}

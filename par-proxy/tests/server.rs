@@ -671,3 +671,139 @@ async fn client_cert_from_a_trusted_peer_becomes_the_extension() {
     assert_eq!(body["certificate"], serde_json::Value::Null);
     server.shutdown().await.unwrap();
 }
+
+// ---------------------------------------------------------------------
+// run: a whole configuration
+// ---------------------------------------------------------------------
+
+async fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn clients_file() -> std::path::PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "par-proxy-server-clients-{}-{}.json",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(
+        &path,
+        r#"{"clients":[{"client_id":"app","token_endpoint_auth_method":"none","redirect_uris":["https://app.example/cb"]}]}"#,
+    )
+    .unwrap();
+    path
+}
+
+fn config(listen: SocketAddr, upstream: SocketAddr, extra: &str) -> par_proxy::config::ProxyConfig {
+    let text = format!(
+        "listen = \"{listen}\"\nupstream = \"http://{upstream}\"\n{extra}\n[clients]\nfile = {:?}\n",
+        clients_file().display().to_string()
+    );
+    toml::from_str(&text).unwrap()
+}
+
+async fn wait_until_up(client: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if let Ok(res) = client.get(url).send().await {
+            if res.status() == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} does not come up");
+}
+
+#[tokio::test]
+async fn run_serves_health_readiness_metrics_and_forwards_everything_else() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = start(ServeOptions::new(), echo(calls.clone())).await;
+    let listen = free_port().await;
+    let metrics = free_port().await;
+    let config = config(
+        listen,
+        upstream.addr,
+        &format!("[metrics]\nlisten = \"{metrics}\"\n"),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = tokio::spawn(server::run(config, async {
+        let _ = stopped.await;
+    }));
+    let client = client();
+    wait_until_up(&client, &format!("http://{listen}/healthz")).await;
+
+    let res = client
+        .get(format!("http://{listen}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The public port forwards `/metrics` to the upstream like any path.
+    let body = get_json(&client, &format!("http://{listen}/metrics"), &[]).await;
+    assert_eq!(body["path"], "/metrics");
+
+    let text = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("par_proxy_requests_total{status_class=\"2xx\"}"),
+        "{text}"
+    );
+
+    // Upstream gone: not ready, and the reason names no host or port.
+    upstream.shutdown().await.unwrap();
+    let res = client
+        .get(format!("http://{listen}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "not ready: upstream unreachable\n"
+    );
+    let res = client
+        .get(format!("http://{listen}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), proxy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err());
+    assert!(tokio::net::TcpStream::connect(metrics).await.is_err());
+}
+
+#[tokio::test]
+async fn run_refuses_what_it_cannot_serve_naming_the_key() {
+    let upstream = free_port().await;
+    let listen = free_port().await;
+    let bad_trusted = config(listen, upstream, "trusted_proxies = [\"10.0.0.0/99\"]");
+    let err = server::run(bad_trusted, async {}).await.unwrap_err();
+    assert!(err.starts_with("trusted_proxies[0]: "), "{err}");
+
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let in_use = config(taken.local_addr().unwrap(), upstream, "");
+    let err = server::run(in_use, async {}).await.unwrap_err();
+    assert!(err.starts_with("listen: "), "{err}");
+
+    let missing_tls = config(
+        listen,
+        upstream,
+        "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"",
+    );
+    let err = server::run(missing_tls, async {}).await.unwrap_err();
+    assert!(err.starts_with("tls.cert: "), "{err}");
+}
