@@ -35,6 +35,14 @@ import { RAR_TYPE, startUpstream } from './upstream.mjs';
 const REDIRECT_URI = 'http://127.0.0.1:8080/cb';
 const CLIENT_ID = 'interop-client';
 const CLIENT_SECRET = 'interop-secret-not-for-production';
+// The one client, registered alike at the proxy (clients file, RFC 7591
+// names) and at oidc-provider.
+const CLIENT = {
+  client_id: CLIENT_ID,
+  client_secret: CLIENT_SECRET,
+  token_endpoint_auth_method: 'client_secret_basic',
+  redirect_uris: [REDIRECT_URI],
+};
 const LIFETIME_SECS = 60;
 const REQUEST_TIMEOUT_S = 5;
 const WHOLE_RUN_LIMIT_MS = 55_000;
@@ -63,14 +71,7 @@ async function startStack() {
   writeFileSync(
     clientsFile,
     JSON.stringify({
-      clients: [
-        {
-          client_id: CLIENT_ID,
-          client_secret: CLIENT_SECRET,
-          token_endpoint_auth_method: 'client_secret_basic',
-          redirect_uris: [REDIRECT_URI],
-        },
-      ],
+      clients: [CLIENT],
     }),
   );
   let lastError;
@@ -79,14 +80,7 @@ async function startStack() {
     const issuer = `http://127.0.0.1:${proxyPort}`;
     const upstream = await startUpstream({
       issuer,
-      clients: [
-        {
-          client_id: CLIENT_ID,
-          client_secret: CLIENT_SECRET,
-          token_endpoint_auth_method: 'client_secret_basic',
-          redirect_uris: [REDIRECT_URI],
-        },
-      ],
+      clients: [CLIENT],
     });
     const configFile = path.join(dir, 'par-proxy.toml');
     writeFileSync(
