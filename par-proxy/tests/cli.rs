@@ -236,3 +236,70 @@ fn demo_with_a_bad_environment_exits_2_naming_the_variable() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("PAR_TTL_SECS"), "{stderr}");
 }
+
+/// `GET path` over a fresh connection; the status line, or `None` when
+/// nothing answers.
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().next().map(str::to_owned)
+}
+
+#[test]
+fn config_runs_the_proxy_until_sigterm() {
+    use std::time::{Duration, Instant};
+    let dir = Dir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.config(&format!("listen = \"127.0.0.1:{port}\"\n{GOOD}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_par-proxy"))
+        .args(["--config", path.to_str().unwrap()])
+        .env_clear()
+        .envs([SECRET])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(line) = get(port, "/healthz") {
+            break line;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("the proxy did not answer /healthz");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the proxy did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
