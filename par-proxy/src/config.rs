@@ -29,6 +29,9 @@
 //! | `[par] max_upstream_url` | `8192` | longest request target sent as a GET under `forward_as = "auto"` (at least 1) |
 //! | `[par] metadata` | `true` | add the PAR members to the upstream's discovery documents |
 //! | `[store] redis_url` | absent: in memory | `redis://`, `rediss://`, `redis+unix://` or `unix://` URL; may be `env:NAME` |
+//! | `[store] secret` | absent | the `RedisStore` secret shared by every instance (at least 32 bytes); may be `env:NAME` |
+//! | `[store] max_pending` | `100000` | in memory: requests waiting for redemption, then `503` |
+//! | `[store] max_pending_per_client` | `1000` | in memory: the same per client, then `429` |
 //! | `[clients] file` | required | the clients file, JSON or TOML (by extension, `.toml` for TOML), the library's format; `client_secret` values may be `env:NAME` |
 //! | `[tls] cert` | required in `[tls]` | PEM certificate chain (absent `[tls]`: plain HTTP) |
 //! | `[tls] key` | required in `[tls]` | PEM private key |
@@ -265,12 +268,27 @@ pub struct StoreSection {
     /// `env:NAME` reference.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// The `RedisStore` secret every instance sharing the Redis database
+    /// is given (at least 32 bytes; with it, entries written to Redis by
+    /// anyone else are refused). May be an `env:NAME` reference.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The in-memory store's bound on requests waiting for redemption
+    /// (default 100 000; full: `503` with `Retry-After`).
+    #[serde(default)]
+    pub max_pending: Option<usize>,
+    /// The in-memory store's bound per client (default 1 000; over it: `429`).
+    #[serde(default)]
+    pub max_pending_per_client: Option<usize>,
 }
 
 impl fmt::Debug for StoreSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreSection")
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("max_pending", &self.max_pending)
+            .field("max_pending_per_client", &self.max_pending_per_client)
             .finish()
     }
 }
@@ -554,7 +572,15 @@ const SECTIONS: &[(&str, Keys)] = &[
             ("metadata", Kind::Bool),
         ],
     ),
-    ("store", &[("redis_url", Kind::Str)]),
+    (
+        "store",
+        &[
+            ("redis_url", Kind::Str),
+            ("secret", Kind::Str),
+            ("max_pending", Kind::Int),
+            ("max_pending_per_client", Kind::Int),
+        ],
+    ),
     ("clients", &[("file", Kind::Path)]),
     (
         "tls",
@@ -844,6 +870,38 @@ impl Checker {
                         );
                     }
                     config.store.redis_url = Some(resolved);
+                }
+            }
+        }
+
+        if let Some(secret) = config.store.secret.clone() {
+            match env.resolve(&secret) {
+                Err(e) => self.wrong("store.secret", e),
+                Ok(resolved) => {
+                    if config.store.redis_url.is_none() {
+                        self.wrong("store.secret", "is only used with store.redis_url");
+                    } else if resolved.len() < 32 {
+                        self.wrong("store.secret", "must be at least 32 bytes");
+                    }
+                    config.store.secret = Some(resolved);
+                }
+            }
+        }
+        for (key, value) in [
+            ("store.max_pending", config.store.max_pending),
+            (
+                "store.max_pending_per_client",
+                config.store.max_pending_per_client,
+            ),
+        ] {
+            if let Some(n) = value {
+                if config.store.redis_url.is_some() {
+                    self.wrong(
+                        key,
+                        "applies to the in-memory store only (no store.redis_url)",
+                    );
+                } else if n < 1 && self.ok(key) {
+                    self.wrong(key, "must be at least 1");
                 }
             }
         }

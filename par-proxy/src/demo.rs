@@ -281,7 +281,7 @@ pub fn demo_config(listen: SocketAddr, upstream: SocketAddr) -> Result<ProxyConf
             max_upstream_url: 8192,
             metadata: true,
         },
-        store: StoreSection { redis_url: None },
+        store: StoreSection::default(),
         clients: ClientsSection { file: None },
         tls: None,
         log: LogSection::default(),

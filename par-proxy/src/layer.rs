@@ -13,9 +13,9 @@
 use std::time::Duration;
 
 use tower_par::{
-    Completion, ConfigError, MemoryStore, Metadata, ParLayer, ParStore, Profile, PushedRequest,
-    RedeemMode, RedeemOutcome, Redemption, RedisStore, RedisStoreConfig, RequestUri, Setting,
-    StaticClients, StoreError,
+    Completion, ConfigError, MemoryStore, MemoryStoreConfig, Metadata, ParLayer, ParStore, Profile,
+    PushedRequest, RedeemMode, RedeemOutcome, Redemption, RedisStore, RedisStoreConfig, RequestUri,
+    Setting, StaticClients, StoreError,
 };
 
 use crate::config::{self, Environment, Problem, ProfileName, ProxyConfig, RedemptionName};
@@ -176,7 +176,14 @@ pub async fn build(config: &ProxyConfig) -> Result<(ProxyLayer, ProxyStore), Vec
 
     let store = match &config.store.redis_url {
         None => {
-            let memory = MemoryStore::new();
+            let mut limits = MemoryStoreConfig::new();
+            if let Some(n) = config.store.max_pending {
+                limits = limits.max_pending(n);
+            }
+            if let Some(n) = config.store.max_pending_per_client {
+                limits = limits.max_pending_per_client(n);
+            }
+            let memory = MemoryStore::with_config(limits);
             memory.spawn_sweeper(SWEEP_EVERY);
             Some(ProxyStore::memory(memory))
         }
@@ -185,7 +192,7 @@ pub async fn build(config: &ProxyConfig) -> Result<(ProxyLayer, ProxyStore), Vec
                 problems.push(Problem::new("store.redis_url", e));
                 None
             }
-            Ok(url) => match RedisStore::connect(RedisStoreConfig::new(url)).await {
+            Ok(url) => match RedisStore::connect(redis_config(url, config, &env)).await {
                 Ok(redis) => Some(ProxyStore::redis(redis)),
                 Err(e) => {
                     problems.push(Problem::new("store.redis_url", describe_store_error(&e)));
@@ -271,4 +278,18 @@ fn key_for(setting: Setting) -> &'static str {
 
 fn problem_for(e: &ConfigError) -> Problem {
     Problem::new(key_for(e.setting()), e.to_string())
+}
+
+/// The `RedisStore` settings: the URL, and the secret every instance shares.
+fn redis_config(url: String, config: &ProxyConfig, env: &config::Environment) -> RedisStoreConfig {
+    let mut redis = RedisStoreConfig::new(url);
+    if let Some(secret) = config
+        .store
+        .secret
+        .as_deref()
+        .and_then(|s| env.resolve(s).ok())
+    {
+        redis = redis.secret(secret);
+    }
+    redis
 }

@@ -723,6 +723,55 @@ fn clients_file_is_required_and_must_load() {
 }
 
 #[test]
+fn store_limits_and_the_redis_secret_are_checked() {
+    let dir = Dir::new();
+    let config = ok(
+        &dir.config("[store]\nmax_pending = 5000\nmax_pending_per_client = 7"),
+        &[],
+    );
+    assert_eq!(config.store.max_pending, Some(5000));
+    assert_eq!(config.store.max_pending_per_client, Some(7));
+    one_problem(
+        &dir.config("[store]\nmax_pending_per_client = 0"),
+        &[],
+        "store.max_pending_per_client: must be at least 1",
+    );
+    one_problem(
+        &dir.config("[store]\nsecret = \"0123456789abcdef0123456789abcdef\""),
+        &[],
+        "store.secret: is only used with store.redis_url",
+    );
+    one_problem(
+        &dir.config("[store]\nredis_url = \"redis://127.0.0.1:1/0\"\nmax_pending = 10"),
+        &[],
+        "store.max_pending: applies to the in-memory store only",
+    );
+    // A short secret is named, never printed.
+    let found = one_problem(
+        &dir.config(
+            "[store]\nredis_url = \"redis://127.0.0.1:1/0\"\nsecret = \"env:CFG_TEST_SHORT\"",
+        ),
+        &[("CFG_TEST_SHORT", "short-redis-secret")],
+        "store.secret: must be at least 32 bytes",
+    );
+    assert!(!found.contains("short-redis-secret"), "{found}");
+    let config = ok(
+        &dir.config(
+            "[store]\nredis_url = \"redis://127.0.0.1:1/0\"\nsecret = \"env:CFG_TEST_LONG\"",
+        ),
+        &[("CFG_TEST_LONG", "a-redis-secret-of-at-least-32-bytes")],
+    );
+    assert_eq!(
+        config.store.secret.as_deref(),
+        Some("a-redis-secret-of-at-least-32-bytes")
+    );
+    assert!(
+        !format!("{config:?}").contains("a-redis-secret"),
+        "Debug shows the secret"
+    );
+}
+
+#[test]
 fn metrics_listen_differs_from_listen() {
     let dir = Dir::new();
     one_problem(
@@ -861,6 +910,28 @@ mod layer {
         let (status, body) = push(addr, "env:CFG_TEST_LAYER_SECRET").await;
         assert_eq!(status, 401, "{body}");
         assert!(body.contains("invalid_client"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_bounds_reach_the_layer() {
+        let dir = Dir::new();
+        std::fs::write(
+            dir.0.join("clients.json"),
+            CLIENTS_JSON.replace("CFG_TEST_APP_SECRET", "CFG_TEST_BOUND_SECRET"),
+        )
+        .unwrap();
+        std::env::set_var("CFG_TEST_BOUND_SECRET", "bound-secret");
+        let config = load_with_env(
+            &dir.config("[store]\nmax_pending_per_client = 2"),
+            &Environment::process(),
+        )
+        .unwrap();
+        let (layer, _store) = build(&config).await.unwrap();
+        let addr = serve(layer).await;
+        assert_eq!(push(addr, "bound-secret").await.0, 201);
+        assert_eq!(push(addr, "bound-secret").await.0, 201);
+        let (status, body) = push(addr, "bound-secret").await;
+        assert_eq!(status, 429, "{body}");
     }
 
     #[tokio::test]
