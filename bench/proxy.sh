@@ -53,6 +53,9 @@ upstream = "http://127.0.0.1:$UP_PORT"
 [par]
 metadata = false
 lifetime_secs = 600
+[store]
+max_pending = 2000000
+max_pending_per_client = 2000000
 [clients]
 file = "$OUT/clients.json"
 EOF
@@ -96,7 +99,7 @@ wait_port() {
 }
 
 start_upstream() {
-  env ADDR=127.0.0.1:$UP_PORT PAR_LAYER=ceiling taskset -c "$SERVER_CPU" \
+  env ADDR=127.0.0.1:$UP_PORT PAR_LAYER=ceiling RUNTIME=per-thread WORKERS=1 taskset -c "$SERVER_CPU" \
     "$BIN/examples/hyper_server" >"$OUT/upstream.log" 2>&1 &
   PIDS+=($!)
   wait_port "$UP_PORT"
@@ -113,7 +116,8 @@ start_nginx() {
   wait_port "$NGINX_PORT"
 }
 start_layer() {
-  env ADDR=127.0.0.1:$LAYER_PORT PAR_LAYER=1 WORKERS=1 taskset -c "$SERVER_CPU" \
+  env ADDR=127.0.0.1:$LAYER_PORT PAR_LAYER=1 RUNTIME=per-thread WORKERS=1 PAR_LIFETIME=600 \
+    PAR_MAX_PENDING=2000000 PAR_MAX_PENDING_PER_CLIENT=2000000 taskset -c "$SERVER_CPU" \
     "$BIN/examples/hyper_server" >"$OUT/layer.log" 2>&1 &
   PIDS+=($!)
   wait_port "$LAYER_PORT"

@@ -825,9 +825,13 @@ impl Checker {
                 }
             }
         }
+        // The parser the server uses, so that what passes here is served.
         for (i, entry) in config.trusted_proxies.iter().enumerate() {
-            if let Err(e) = IpRange::parse(entry) {
-                self.wrong("trusted_proxies", format!("item {i}: {e}"));
+            if crate::server::TrustedProxies::parse([entry]).is_err() {
+                self.wrong(
+                    "trusted_proxies",
+                    format!("item {i}: '{entry}' is not an IP address or CIDR range"),
+                );
             }
         }
         if config.upstream_timeout_secs < 1 && self.ok("upstream_timeout_secs") {
@@ -1089,65 +1093,6 @@ fn pem_error(path: &Path, e: rustls_pki_types::pem::Error) -> String {
     }
 }
 
-/// An IP address or CIDR range from `trusted_proxies`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpRange {
-    /// Parses `10.0.0.1`, `10.0.0.0/8`, `::1` or `fd00::/8`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not an IP address or CIDR range");
-        let (addr, prefix) = match s.split_once('/') {
-            None => (s, None),
-            Some((a, p)) => (a, Some(p)),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => match p.trim().parse::<u8>() {
-                Ok(p) if p <= max => p,
-                _ => return Err(bad()),
-            },
-        };
-        Ok(Self { addr, prefix })
-    }
-
-    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts
-    /// as its IPv4 address).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    a[full] & mask == b[full] & mask
-}
-
 impl ProxyConfig {
     /// The issuer / base URL clients see: `public_url`, or
     /// `http://<listen>` (`https://<listen>` with `[tls]`).
@@ -1159,17 +1104,18 @@ impl ProxyConfig {
         }
     }
 
-    /// `trusted_proxies` parsed (entries that do not parse, which
-    /// [`load`] refuses, are left out).
-    pub fn trusted_ranges(&self) -> Vec<IpRange> {
-        self.trusted_proxies
+    /// `trusted_proxies` parsed, as the server uses them (entries that do
+    /// not parse, which [`load`] refuses, are left out).
+    pub fn trusted_proxies(&self) -> crate::server::TrustedProxies {
+        let valid = self
+            .trusted_proxies
             .iter()
-            .filter_map(|s| IpRange::parse(s).ok())
-            .collect()
+            .filter(|e| crate::server::TrustedProxies::parse([e]).is_ok());
+        crate::server::TrustedProxies::parse(valid).unwrap_or_default()
     }
 
     /// Whether `ip` is one of `trusted_proxies`.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_ranges().iter().any(|r| r.contains(ip))
+        self.trusted_proxies().contains(ip)
     }
 }
