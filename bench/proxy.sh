@@ -67,9 +67,12 @@ error_log $OUT/nginx/logs/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  # Keep-alive both ways without a request cap (the load generator's
+  # connections live for the whole run, as par-proxy's do).
+  upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 10000000; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
+    keepalive_requests 10000000;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
