@@ -1098,3 +1098,196 @@ async fn upstream_connections_are_pooled() {
         "three requests in a row opened {connections} upstream connections"
     );
 }
+
+// ------------------------------------------ what the upstream must not see
+
+/// Authorization request parameters of a plain (not pushed) request.
+const PLAIN_AUTHORIZE: &str = "client_id=app&response_type=code\
+    &redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+    &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+
+/// Paths the upstream would resolve out of its prefix, or read as a host.
+fn escaping_paths() -> Vec<String> {
+    let q = PLAIN_AUTHORIZE;
+    vec![
+        format!("/../as/authorize?{q}"),
+        format!("/x/../../as/authorize?{q}"),
+        format!("/%2e%2e/as/authorize?{q}"),
+        format!("/%2E./as/authorize?{q}"),
+        format!("/.%2e/as/authorize?{q}"),
+        format!("/..;/as/authorize?{q}"),
+        "/../admin".into(),
+        "/./admin".into(),
+        "/a/%2e/b".into(),
+        "/..%5cadmin".into(),
+        "/..%5Cadmin".into(),
+        "/..\\admin".into(),
+        "/\\evil.example/x".into(),
+        "//evil.example/x".into(),
+    ]
+}
+
+/// A dot segment, a backslash or a leading `//` is the forwarder's own
+/// 400: the upstream behind a path prefix never sees it.
+#[tokio::test]
+async fn paths_that_leave_the_upstream_prefix_are_400_not_forwarded() {
+    let (upstream, mut seen) = recording_upstream(&[]).await;
+    let proxy = forwarder_at(
+        &config_for(&format!("http://{upstream}/as"), ""),
+        Peer::Unknown,
+    )
+    .await;
+    for path in escaping_paths() {
+        let got = send(
+            proxy,
+            get(proxy, &path).body(Empty::<Bytes>::new()).unwrap(),
+        )
+        .await;
+        assert_own_error(&got, StatusCode::BAD_REQUEST, "invalid_request", upstream);
+        assert!(seen.try_recv().is_err(), "{path} reached the upstream");
+    }
+    // Dots inside a segment, and an empty segment further on, are names.
+    for (path, upstream_path) in [
+        ("/.well-known/x", "/as/.well-known/x"),
+        ("/a..b/...", "/as/a..b/..."),
+        ("/a//b", "/as/a//b"),
+    ] {
+        let got = send(proxy, get(proxy, path).body(Empty::<Bytes>::new()).unwrap()).await;
+        assert_eq!(got.status, 200, "{path}: {}", got.text());
+        assert_eq!(next_seen(&mut seen).await.uri, upstream_path);
+    }
+}
+
+/// `require_par`: behind a path prefix, an authorization request that
+/// climbs out of it past the layer's `/authorize` matching is still
+/// refused, and the upstream is never called.
+#[tokio::test]
+async fn require_par_cannot_be_bypassed_through_the_upstream_prefix() {
+    let (upstream, mut seen) = recording_upstream(&[]).await;
+    let config = config_for(&format!("http://{upstream}/as"), "");
+    let clients = tower_par::StaticClients::new()
+        .with_client(
+            tower_par::Client::new(CLIENT, tower_par::AuthMethod::ClientSecretBasic)
+                .redirect_uri(REDIRECT),
+            Some(SECRET),
+        )
+        .unwrap();
+    let layer = tower_par::ParLayer::new(clients)
+        .require_par(true)
+        .build()
+        .unwrap();
+    let svc = layer.layer(Forwarder::from_config(&config).unwrap());
+    let proxy = serve_proxy(svc, Peer::Known { trusted: false }).await;
+
+    // The direct way is the layer's refusal.
+    let direct = format!("/authorize?{PLAIN_AUTHORIZE}");
+    let got = send(
+        proxy,
+        get(proxy, &direct).body(Empty::<Bytes>::new()).unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST, "{}", got.text());
+    for path in escaping_paths() {
+        let got = send(
+            proxy,
+            get(proxy, &path).body(Empty::<Bytes>::new()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            got.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            got.text()
+        );
+        assert_eq!(got.headers["cache-control"], "no-store", "{path}");
+    }
+    assert!(seen.try_recv().is_err(), "the upstream was called");
+}
+
+/// Fields named with `_` (`Client_Cert`, which CGI-style servers read as
+/// `Client-Cert`) never reach the upstream, even from a trusted proxy;
+/// from an untrusted peer neither do `X-Real-IP`, `X-Original-URL` and
+/// the other forwarding fields.
+#[tokio::test]
+async fn underscored_fields_and_an_untrusted_peers_other_forwarding_fields_are_dropped() {
+    const OTHER_FORWARDING: [&str; 11] = [
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+        "x-forwarded-server",
+        "x-real-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-forwarded-uri",
+        "front-end-https",
+    ];
+    let request = || {
+        let mut req = Request::get("/userinfo")
+            .header("host", "as.example")
+            .header("Client_Cert", ":AAAA:")
+            .header("X_Forwarded_For", "203.0.113.9")
+            .header("X_Forwarded_Proto", "https")
+            .header("x_custom", "1")
+            .header("x-custom", "2");
+        for name in OTHER_FORWARDING {
+            req = req.header(name, "/evil");
+        }
+        req.body(Empty::<Bytes>::new()).unwrap()
+    };
+    for trusted in [false, true] {
+        let (upstream, mut seen) = recording_upstream(&[]).await;
+        let proxy = forwarder_at(&config(upstream, ""), Peer::Known { trusted }).await;
+        assert_eq!(send(proxy, request()).await.status, 200);
+        let s = next_seen(&mut seen).await;
+        let underscored: Vec<_> = s
+            .headers
+            .keys()
+            .filter(|n| n.as_str().contains('_'))
+            .collect();
+        assert!(underscored.is_empty(), "trusted {trusted}: {underscored:?}");
+        assert_eq!(s.headers["x-custom"], "2");
+        assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
+        for name in OTHER_FORWARDING {
+            assert_eq!(
+                s.headers.contains_key(name),
+                trusted,
+                "trusted {trusted}: {name}"
+            );
+        }
+    }
+}
+
+/// The layer's flow-binding cookies stay with the layer; the other
+/// cookies reach the upstream as sent, in order.
+#[tokio::test]
+async fn flow_cookies_are_removed_from_cookie() {
+    let (upstream, mut seen) = recording_upstream(&[]).await;
+    let proxy = forwarder_at(&config(upstream, ""), Peer::Unknown).await;
+    let req = get(proxy, "/authorize")
+        .header(
+            "cookie",
+            "session=abc; __Host-par_flow_AbCdEfGhIjKl=flow-secret-1; lang=en",
+        )
+        .header("cookie", "par_flow_AbCdEfGhIjKl=flow-secret-2")
+        .header("cookie", "theme=\"dark\";other=1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send(proxy, req).await.status, 200);
+    let s = next_seen(&mut seen).await;
+    let cookies: Vec<_> = s
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies, ["session=abc; lang=en", "theme=\"dark\";other=1"]);
+
+    let req = get(proxy, "/authorize")
+        .header("cookie", "__Host-par_flow_AbCdEfGhIjKl=flow-secret")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send(proxy, req).await.status, 200);
+    assert!(!next_seen(&mut seen).await.headers.contains_key("cookie"));
+}

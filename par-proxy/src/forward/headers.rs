@@ -26,6 +26,30 @@ pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forw
 pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
+/// Fields in which a proxy describes the client, the original request or
+/// its own hop: dropped from a peer that is not a trusted proxy, since a
+/// client could otherwise tell the upstream its address, scheme, port,
+/// host, path prefix or even another request target (`X-Original-URL`,
+/// `X-Rewrite-URL`, which IIS and some frameworks route by). The
+/// `X-Forwarded-For/Proto/Host` and `Forwarded` this hop adds come after.
+const FORWARDING: [HeaderName; 15] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("front-end-https"),
+];
+
 /// RFC 9440 client certificate fields: believed only from trusted peers.
 const CLIENT_CERT: [HeaderName; 2] = [
     HeaderName::from_static("client-cert"),
@@ -76,18 +100,78 @@ pub(super) struct Hop<'a> {
     pub(super) trusted: bool,
 }
 
+/// Removes every field whose name contains `_`, from any peer (nginx's
+/// `underscores_in_headers off`): CGI, PHP, WSGI and Rack map `-` and `_`
+/// alike to `HTTP_*` variables, so `Client_Cert` or `X_Forwarded_For`
+/// would reach the upstream's application as the field of the dashed name
+/// that [`add_forwarding`] removes.
+pub(super) fn remove_underscored(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Removes from every `Cookie` line the cookies named `<base>_*` or
+/// `__Host-<base>_*` (the layer's flow-binding cookies, whose values are
+/// secrets of the layer's); a line left empty is dropped. A line without
+/// such a cookie is kept as it is; in one with, the other cookies keep
+/// their bytes and order, joined by `; `.
+pub(super) fn remove_flow_cookies(headers: &mut HeaderMap, base: &str) {
+    let plain = format!("{base}_");
+    let host = format!("__Host-{base}_");
+    let is_flow = |pair: &[u8]| {
+        let pair = pair.trim_ascii_start();
+        pair.starts_with(plain.as_bytes()) || pair.starts_with(host.as_bytes())
+    };
+    if !headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().split(|&b| b == b';').any(is_flow))
+    {
+        return;
+    }
+    let lines: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            if !v.as_bytes().split(|&b| b == b';').any(is_flow) {
+                return Some(v.clone());
+            }
+            let mut kept: Vec<u8> = Vec::with_capacity(v.len());
+            for pair in v.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                if pair.is_empty() || is_flow(pair) {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
+            // Bytes of a valid value, minus some: still a valid value.
+            HeaderValue::from_bytes(&kept)
+                .ok()
+                .filter(|_| !kept.is_empty())
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for line in lines {
+        headers.append(header::COOKIE, line);
+    }
+}
+
 /// Adds this hop to `X-Forwarded-For/Proto/Host` and `Forwarded`. From an
 /// untrusted peer the incoming forwarding fields and the RFC 9440
 /// `Client-Cert` fields are dropped first, so the upstream only ever
 /// sees what this proxy vouches for.
 pub(super) fn add_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>) {
     if !hop.trusted {
-        for name in [
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            FORWARDED,
-        ] {
+        for name in FORWARDING {
             headers.remove(name);
         }
         for name in CLIENT_CERT {
@@ -192,6 +276,48 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-c"));
+    }
+
+    #[test]
+    fn flow_cookies_are_removed_and_the_others_kept_in_order() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static(
+                "a=1; par_flow_AbCdEfGhIjKl=s1;b=\"x y\" ;  __Host-par_flow_x=s2",
+            ),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("par_flow_z=s3"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3;;d=4"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("par_flowx=5; Par_flow_y=6"),
+        );
+        remove_flow_cookies(&mut h, "par_flow");
+        let lines: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(
+            lines,
+            ["a=1; b=\"x y\"", "c=3;;d=4", "par_flowx=5; Par_flow_y=6"]
+        );
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-par_flow_a=1"),
+        );
+        remove_flow_cookies(&mut h, "par_flow");
+        assert!(!h.contains_key(header::COOKIE));
+    }
+
+    #[test]
+    fn underscored_fields_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("client_cert", HeaderValue::from_static(":AAAA:"));
+        h.insert("x_forwarded_for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        remove_underscored(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-a"));
     }
 
     #[test]

@@ -12,13 +12,26 @@
 //! - `Host` is the client's (`preserve_host`, the default) or the
 //!   upstream's; `X-Forwarded-For/Proto/Host` and `Forwarded` (RFC 7239)
 //!   describe this hop. From a peer that is not a trusted proxy, incoming
-//!   forwarding fields and the RFC 9440 `Client-Cert` fields are dropped.
+//!   forwarding fields (`X-Forwarded-*`, `X-Real-IP`, `X-Original-URL`
+//!   and the like, see `headers::FORWARDING`) and the RFC 9440
+//!   `Client-Cert` fields are dropped.
+//! - Fields whose name contains `_` are dropped from every peer (nginx's
+//!   `underscores_in_headers off`): CGI-style servers read `X_Forwarded_For`
+//!   as `X-Forwarded-For`.
+//! - The layer's flow-binding cookies ([`FLOW_COOKIE_NAME`]`_*` and
+//!   `__Host-par_flow_*`) are removed from `Cookie`; the other cookies go
+//!   through in order, and a `Cookie` line left empty is dropped.
+//! - A request path with a `.` or `..` segment (literal or `%2e`), a `\`
+//!   or `%5c`, or a leading `//` is `400`, never forwarded: the upstream
+//!   would resolve it past the `upstream` path prefix and the layer's
+//!   endpoint matching (a `/../as/authorize` under prefix `/as` is the
+//!   authorization endpoint without `require` PAR).
 //! - Every failure is an HTTP answer with an OAuth-shaped JSON body and
 //!   `Cache-Control: no-store`, never an upstream error text or address:
 //!   `502` when the upstream cannot be reached or drops the connection,
 //!   `504` when its response head takes longer than
 //!   `upstream_timeout_secs`, `413` over `max_body_bytes`, `501` for
-//!   `Upgrade` and `CONNECT`.
+//!   `Upgrade` and `CONNECT`, `400` for a malformed request target.
 //! - `[par] forward_as`: a rebuilt authorization request (one carrying
 //!   [`tower_par::PushedAuthorization`]) that arrives as a GET goes out as
 //!   a form POST to the same path when `post`, or under `auto` when its
@@ -306,6 +319,12 @@ impl Inner {
         if !path.starts_with('/') {
             return bad_request("the request target must be an absolute path");
         }
+        // The upstream resolves what the layer did not: a dot segment
+        // climbs out of `prefix` (and past the layer's endpoint matching),
+        // a leading `//` reads as a host to `new URL(path, base)`.
+        if let Some(why) = unsafe_path(path) {
+            return bad_request(why);
+        }
 
         // OIDC Core §3.1.2.1: the authorization endpoint accepts POST, so
         // a rebuilt request too long for the upstream's request line goes
@@ -350,6 +369,8 @@ impl Inner {
         let (parts, incoming) = req.into_parts();
         let mut headers = parts.headers;
         headers::remove_hop_by_hop(&mut headers);
+        headers::remove_underscored(&mut headers);
+        headers::remove_flow_cookies(&mut headers, FLOW_COOKIE_NAME);
         headers::add_forwarding(
             &mut headers,
             &Hop {
@@ -441,6 +462,61 @@ impl Inner {
     }
 }
 
+/// The base name of the layer's browser-binding cookies (tower-par's
+/// default, which the proxy's layer keeps): the cookies named
+/// `<name>_<tag>` and `__Host-<name>_<tag>` carry a flow secret for the
+/// layer alone and are removed from `Cookie` before the upstream.
+pub const FLOW_COOKIE_NAME: &str = "par_flow";
+
+/// Why `path` (a request path starting with `/`) is not forwarded, if it
+/// is not: a `.` or `..` segment, literal or percent-encoded (`%2e` in any
+/// case and mix, and also before a `;` parameter, which servlet containers
+/// drop before resolving), a `\` or `%5c` (which some servers read as
+/// `/`), or an empty first segment (`//host/...`).
+fn unsafe_path(path: &str) -> Option<&'static str> {
+    if path.starts_with("//") {
+        return Some("the request path must not start with //");
+    }
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\')
+        || bytes
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))
+    {
+        return Some("the request path must not contain a backslash");
+    }
+    for segment in path.split('/') {
+        let segment = segment.split(';').next().unwrap_or(segment);
+        if is_dot_segment(segment.as_bytes()) {
+            return Some("the request path must not contain . or .. segments");
+        }
+    }
+    None
+}
+
+/// Whether `segment` is `.` or `..`, each dot literal or `%2e`/`%2E`.
+fn is_dot_segment(mut segment: &[u8]) -> bool {
+    let mut dots = 0;
+    while !segment.is_empty() {
+        if segment[0] == b'.' {
+            segment = &segment[1..];
+        } else if segment.len() >= 3
+            && segment[0] == b'%'
+            && segment[1] == b'2'
+            && segment[2].eq_ignore_ascii_case(&b'e')
+        {
+            segment = &segment[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
+}
+
 /// The pooled upstream client: plain HTTP/1.1 for `http://`, ALPN `h2`
 /// then `http/1.1` for `https://`.
 fn client(
@@ -519,4 +595,51 @@ fn refusal(status: StatusCode, error: &str, description: &str) -> Response<Proxy
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_backslashes_and_a_leading_double_slash_are_refused() {
+        for bad in [
+            "/..",
+            "/.",
+            "/../as/authorize",
+            "/a/./b",
+            "/a/../b",
+            "/a/..",
+            "/%2e%2e/x",
+            "/%2E%2e/x",
+            "/.%2E/x",
+            "/%2e./x",
+            "/%2e/x",
+            "/..;x/as/authorize",
+            "/.;/x",
+            "/a\\b",
+            "/a%5cb",
+            "/a%5Cb",
+            "//evil.example/x",
+            "//",
+        ] {
+            assert!(unsafe_path(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "/",
+            "/authorize",
+            "/a/b/",
+            "/...",
+            "/.well-known/openid-configuration",
+            "/a..b/c.d",
+            "/%2e%2e%2e",
+            "/a/.x",
+            "/a//b",
+            "/%2f",
+            "/%25%32%65",
+            "/a;b",
+        ] {
+            assert!(unsafe_path(good).is_none(), "{good}");
+        }
+    }
 }
