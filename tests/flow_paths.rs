@@ -230,6 +230,8 @@ struct Browser {
     /// `name=value` pairs sent before the jar's on every path, as cookies
     /// planted with a longer `Path` (or for a parent domain) are.
     planted: Arc<Mutex<Vec<String>>>,
+    /// The `Accept-Encoding` sent on every request, if any.
+    accept_encoding: Option<&'static str>,
 }
 
 struct Page {
@@ -251,6 +253,15 @@ impl Browser {
             http: Client::builder(TokioExecutor::new()).build_http(),
             jar: Arc::default(),
             planted: Arc::default(),
+            accept_encoding: None,
+        }
+    }
+
+    /// A browser that sends `Accept-Encoding: value` on every request.
+    fn accepting(value: &'static str) -> Self {
+        Self {
+            accept_encoding: Some(value),
+            ..Self::new()
         }
     }
 
@@ -274,6 +285,9 @@ impl Browser {
             .header(header::ACCEPT, "text/html");
         if let Some(c) = self.cookie_header(path) {
             req = req.header(header::COOKIE, c);
+        }
+        if let Some(coding) = self.accept_encoding {
+            req = req.header(header::ACCEPT_ENCODING, coding);
         }
         if let Some(auth) = form.as_ref().and(Some(c_basic())) {
             req = req
@@ -917,6 +931,164 @@ async fn par28_a_form_post_page_that_cannot_be_checked_is_not_delivered() {
         let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
         let answer = answer_of(&server, &Browser::new(), &authorize, bounce).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+}
+
+/// The `Accept-Encoding` of each request that reached an upstream, with
+/// its path.
+type SeenCodings = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Whether an `Accept-Encoding` value allows `gzip`.
+fn allows_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|v| {
+        v.split(',').any(|c| {
+            let mut c = c.split(';').map(str::trim);
+            let coding = c.next().unwrap_or_default();
+            let refused = c.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0"));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+    })
+}
+
+/// An authorization server that compresses its HTML whenever the request
+/// allows `gzip` (it marks the page `Content-Encoding: gzip`) and sends it
+/// unencoded otherwise. Its authorization endpoint answers a redeemed
+/// request with the `form_post` page itself (`bounce: false`), or bounces
+/// the browser to `/authorize/resume/1`, which answers with it. Records
+/// the `Accept-Encoding` of every request it gets.
+async fn serve_compressing(bounce: bool) -> (Server, SeenCodings) {
+    let counters = Arc::new(Counters::default());
+    let seen = SeenCodings::default();
+    let (c, s) = (counters.clone(), seen.clone());
+    let inner = service_fn(move |req: UpstreamRequest| {
+        let (c, s) = (c.clone(), s.clone());
+        async move {
+            let coding = req
+                .headers()
+                .get(header::ACCEPT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_owned());
+            s.lock()
+                .unwrap()
+                .push((req.uri().path().to_owned(), coding.clone()));
+            if req.uri().path() == "/authorize" {
+                if req.extensions().get::<PushedAuthorization>().is_none() {
+                    return Ok(Response::builder()
+                        .status(StatusCode::BAD_REQUEST)
+                        .body(full("upstream: not a pushed request"))
+                        .unwrap());
+                }
+                c.authorize.fetch_add(1, Ordering::SeqCst);
+                if bounce {
+                    return Ok(Response::builder()
+                        .status(StatusCode::SEE_OTHER)
+                        .header(header::LOCATION, "/authorize/resume/1")
+                        .body(full(""))
+                        .unwrap());
+                }
+            }
+            let code = format!("code-{}", c.codes.fetch_add(1, Ordering::SeqCst) + 1);
+            let mut res = html("text/html; charset=utf-8", full(form_post_page(&code, 0)));
+            if allows_gzip(coding.as_deref()) {
+                res.headers_mut()
+                    .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let server = listen(tower::Layer::layer(&dev_layer(), inner), counters).await;
+    (server, seen)
+}
+
+/// PAR-28, META-13: behind an authorization server that compresses its
+/// pages, a `form_post` flow from a browser accepting `gzip, br` still
+/// completes, at the authorization endpoint and on a later step: every
+/// request the layer may have to read the answer to (the redemption, a
+/// re-entry, a later step presenting the `form_post` flow's cookie) reaches
+/// the wrapped service with `Accept-Encoding: identity`.
+#[tokio::test]
+async fn a_form_post_flow_completes_behind_a_compressing_authorization_server() {
+    assert!(allows_gzip(Some("gzip, br")));
+    assert!(!allows_gzip(Some("identity")));
+    assert!(!allows_gzip(Some("gzip;q=0, br")));
+    for bounce in [false, true] {
+        let (server, seen) = serve_compressing(bounce).await;
+        let form = pushed_form("s1", "&response_mode=form_post");
+        let authorize = push(&server, "/par", "/authorize", form).await;
+        let b = Browser::accepting("gzip, br");
+        if bounce {
+            // A re-entry before the flow ends is read as well.
+            let first = b.get(&server.base, &authorize).await;
+            assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+        }
+        // The flow's cookie, if any, before the flow ends.
+        let same_cookies = b.snapshot();
+        let answer = answer_of(&server, &b, &authorize, bounce).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "bounce {bounce}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("name=\"code\" value=\"code-1\""),
+            "bounce {bounce}: {}",
+            answer.body
+        );
+        assert!(
+            answer.set_cookies.iter().any(|c| c.contains("Max-Age=0")),
+            "bounce {bounce}: {:?}",
+            answer.set_cookies
+        );
+        if bounce {
+            b.restore(same_cookies);
+        }
+        assert_refused(&b.get(&server.base, &authorize).await);
+        assert_eq!(server.counters.codes.load(Ordering::SeqCst), 1);
+        let seen = seen.lock().unwrap().clone();
+        let expected: &[&str] = match bounce {
+            false => &["/authorize"],
+            true => &["/authorize", "/authorize", "/authorize/resume/1"],
+        };
+        assert_eq!(
+            seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            expected
+        );
+        for (path, coding) in &seen {
+            assert_eq!(
+                coding.as_deref(),
+                Some("identity"),
+                "{path} (bounce {bounce})"
+            );
+        }
+    }
+}
+
+/// Requests of a flow that is not `form_post` are passed with the
+/// browser's `Accept-Encoding` as it is: the redemption, a re-entry and a
+/// later step presenting the flow's cookie; its (compressed) page is
+/// delivered as the wrapped service sent it.
+#[tokio::test]
+async fn a_flow_that_is_not_form_post_keeps_the_browsers_accept_encoding() {
+    for bounce in [false, true] {
+        let (server, seen) = serve_compressing(bounce).await;
+        let authorize = push(&server, "/par", "/authorize", pushed_form("s1", "")).await;
+        let b = Browser::accepting("gzip, br");
+        if bounce {
+            let first = b.get(&server.base, &authorize).await;
+            assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+        }
+        let answer = answer_of(&server, &b, &authorize, bounce).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert!(answer.body.contains("code-1"), "{}", answer.body);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), if bounce { 3 } else { 1 }, "{seen:?}");
+        for (path, coding) in &seen {
+            assert_eq!(
+                coding.as_deref(),
+                Some("gzip, br"),
+                "{path} (bounce {bounce})"
+            );
+        }
     }
 }
 

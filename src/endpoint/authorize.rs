@@ -21,6 +21,7 @@ use super::compact::{
     compact_location, compact_refresh, compact_url, encode_component, is_authorization_response,
     refresh_url, resolve_location,
 };
+use super::metadata::ask_unencoded;
 use super::{has_body, is_encoded, is_form, own, push_decimal, read_body_within};
 use crate::body::{ParRequestBody, ParResponseBody};
 use crate::client::{AuthMethod, Client, ClientAuthenticator};
@@ -158,6 +159,15 @@ struct Flow {
     pushed_at: SystemTime,
 }
 
+impl Flow {
+    /// Whether [`finish`] may read the answer's body: the `form_post` page
+    /// of a flow-bound redemption. The wrapped service is then asked for
+    /// it unencoded, since an encoded page cannot be checked.
+    fn reads_page(&self) -> bool {
+        self.form_post && self.binding.is_some()
+    }
+}
+
 enum Resolved<B> {
     Pass(Request<ParRequestBody<B>>),
     Flow(Request<ParRequestBody<B>>, Box<Flow>),
@@ -179,11 +189,17 @@ where
     // A request without request_uri may be a later step of a flow too.
     let presented = presented_flows(&cfg, req.headers());
     match resolve(&cfg, req).await {
-        Ok(Resolved::Pass(req)) => {
+        Ok(Resolved::Pass(mut req)) => {
+            if reads_pages(&presented) {
+                ask_unencoded(req.headers_mut());
+            }
             let res = inner.call(req).await?;
             Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
         }
-        Ok(Resolved::Flow(req, flow)) => {
+        Ok(Resolved::Flow(mut req, flow)) => {
+            if flow.reads_page() {
+                ask_unencoded(req.headers_mut());
+            }
             let res = inner.call(req).await?;
             Ok(finish(&cfg, *flow, res, accept.as_ref()).await)
         }
@@ -219,7 +235,7 @@ where
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let presented = presented_flows(&cfg, req.headers());
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // PAR-31: another method, or another spelling of the path, is never
     // read by the layer; a body there could name a client that requires
     // PAR, so it gets through only when no client can.
@@ -233,6 +249,9 @@ where
     };
     match checked {
         Ok(()) => {
+            if reads_pages(&presented) {
+                ask_unencoded(&mut parts.headers);
+            }
             let res = inner
                 .call(Request::from_parts(parts, ParRequestBody::original(body)))
                 .await?;
@@ -361,7 +380,7 @@ where
         (parts.status.is_redirection() && to_client(location.as_deref()))
             || to_client(refresh.as_deref().and_then(refresh_url))
     };
-    if !completes && flow.form_post && flow.binding.is_some() {
+    if !completes && flow.reads_page() {
         match form_post_response(&parts, body, flow.redirect_uri.as_deref()).await {
             Ok((is_response, own_body)) => {
                 completes = is_response;
@@ -449,6 +468,14 @@ struct Presented {
     /// Digest of the presented secret: the binding the flow must have.
     binding: [u8; 32],
     form_post: bool,
+}
+
+/// Whether [`complete_later`] may read the answer's body: a `form_post`
+/// flow is presented, so an HTML `200` may be its page. The wrapped service
+/// is then asked for it unencoded, since an encoded page cannot be checked;
+/// other requests keep their `Accept-Encoding`.
+fn reads_pages(presented: &[Presented]) -> bool {
+    presented.iter().any(|f| f.form_post)
 }
 
 /// The cookie value for a flow (see [`Presented`]).
@@ -588,7 +615,7 @@ fn presented_flows<C, St>(cfg: &Config<C, St>, headers: &HeaderMap) -> Vec<Prese
 pub(crate) async fn watch<S, C, St, B, ResB>(
     cfg: Arc<Config<C, St>>,
     mut inner: S,
-    req: Request<B>,
+    mut req: Request<B>,
 ) -> Result<Response<ParResponseBody<ResB>>, S::Error>
 where
     S: Service<Request<ParRequestBody<B>>, Response = Response<ResB>>,
@@ -597,6 +624,9 @@ where
 {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let presented = presented_flows(&cfg, req.headers());
+    if reads_pages(&presented) {
+        ask_unencoded(req.headers_mut());
+    }
     let res = inner.call(req.map(ParRequestBody::original)).await?;
     Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
@@ -83,6 +83,18 @@ where
     ))
 }
 
+/// Replaces the request's `Accept-Encoding` with `identity`, for a request
+/// whose answer the layer reads (META-13, and the `form_post` page of a
+/// flow): the wrapped service, or a compression layer inside this one, then
+/// answers unencoded; a compression layer outside still compresses what
+/// the browser gets.
+pub(crate) fn ask_unencoded(headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+}
+
 async fn document<S, C, St, B, ResB>(
     cfg: Arc<Config<C, St>>,
     mut inner: S,
@@ -95,10 +107,7 @@ where
     // META-13: ask for the document unencoded, so that a compression layer
     // inside this one cannot hide it; one outside still compresses the
     // result.
-    req.headers_mut().insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
+    ask_unencoded(req.headers_mut());
     let res = inner.call(req.map(ParRequestBody::original)).await?;
     let Some(par_endpoint) = cfg.advertised_par_endpoint() else {
         return Ok(res.map(ParResponseBody::inner));
