@@ -78,7 +78,7 @@
 //! |---|---|---|
 //! | `TraceLayer` | outside | inside, it never sees `/par`. Its default span records the full URI, `request_uri` included: make the span with [`redacted_uri`] (or `RedactedMakeSpan`, feature `tower-http`) |
 //! | `CorsLayer` | outside | inside, it never sees the preflight to `/par`, which the PAR endpoint answers `405` (PAR-20) |
-//! | `CompressionLayer` | either | the layer asks for the document it edits uncompressed (META-13); outside, its own answers are compressed too |
+//! | `CompressionLayer` | either | the layer asks for what it reads (discovery documents, META-13; a `form_post` flow's page) with `Accept-Encoding: identity`; outside, its own answers are compressed too |
 //! | `TimeoutLayer` | outside | it then bounds the push too: client authentication, JWKS fetches, the store |
 //! | `RequestBodyLimitLayer` | either | outside, it also bounds `/par` (`413` for a declared `Content-Length`); [`ParLayer::max_body_size`] bounds `/par` in any case |
 //!
