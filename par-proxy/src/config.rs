@@ -111,7 +111,8 @@ pub struct ProxyConfig {
     /// origin (a path prefix is allowed).
     pub upstream: String,
     /// The issuer / base URL clients see (default `http://<listen>`, or
-    /// `https://<listen>` with `[tls]`).
+    /// `https://<listen>` with `[tls] cert`/`key`); its scheme is
+    /// lower-cased at load.
     #[serde(default)]
     pub public_url: Option<String>,
     /// Send the client's `Host` to the upstream (default), or the
@@ -138,7 +139,8 @@ pub struct ProxyConfig {
     /// The registered clients.
     #[serde(default)]
     pub clients: ClientsSection,
-    /// TLS on the public listener (absent: plain HTTP).
+    /// TLS on the public listener (`cert`/`key`; absent: plain HTTP) and
+    /// the CA `tls_client_auth` certificates chain to (`client_ca`).
     #[serde(default)]
     pub tls: Option<TlsSection>,
     /// Logging.

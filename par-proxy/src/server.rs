@@ -38,6 +38,11 @@
 //!    query, status, duration in ms, peer; and the request metrics
 //!    ([`REQUESTS_TOTAL`], [`REQUEST_DURATION`]) by status class.
 //!
+//! `/readyz` answers are reused for [`READINESS_CACHE`]. A connection that
+//! has not started a request within [`DEFAULT_FIRST_REQUEST_TIMEOUT`] of
+//! its accept is closed, HTTP/2 connections are kept alive by PINGs and
+//! limited in streams, and at most [`DEFAULT_MAX_CONNECTIONS`] are open.
+//!
 //! On shutdown the listener is closed at once (new connections are
 //! refused), requests in flight finish, idle connections are closed, and
 //! after [`DEFAULT_SHUTDOWN_TIMEOUT`] what is still open is dropped.
@@ -265,7 +270,8 @@ where
 }
 
 /// Serves `config` until `shutdown` completes, then drains (see the module
-/// docs): binds `listen` (TLS per `[tls]`) and `[metrics] listen`, and
+/// docs): binds `listen` (TLS with `[tls] cert`/`key`) and `[metrics]
+/// listen`, and
 /// composes the health routes, client-certificate handling, per-request
 /// logging and metrics, the `ParLayer` the configuration describes and
 /// the forwarder to `upstream`. `/readyz` checks the store and that the
