@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `listen` | `"127.0.0.1:8000"` | address the proxy listens on |
 //! | `upstream` | required | the authorization server behind the proxy: an `http://` or `https://` URL without a query (a path prefix is allowed) |
-//! | `public_url` | `http://<listen>` (`https://<listen>` with `[tls]`) | the issuer / base URL clients see |
+//! | `public_url` | `http://<listen>` (`https://<listen>` with `[tls] cert`/`key`) | the issuer / base URL clients see; its scheme is lower-cased |
 //! | `preserve_host` | `true` | send the client's `Host` upstream (`false`: the upstream's own) |
 //! | `trusted_proxies` | `[]` | IP addresses or CIDR ranges whose `X-Forwarded-*`, `Forwarded` and `Client-Cert` headers are believed |
 //! | `upstream_timeout_secs` | `30` | seconds (at least 1) before an upstream request is answered `504` |
@@ -33,9 +33,9 @@
 //! | `[store] max_pending` | `100000` | in memory: requests waiting for redemption, then `503` |
 //! | `[store] max_pending_per_client` | `1000` | in memory: the same per client, then `429` |
 //! | `[clients] file` | required | the clients file, JSON or TOML (by extension, `.toml` for TOML), the library's format; `client_secret` values may be `env:NAME` |
-//! | `[tls] cert` | required in `[tls]` | PEM certificate chain (absent `[tls]`: plain HTTP) |
-//! | `[tls] key` | required in `[tls]` | PEM private key |
-//! | `[tls] client_ca` | absent | PEM CA certificates: client certificates are requested (mTLS client authentication) |
+//! | `[tls] cert` | absent: plain HTTP | PEM certificate chain; given together with `key`, the listener terminates TLS |
+//! | `[tls] key` | absent | PEM private key; given together with `cert` |
+//! | `[tls] client_ca` | absent | PEM CA certificates `tls_client_auth` client certificates must chain to; with `cert`/`key` client certificates are requested in the handshake, without them (plain HTTP behind a TLS terminator) they come as RFC 9440 `Client-Cert` from `trusted_proxies` |
 //! | `[log] format` | `"text"` | `"text"` or `"json"` |
 //! | `[metrics] listen` | absent: off | where Prometheus scrapes `/metrics`; never the public `listen` |
 //!
@@ -111,7 +111,8 @@ pub struct ProxyConfig {
     /// origin (a path prefix is allowed).
     pub upstream: String,
     /// The issuer / base URL clients see (default `http://<listen>`, or
-    /// `https://<listen>` with `[tls]`).
+    /// `https://<listen>` with `[tls] cert`/`key`); its scheme is
+    /// lower-cased at load.
     #[serde(default)]
     pub public_url: Option<String>,
     /// Send the client's `Host` to the upstream (default), or the
@@ -138,7 +139,8 @@ pub struct ProxyConfig {
     /// The registered clients.
     #[serde(default)]
     pub clients: ClientsSection,
-    /// TLS on the public listener (absent: plain HTTP).
+    /// TLS on the public listener (`cert`/`key`; absent: plain HTTP) and
+    /// the CA `tls_client_auth` certificates chain to (`client_ca`).
     #[serde(default)]
     pub tls: Option<TlsSection>,
     /// Logging.
@@ -315,14 +317,30 @@ pub struct ClientsSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// PEM CA certificates: client certificates are requested, and
-    /// `tls_client_auth` clients must chain to one of them.
+    /// PEM certificate chain; with `key`, the listener terminates TLS.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key; given together with `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates `tls_client_auth` client certificates must
+    /// chain to. With `cert`/`key`, client certificates are requested in
+    /// the handshake; without them (a plain-HTTP listener behind a TLS
+    /// terminator), they come as RFC 9440 `Client-Cert` from
+    /// `trusted_proxies`.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSection {
+    /// The certificate and key, when both are given: the public listener
+    /// terminates TLS.
+    pub fn server_identity(&self) -> Option<(&Path, &Path)> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        }
+    }
 }
 
 /// `[log]`
@@ -594,13 +612,19 @@ const SECTIONS: &[(&str, Keys)] = &[
     ("metrics", &[("listen", Kind::Addr)]),
 ];
 
+/// `url` with its scheme in lower case (`HTTPS://a` -> `https://a`).
+fn lower_case_scheme(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    }
+}
+
 /// Keys that must be present (section, key); a section's keys only when
 /// the section is.
 const REQUIRED: &[(Option<&str>, &str)] = &[
     (None, "upstream"),
     (Some("clients"), "file"),
-    (Some("tls"), "cert"),
-    (Some("tls"), "key"),
     (Some("metrics"), "listen"),
 ];
 
@@ -818,10 +842,11 @@ impl Checker {
                 self.wrong("upstream", e);
             }
         }
-        if let Some(url) = &config.public_url {
+        if let Some(url) = &mut config.public_url {
             if self.ok("public_url") {
-                if let Err(e) = check_http_url(url) {
-                    self.wrong("public_url", e);
+                match check_http_url(url) {
+                    Err(e) => self.wrong("public_url", e),
+                    Ok(()) => *url = lower_case_scheme(url),
                 }
             }
         }
@@ -921,17 +946,38 @@ impl Checker {
         }
 
         if let Some(tls) = &mut config.tls {
-            tls.cert = base.join(&tls.cert);
-            tls.key = base.join(&tls.key);
-            if self.ok("tls.cert") {
-                if let Err(e) = read_certificates(&tls.cert) {
-                    self.wrong("tls.cert", e);
+            match (&tls.cert, &tls.key) {
+                (Some(_), None) if self.ok("tls.key") => {
+                    self.wrong("tls.key", "missing (required with tls.cert)");
                 }
+                (None, Some(_)) if self.ok("tls.cert") => {
+                    self.wrong("tls.cert", "missing (required with tls.key)");
+                }
+                (None, None) if tls.client_ca.is_none() && self.ok("tls.cert") => {
+                    self.wrong(
+                        "tls.cert",
+                        "[tls] needs cert and key, or client_ca, or both",
+                    );
+                }
+                _ => {}
             }
-            if self.ok("tls.key") {
-                if let Err(e) = read_private_key(&tls.key) {
-                    self.wrong("tls.key", e);
+            if let Some(cert) = tls.cert.take() {
+                let cert = base.join(cert);
+                if self.ok("tls.cert") {
+                    if let Err(e) = read_certificates(&cert) {
+                        self.wrong("tls.cert", e);
+                    }
                 }
+                tls.cert = Some(cert);
+            }
+            if let Some(key) = tls.key.take() {
+                let key = base.join(key);
+                if self.ok("tls.key") {
+                    if let Err(e) = read_private_key(&key) {
+                        self.wrong("tls.key", e);
+                    }
+                }
+                tls.key = Some(key);
             }
             if let Some(ca) = tls.client_ca.take() {
                 let ca = base.join(ca);
@@ -1099,7 +1145,13 @@ impl ProxyConfig {
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None if self.tls.is_some() => format!("https://{}", self.listen),
+            None if self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.server_identity().is_some()) =>
+            {
+                format!("https://{}", self.listen)
+            }
             None => format!("http://{}", self.listen),
         }
     }

@@ -257,8 +257,16 @@ fn configure(layer: ProxyLayer, config: &ProxyConfig) -> Result<ProxyLayer, Conf
         // Empty: the layer's default (the authorize path and below).
         .flow_paths(par.flow_paths.iter().map(String::as_str))?
         // A `Secure` cookie never reaches a plain-HTTP public URL.
-        .flow_cookie_secure(public_url.starts_with("https://"))
+        .flow_cookie_secure(is_https(&public_url))
         .build()
+}
+
+/// Whether `url`'s scheme is `https`, in any case.
+fn is_https(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.scheme_str().map(|s| s.eq_ignore_ascii_case("https")))
+        .unwrap_or(false)
 }
 
 /// The configuration key a builder setting comes from.

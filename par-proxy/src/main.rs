@@ -73,6 +73,9 @@ async fn run(cli: Cli) -> ExitCode {
             Ok(config) => config,
             Err(problems) => return report(&problems),
         };
+        if let Err(problems) = preflight(&config) {
+            return report(&problems);
+        }
         return serve(config).await;
     }
     // The argument group leaves `--demo` as the only other mode.
@@ -102,8 +105,41 @@ async fn serve(config: ProxyConfig) -> ExitCode {
     }
 }
 
+/// What `run` builds besides the layer, built once to report what it
+/// refuses as problems: the forwarder to `upstream` and, with `[tls]
+/// cert`/`key`, the TLS server configuration.
+fn preflight(config: &ProxyConfig) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    if let Err(e) = par_proxy::forward::Forwarder::from_config(config) {
+        problems.push(problem_from(&e, "upstream"));
+    }
+    if let Some(tls) = config
+        .tls
+        .as_ref()
+        .filter(|tls| tls.server_identity().is_some())
+    {
+        if let Err(e) = server::tls_server_config(tls) {
+            problems.push(problem_from(&e, "tls"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// `key: message` as a [`Problem`] (`fallback` when there is no key).
+fn problem_from(error: &str, fallback: &str) -> Problem {
+    match error.split_once(": ") {
+        Some((key, message)) if !key.is_empty() && !key.contains(' ') => Problem::new(key, message),
+        _ => Problem::new(fallback, error),
+    }
+}
+
 /// `--check-config`: loads the file, builds the layer (connecting to Redis
-/// only when it is configured), and prints a summary.
+/// only when it is configured), the forwarder and the TLS configuration,
+/// and prints a summary.
 async fn check_config(path: &std::path::Path) -> ExitCode {
     let config = match config::load(path) {
         Ok(config) => config,
@@ -113,6 +149,9 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
         Ok(built) => built,
         Err(problems) => return report(&problems),
     };
+    if let Err(problems) = preflight(&config) {
+        return report(&problems);
+    }
     println!("ok: {}", path.display());
     println!("  listen      {}", config.listen);
     println!("  public_url  {}", config.public_url());
@@ -132,8 +171,13 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
         "  tls         {}",
         match &config.tls {
             None => "off",
-            Some(tls) if tls.client_ca.is_some() => "on, client certificates requested",
-            Some(_) => "on",
+            Some(tls) => match (tls.server_identity().is_some(), tls.client_ca.is_some()) {
+                (true, true) => "on, client certificates requested",
+                (true, false) => "on",
+                (false, true) =>
+                    "off (behind a TLS terminator), client certificates from trusted_proxies",
+                (false, false) => "off",
+            },
         }
     );
     match &config.metrics {

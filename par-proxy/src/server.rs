@@ -38,6 +38,11 @@
 //!    query, status, duration in ms, peer; and the request metrics
 //!    ([`REQUESTS_TOTAL`], [`REQUEST_DURATION`]) by status class.
 //!
+//! `/readyz` answers are reused for [`READINESS_CACHE`]. A connection that
+//! has not started a request within [`DEFAULT_FIRST_REQUEST_TIMEOUT`] of
+//! its accept is closed, HTTP/2 connections are kept alive by PINGs and
+//! limited in streams, and at most [`DEFAULT_MAX_CONNECTIONS`] are open.
+//!
 //! On shutdown the listener is closed at once (new connections are
 //! refused), requests in flight finish, idle connections are closed, and
 //! after [`DEFAULT_SHUTDOWN_TIMEOUT`] what is still open is dropped.
@@ -74,6 +79,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How long in-flight requests get to finish after shutdown is signalled.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a `/readyz` answer is reused (see [`ServeOptions::readiness`]).
+pub const READINESS_CACHE: Duration = Duration::from_secs(1);
+
+/// How long a connection may go without starting a request (see
+/// [`ServeOptions::first_request_timeout`]).
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = accept::DEFAULT_FIRST_REQUEST_TIMEOUT;
+
+/// How many connections the public listener holds open at most (see
+/// [`ServeOptions::max_connections`]; the `max_connections` key).
+pub const DEFAULT_MAX_CONNECTIONS: usize = accept::DEFAULT_MAX_CONNECTIONS;
+
 /// What [`serve_with`] needs besides the listener and the inner service.
 ///
 /// ```
@@ -93,6 +109,7 @@ pub struct ServeOptions {
     trusted: TrustedProxies,
     readiness: Option<front::ReadinessCheck>,
     shutdown_timeout: Duration,
+    limits: accept::Limits,
 }
 
 impl Default for ServeOptions {
@@ -108,6 +125,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("trusted", &self.trusted)
             .field("readiness", &self.readiness.is_some())
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("first_request_timeout", &self.limits.first_request)
+            .field("max_connections", &self.limits.max_connections)
             .finish()
     }
 }
@@ -121,6 +140,7 @@ impl ServeOptions {
             trusted: TrustedProxies::none(),
             readiness: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            limits: accept::Limits::default(),
         }
     }
 
@@ -141,19 +161,56 @@ impl ServeOptions {
 
     /// What `/readyz` checks: `Ok(())` is ready, `Err(reason)` answers
     /// `503 not ready: <reason>` (keep the reason short and free of
-    /// internals). Bounded at 5 seconds.
+    /// internals). Bounded at 5 seconds. The answer is kept for
+    /// [`READINESS_CACHE`]: `/readyz` calls within that time (and calls
+    /// while a check runs) share one check.
     pub fn readiness<F, Fut>(mut self, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.readiness = Some(Arc::new(move || Box::pin(check())));
+        type Last = Option<(tokio::time::Instant, Result<(), String>)>;
+        let check = Arc::new(check);
+        let last: Arc<tokio::sync::Mutex<Last>> = Arc::default();
+        self.readiness = Some(Arc::new(move || {
+            let check = check.clone();
+            let last = last.clone();
+            Box::pin(async move {
+                let mut last = last.lock().await;
+                if let Some((at, result)) = last.as_ref() {
+                    if at.elapsed() < READINESS_CACHE {
+                        return result.clone();
+                    }
+                }
+                let result = tokio::time::timeout(front::READINESS_TIMEOUT, check())
+                    .await
+                    .unwrap_or_else(|_| Err("timeout".to_owned()));
+                *last = Some((tokio::time::Instant::now(), result.clone()));
+                result
+            })
+        }));
         self
     }
 
     /// How long in-flight requests get after shutdown is signalled.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may go, from its accept (TLS handshake
+    /// included), without starting a request before it is closed; default
+    /// [`DEFAULT_FIRST_REQUEST_TIMEOUT`].
+    pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.first_request = timeout;
+        self
+    }
+
+    /// How many connections are open at most; beyond that, accepting
+    /// waits until one closes. Default [`DEFAULT_MAX_CONNECTIONS`]; `0`
+    /// counts as `1`.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max;
         self
     }
 }
@@ -183,6 +240,7 @@ where
         trusted,
         readiness,
         shutdown_timeout,
+        limits,
     } = options;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let make_service = move |accepted: &accept::Accepted| front::Front {
@@ -200,11 +258,20 @@ where
         }),
         readiness: readiness.clone(),
     };
-    accept::serve(listener, acceptor, make_service, shutdown, shutdown_timeout).await
+    accept::serve(
+        listener,
+        acceptor,
+        make_service,
+        shutdown,
+        shutdown_timeout,
+        limits,
+    )
+    .await
 }
 
 /// Serves `config` until `shutdown` completes, then drains (see the module
-/// docs): binds `listen` (TLS per `[tls]`) and `[metrics] listen`, and
+/// docs): binds `listen` (TLS with `[tls] cert`/`key`) and `[metrics]
+/// listen`, and
 /// composes the health routes, client-certificate handling, per-request
 /// logging and metrics, the `ParLayer` the configuration describes and
 /// the forwarder to `upstream`. `/readyz` checks the store and that the
@@ -219,7 +286,13 @@ pub async fn run(
     use tower::Layer;
 
     let trusted = TrustedProxies::parse(&config.trusted_proxies)?;
-    let tls = config.tls.as_ref().map(tls_server_config).transpose()?;
+    // `[tls]` with only `client_ca`: plain HTTP behind a TLS terminator.
+    let tls = config
+        .tls
+        .as_ref()
+        .filter(|tls| tls.server_identity().is_some())
+        .map(tls_server_config)
+        .transpose()?;
     let (layer, store) = crate::layer::build(&config).await.map_err(|problems| {
         problems
             .iter()
@@ -265,6 +338,7 @@ pub async fn run(
     let mut options = ServeOptions::new()
         .trusted_proxies(trusted)
         .readiness(readiness);
+    let terminates_tls = tls.is_some();
     if let Some(tls) = tls {
         options = options.tls(tls);
     }
@@ -289,7 +363,7 @@ pub async fn run(
     tracing::info!(
         target: "par_proxy::server",
         listen = %config.listen,
-        tls = config.tls.is_some(),
+        tls = terminates_tls,
         client_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         metrics = ?metrics_addr,
         "par-proxy listening"

@@ -193,6 +193,49 @@ fn a_secret_never_appears_in_problems() {
 }
 
 #[test]
+fn check_config_refuses_what_run_refuses_naming_the_key() {
+    let dir = Dir::new();
+    // Credentials in the upstream URL: the forwarder refuses them.
+    let path = dir
+        .config("upstream = \"http://u:p@127.0.0.1:9000\"\n[clients]\nfile = \"clients.json\"\n");
+    let (code, _, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("upstream: "), "{stderr}");
+    assert!(!stderr.contains("u:p"), "{stderr}");
+    let out = run(&["--config", path.to_str().unwrap()], &[SECRET]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("upstream: "), "{stderr}");
+
+    // A key that is readable but not the certificate's.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.0.join("other-key.pem"), other.key_pair.serialize_pem()).unwrap();
+    let path = dir.config(&format!(
+        "{GOOD}[tls]\ncert = \"server.pem\"\nkey = \"other-key.pem\"\n"
+    ));
+    let (code, _, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("tls.key: "), "{stderr}");
+}
+
+#[test]
+fn check_config_with_only_client_ca_reports_a_plain_listener() {
+    let dir = Dir::new();
+    let ca = rcgen::generate_simple_self_signed(vec!["clients-ca".into()]).unwrap();
+    std::fs::write(dir.0.join("ca.pem"), ca.cert.pem()).unwrap();
+    let path = dir.config(&format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n{GOOD}[tls]\nclient_ca = \"ca.pem\"\n"
+    ));
+    let (code, stdout, stderr) = check(&path, &[SECRET]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("http://127.0.0.1:8000"), "{stdout}");
+    assert!(
+        stdout.contains("tls         off (behind a TLS terminator)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn config_with_problems_exits_2_before_serving() {
     let dir = Dir::new();
     let path = dir.config("[par]\nlifetime_secs = 0\n");

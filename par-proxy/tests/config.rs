@@ -205,8 +205,8 @@ listen = "127.0.0.1:9100"
     );
     assert_eq!(c.clients.file, Some(dir.0.join("clients.toml")));
     let tls = c.tls.as_ref().unwrap();
-    assert_eq!(tls.cert, dir.0.join("server.pem"));
-    assert_eq!(tls.key, dir.0.join("server-key.pem"));
+    assert_eq!(tls.cert, Some(dir.0.join("server.pem")));
+    assert_eq!(tls.key, Some(dir.0.join("server-key.pem")));
     assert_eq!(tls.client_ca, Some(dir.0.join("ca.pem")));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.metrics.as_ref().unwrap().listen.port(), 9100);
@@ -275,7 +275,7 @@ fn environment_creates_a_section_the_file_lacks() {
             ("PAR_PROXY_TLS_KEY", "server-key.pem"),
         ],
     );
-    assert_eq!(c.tls.unwrap().cert, dir.0.join("server.pem"));
+    assert_eq!(c.tls.unwrap().cert, Some(dir.0.join("server.pem")));
 }
 
 #[test]
@@ -679,6 +679,42 @@ fn tls_files_must_be_readable_pem() {
         &[],
         "tls.key: missing",
     );
+    one_problem(
+        &dir.config("[tls]\nkey = \"server-key.pem\""),
+        &[],
+        "tls.cert: missing",
+    );
+    one_problem(&dir.config("[tls]"), &[], "tls.cert: ");
+}
+
+#[test]
+fn tls_with_only_client_ca_is_a_plain_listener_verifying_forwarded_certificates() {
+    let dir = Dir::new();
+    let c = ok(&dir.config("[tls]\nclient_ca = \"ca.pem\""), &[]);
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, None);
+    assert_eq!(tls.key, None);
+    assert!(tls.server_identity().is_none());
+    assert_eq!(tls.client_ca, Some(dir.0.join("ca.pem")));
+    // Plain HTTP on the listener: public_url defaults to http.
+    assert_eq!(c.public_url(), "http://127.0.0.1:8000");
+    one_problem(
+        &dir.config("[tls]\nclient_ca = \"garbage.pem\""),
+        &[],
+        "tls.client_ca:",
+    );
+}
+
+#[test]
+fn public_url_scheme_is_lower_cased() {
+    let dir = Dir::new();
+    let c = ok(
+        &dir.config("public_url = \"HTTPS://as.example/Tenant\""),
+        &[],
+    );
+    assert_eq!(c.public_url(), "https://as.example/Tenant");
+    let c = ok(&dir.config("public_url = \"Http://as.example\""), &[]);
+    assert_eq!(c.public_url(), "http://as.example");
 }
 
 #[test]
@@ -1021,6 +1057,73 @@ mod layer {
             .await
             .unwrap();
         assert_eq!(response.status(), 401);
+    }
+
+    /// Pushes for `app` and opens the authorization URL; the
+    /// `Set-Cookie` headers of the answer.
+    async fn flow_cookies(addr: SocketAddr) -> Vec<String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let push = client
+            .post(format!("http://{addr}/par"))
+            .form(&[
+                ("client_id", "app"),
+                ("client_secret", "plain-secret"),
+                ("response_type", "code"),
+                ("redirect_uri", "https://app.example/cb"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(push.status(), 201);
+        let pushed: serde_json::Value = serde_json::from_str(&push.text().await.unwrap()).unwrap();
+        let request_uri = pushed["request_uri"].as_str().unwrap();
+        let res = client
+            .get(format!("http://{addr}/authorize"))
+            .query(&[("client_id", "app"), ("request_uri", request_uri)])
+            .send()
+            .await
+            .unwrap();
+        res.headers()
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_upper_case_https_public_url_gives_a_secure_flow_cookie() {
+        for (public_url, secure) in [
+            ("HTTPS://as.example", true),
+            ("https://as.example", true),
+            ("http://as.example", false),
+        ] {
+            let dir = Dir::new();
+            std::fs::write(dir.0.join("clients.json"), CLIENTS_TOML_AS_JSON).unwrap();
+            let config = load_with_env(
+                &dir.config(&format!("public_url = \"{public_url}\"")),
+                &Environment::default(),
+            )
+            .unwrap();
+            let (layer, _store) = build(&config).await.unwrap();
+            let addr = serve(layer).await;
+            let cookies = flow_cookies(addr).await;
+            assert!(!cookies.is_empty(), "{public_url}: no flow cookie");
+            for cookie in &cookies {
+                assert_eq!(
+                    cookie.to_ascii_lowercase().contains("; secure"),
+                    secure,
+                    "{public_url}: {cookie}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -99,8 +99,8 @@ fn pki(name: &str, with_client_ca: bool) -> Pki {
     std::fs::write(dir.join("server-key.pem"), server.key.serialize_pem()).unwrap();
     std::fs::write(dir.join("clients-ca.pem"), client_ca.cert.pem()).unwrap();
     let tls = TlsSection {
-        cert: dir.join("server.pem"),
-        key: dir.join("server-key.pem"),
+        cert: Some(dir.join("server.pem")),
+        key: Some(dir.join("server-key.pem")),
         client_ca: with_client_ca.then(|| dir.join("clients-ca.pem")),
     };
     Pki {
@@ -338,9 +338,9 @@ async fn plain_http_to_the_tls_port_gets_no_answer_and_the_server_goes_on() {
 #[test]
 fn tls_configuration_errors_name_the_key() {
     let pki = pki("errors", true);
-    let dir = pki.tls.cert.parent().unwrap().to_owned();
+    let dir = pki.tls.cert.as_ref().unwrap().parent().unwrap().to_owned();
     let missing = TlsSection {
-        cert: dir.join("missing.pem"),
+        cert: Some(dir.join("missing.pem")),
         ..pki.tls.clone()
     };
     assert!(server::tls_server_config(&missing)
@@ -360,7 +360,7 @@ fn tls_configuration_errors_name_the_key() {
     let other_key = dir.join("other-key.pem");
     std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
     let mismatched = TlsSection {
-        key: other_key,
+        key: Some(other_key),
         ..pki.tls.clone()
     };
     let err = server::tls_server_config(&mismatched).unwrap_err();
@@ -374,8 +374,23 @@ fn tls_configuration_errors_name_the_key() {
     };
     let err = server::tls_server_config(&bad_ca).unwrap_err();
     assert!(err.starts_with("tls.client_ca: "), "{err}");
+
+    // A certificate without its key, and no certificate at all.
+    let no_key = TlsSection {
+        key: None,
+        ..pki.tls.clone()
+    };
+    let err = server::tls_server_config(&no_key).unwrap_err();
+    assert!(err.starts_with("tls.key: "), "{err}");
+    let client_ca_only = TlsSection {
+        cert: None,
+        key: None,
+        ..pki.tls.clone()
+    };
+    let err = server::tls_server_config(&client_ca_only).unwrap_err();
+    assert!(err.starts_with("tls.cert: "), "{err}");
     // The key's bytes never appear in an error.
-    let key_pem = std::fs::read_to_string(&pki.tls.key).unwrap();
+    let key_pem = std::fs::read_to_string(pki.tls.key.as_ref().unwrap()).unwrap();
     let key_body = key_pem.lines().nth(1).unwrap();
     assert!(!server::tls_server_config(&wrong_key)
         .unwrap_err()
@@ -682,7 +697,7 @@ async fn client_cert_header_from_a_trusted_front_proxy_authenticates() {
 #[tokio::test]
 async fn run_with_client_ca_authenticates_tls_client_auth_clients_end_to_end() {
     let pki = pki("run", true);
-    let dir = pki.tls.cert.parent().unwrap().to_owned();
+    let dir = pki.tls.cert.as_ref().unwrap().parent().unwrap().to_owned();
     let clients = dir.join("clients.json");
     std::fs::write(
         &clients,
@@ -702,8 +717,8 @@ async fn run_with_client_ca_authenticates_tls_client_auth_clients_end_to_end() {
         "listen = \"{listen}\"\nupstream = \"http://{}\"\n\n[clients]\nfile = {:?}\n\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
         upstream.addr,
         clients.display().to_string(),
-        pki.tls.cert.display().to_string(),
-        pki.tls.key.display().to_string(),
+        pki.tls.cert.as_ref().unwrap().display().to_string(),
+        pki.tls.key.as_ref().unwrap().display().to_string(),
         pki.tls.client_ca.as_ref().unwrap().display().to_string(),
     );
     let config: par_proxy::config::ProxyConfig = toml::from_str(&text).unwrap();
@@ -740,5 +755,73 @@ async fn run_with_client_ca_authenticates_tls_client_auth_clients_end_to_end() {
     assert_invalid_client(&push(&wrong, &proxy_running.url("/par"), &[]).await);
 
     proxy_running.shutdown().await;
+    upstream.shutdown().await;
+}
+
+#[tokio::test]
+async fn run_with_only_client_ca_serves_plain_http_and_trusts_client_cert_from_a_front_proxy() {
+    // Behind a TLS-terminating front proxy at 127.0.0.1: the listener is
+    // plain HTTP and `client_ca` verifies the RFC 9440 certificates.
+    let pki = pki("client-ca-only", true);
+    let dir = pki.tls.cert.as_ref().unwrap().parent().unwrap().to_owned();
+    let clients = dir.join("clients.json");
+    std::fs::write(
+        &clients,
+        format!(
+            r#"{{"clients":[{{"client_id":"bank-app","token_endpoint_auth_method":"tls_client_auth",
+                "tls_client_auth_subject_dn":"{BANK_APP_DN}","redirect_uris":["{REDIRECT_URI}"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    let upstream = start(ServeOptions::new()).await;
+    let listen = {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        probe.local_addr().unwrap()
+    };
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"{listen}\"\nupstream = \"http://{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n[clients]\nfile = \"clients.json\"\n\n[tls]\nclient_ca = \"clients-ca.pem\"\n",
+            upstream.addr,
+        ),
+    )
+    .unwrap();
+    let config =
+        par_proxy::config::load_with_env(&file, &par_proxy::config::Environment::default())
+            .unwrap();
+    assert_eq!(config.public_url(), format!("http://{listen}"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = tokio::spawn(server::run(config, async {
+        let _ = stopped.await;
+    }));
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://{listen}");
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(res) = plain.get(format!("{base}/healthz")).send().await {
+            up = res.status() == StatusCode::OK;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the proxy comes up over plain HTTP");
+
+    let right = pki.client_ca.bank_app();
+    let header = [("client-cert", format!(":{}:", b64(right.cert.der())))];
+    let (status, body) = push(&plain, &format!("{base}/par"), &header).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let stranger = Ca::new("someone else").bank_app();
+    let header = [("client-cert", format!(":{}:", b64(stranger.cert.der())))];
+    assert_invalid_client(&push(&plain, &format!("{base}/par"), &header).await);
+    assert_invalid_client(&push(&plain, &format!("{base}/par"), &[]).await);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), proxy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     upstream.shutdown().await;
 }

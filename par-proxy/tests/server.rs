@@ -181,6 +181,8 @@ async fn readyz_follows_the_readiness_check_without_internals() {
     assert_eq!(res.text().await.unwrap(), "ready\n");
 
     ready.store(false, Ordering::SeqCst);
+    // The previous answer is reused for a second.
+    tokio::time::sleep(server::READINESS_CACHE + Duration::from_millis(200)).await;
     let res = client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -190,6 +192,113 @@ async fn readyz_follows_the_readiness_check_without_internals() {
     let res = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn readyz_answers_within_a_second_share_one_check() {
+    let checks = Arc::new(AtomicUsize::new(0));
+    let counted = checks.clone();
+    let options = ServeOptions::new().readiness(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }
+    });
+    let server = start(options, echo(Arc::default())).await;
+    let client = client();
+    for _ in 0..2 {
+        let res = client.get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(server::READINESS_CACHE + Duration::from_millis(200)).await;
+    let res = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(checks.load(Ordering::SeqCst), 2);
+    server.shutdown().await.unwrap();
+}
+
+/// Reads until the server closes the connection; `false` when it is
+/// still open after `bound`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, bound: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(bound, read_to_end).await.is_ok()
+}
+
+#[tokio::test]
+async fn connections_without_a_request_are_closed_after_the_first_request_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let options = ServeOptions::new().first_request_timeout(Duration::from_millis(300));
+    let server = start(options, echo(calls.clone())).await;
+
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Half an HTTP/2 preface: hyper-util's version detection waits for more.
+    let mut preface = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    // Half an HTTP/1.1 request head.
+    let mut partial = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    partial.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+
+    for (name, stream) in [
+        ("silent", &mut silent),
+        ("h2 preface", &mut preface),
+        ("partial head", &mut partial),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(10)).await,
+            "{name}: still open"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // A connection that started a request stays usable past the deadline.
+    let client = client();
+    let res = client.get(server.url("/x")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let res = client.get(server.url("/y")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = ServeOptions::new().max_connections(1);
+    let server = start(options, echo(Arc::default())).await;
+    let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The second waits in the backlog while the first is open...
+    let mut second = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(waiting.is_err(), "served beyond max_connections");
+    // ...and is served once it closes.
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    drop(second);
     server.shutdown().await.unwrap();
 }
 
@@ -757,8 +866,10 @@ async fn run_serves_health_readiness_metrics_and_forwards_everything_else() {
         "{text}"
     );
 
-    // Upstream gone: not ready, and the reason names no host or port.
+    // Upstream gone: not ready, and the reason names no host or port
+    // (once the cached answer has expired).
     upstream.shutdown().await.unwrap();
+    tokio::time::sleep(server::READINESS_CACHE + Duration::from_millis(200)).await;
     let res = client
         .get(format!("http://{listen}/readyz"))
         .send()

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -26,6 +29,62 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that has not sent its request head by then is dropped
 /// (HTTP/1.1; slow-loris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection that has not started its first request by then (counted
+/// from the accept, TLS handshake included) is dropped: it bounds clients
+/// that send nothing or stall in HTTP version detection.
+pub(crate) const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many connections one listener holds open at most; beyond that,
+/// accepting waits until one closes.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// HTTP/2 PING interval, and how long a PING may go unanswered before the
+/// connection is closed.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent HTTP/2 streams per connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// Per-listener connection limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// See [`DEFAULT_FIRST_REQUEST_TIMEOUT`].
+    pub(crate) first_request: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub(crate) max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            first_request: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The service of one connection, noting that a request has started.
+#[derive(Clone)]
+struct Started<S> {
+    inner: S,
+    started: Arc<AtomicBool>,
+}
+
+impl<S, R> tower::Service<R> for Started<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.started.store(true, Ordering::Relaxed);
+        self.inner.call(req)
+    }
+}
 
 /// What is known about an accepted connection when its service is made.
 pub(crate) struct Accepted {
@@ -42,7 +101,12 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
     builder
 }
 
@@ -66,19 +130,23 @@ where
         move |_: &Accepted| service.clone(),
         shutdown,
         deadline,
+        Limits::default(),
     )
     .await
 }
 
 /// Accepts until `shutdown`, then stops accepting (the listener is
 /// closed), lets open connections finish their requests, and after
-/// `deadline` closes whatever is left.
+/// `deadline` closes whatever is left. At most `limits.max_connections`
+/// are open at once; one that has not started a request within
+/// `limits.first_request` of its accept is closed.
 pub(crate) async fn serve<M, S, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     make_service: M,
     shutdown: impl Future<Output = ()> + Send + 'static,
     deadline: Duration,
+    limits: Limits,
 ) -> Result<(), String>
 where
     M: Fn(&Accepted) -> S + Send + Sync + 'static,
@@ -95,10 +163,19 @@ where
     let make_service = Arc::new(make_service);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         // Reap finished connections so the set stays as large as what is open.
         while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -118,29 +195,42 @@ where
         let builder = builder.clone();
         let make_service = make_service.clone();
         let tls = tls.clone();
+        let first_request = tokio::time::Instant::now() + limits.first_request;
         connections.spawn(async move {
+            let _permit = permit;
+            let started = Arc::new(AtomicBool::new(false));
             let result = match tls {
                 None => {
-                    let service = make_service(&Accepted {
-                        peer,
-                        local,
-                        tls: false,
-                        chain: None,
-                    });
+                    let service = Started {
+                        inner: make_service(&Accepted {
+                            peer,
+                            local,
+                            tls: false,
+                            chain: None,
+                        }),
+                        started: started.clone(),
+                    };
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    watcher.watch(conn.into_owned()).await
+                    until_first_request(watcher.watch(conn.into_owned()), &started, first_request, peer).await
                 }
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(target: "par_proxy::server", peer = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let stream = match tokio::time::timeout_at(first_request, handshake).await {
                         Err(_) => {
-                            tracing::debug!(target: "par_proxy::server", peer = %peer, "TLS handshake timed out");
+                            tracing::debug!(target: "par_proxy::server", peer = %peer, "no request before the first-request deadline");
                             return;
                         }
+                        Ok(handshake) => match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(target: "par_proxy::server", peer = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(target: "par_proxy::server", peer = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
                     };
                     let chain = stream
                         .get_ref()
@@ -148,17 +238,20 @@ where
                         .peer_certificates()
                         .filter(|chain| !chain.is_empty())
                         .map(<[CertificateDer<'static>]>::to_vec);
-                    let service = make_service(&Accepted {
-                        peer,
-                        local,
-                        tls: true,
-                        chain,
-                    });
+                    let service = Started {
+                        inner: make_service(&Accepted {
+                            peer,
+                            local,
+                            tls: true,
+                            chain,
+                        }),
+                        started: started.clone(),
+                    };
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    watcher.watch(conn.into_owned()).await
+                    until_first_request(watcher.watch(conn.into_owned()), &started, first_request, peer).await
                 }
             };
-            if let Err(e) = result {
+            if let Some(Err(e)) = result {
                 tracing::debug!(target: "par_proxy::server", peer = %peer, error = %e, "connection ended with an error");
             }
         });
@@ -178,4 +271,27 @@ where
     }
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Drives `conn`; when `deadline` passes before a request has started on
+/// it, drops it (closing the connection) and returns `None`.
+async fn until_first_request<F, E>(
+    conn: F,
+    started: &AtomicBool,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+) -> Option<Result<(), E>>
+where
+    F: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = &mut conn => return Some(result),
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    if !started.load(Ordering::Relaxed) {
+        tracing::debug!(target: "par_proxy::server", peer = %peer, "no request before the first-request deadline");
+        return None;
+    }
+    Some(conn.await)
 }

@@ -32,7 +32,7 @@ pub(crate) type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// `/readyz` answers `503` when the check takes longer.
-const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-connection front service.
 #[derive(Clone)]

@@ -32,17 +32,22 @@ use crate::config::TlsSection;
 /// Errors name the key (`tls.cert`, `tls.key`, `tls.client_ca`) and what
 /// is wrong; they never quote key material.
 pub fn server_config(tls: &TlsSection) -> Result<Arc<ServerConfig>, String> {
-    let certs = read_certs(&tls.cert).map_err(|e| format!("tls.cert: {e}"))?;
+    let (cert_path, key_path) = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => return Err("tls.key: required with tls.cert".into()),
+        (None, _) => return Err("tls.cert: required to terminate TLS".into()),
+    };
+    let certs = read_certs(cert_path).map_err(|e| format!("tls.cert: {e}"))?;
     if certs.is_empty() {
         return Err(format!(
             "tls.cert: no certificate in {}",
-            tls.cert.display()
+            cert_path.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
         format!(
             "tls.key: no usable private key in {}: {}",
-            tls.key.display(),
+            key_path.display(),
             pem_error(&e)
         )
     })?;
