@@ -56,6 +56,7 @@ lifetime_secs = 600
 [store]
 max_pending = 2000000
 max_pending_per_client = 2000000
+max_pending_bytes = 4294967296
 [clients]
 file = "$OUT/clients.json"
 EOF

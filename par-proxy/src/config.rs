@@ -32,6 +32,7 @@
 //! | `[store] secret` | absent | the `RedisStore` secret shared by every instance (at least 32 bytes); may be `env:NAME` |
 //! | `[store] max_pending` | `100000` | in memory: requests waiting for redemption, then `503` |
 //! | `[store] max_pending_per_client` | `1000` | in memory: the same per client, then `429` |
+//! | `[store] max_pending_bytes` | `268435456` | in memory: bytes of waiting requests, then `503` |
 //! | `[clients] file` | required | the clients file, JSON or TOML (by extension, `.toml` for TOML), the library's format; `client_secret` values may be `env:NAME` |
 //! | `[tls] cert` | absent: plain HTTP | PEM certificate chain; given together with `key`, the listener terminates TLS |
 //! | `[tls] key` | absent | PEM private key; given together with `cert` |
@@ -282,6 +283,10 @@ pub struct StoreSection {
     /// The in-memory store's bound per client (default 1 000; over it: `429`).
     #[serde(default)]
     pub max_pending_per_client: Option<usize>,
+    /// The in-memory store's bound on the bytes of waiting requests
+    /// (default 256 MiB; full: `503` with `Retry-After`).
+    #[serde(default)]
+    pub max_pending_bytes: Option<usize>,
 }
 
 impl fmt::Debug for StoreSection {
@@ -291,6 +296,7 @@ impl fmt::Debug for StoreSection {
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("max_pending", &self.max_pending)
             .field("max_pending_per_client", &self.max_pending_per_client)
+            .field("max_pending_bytes", &self.max_pending_bytes)
             .finish()
     }
 }
@@ -597,6 +603,7 @@ const SECTIONS: &[(&str, Keys)] = &[
             ("secret", Kind::Str),
             ("max_pending", Kind::Int),
             ("max_pending_per_client", Kind::Int),
+            ("max_pending_bytes", Kind::Int),
         ],
     ),
     ("clients", &[("file", Kind::Path)]),

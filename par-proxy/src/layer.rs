@@ -183,6 +183,9 @@ pub async fn build(config: &ProxyConfig) -> Result<(ProxyLayer, ProxyStore), Vec
             if let Some(n) = config.store.max_pending_per_client {
                 limits = limits.max_pending_per_client(n);
             }
+            if let Some(n) = config.store.max_pending_bytes {
+                limits = limits.max_pending_bytes(n);
+            }
             let memory = MemoryStore::with_config(limits);
             memory.spawn_sweeper(SWEEP_EVERY);
             Some(ProxyStore::memory(memory))

@@ -762,11 +762,14 @@ fn clients_file_is_required_and_must_load() {
 fn store_limits_and_the_redis_secret_are_checked() {
     let dir = Dir::new();
     let config = ok(
-        &dir.config("[store]\nmax_pending = 5000\nmax_pending_per_client = 7"),
+        &dir.config(
+            "[store]\nmax_pending = 5000\nmax_pending_per_client = 7\nmax_pending_bytes = 1048576",
+        ),
         &[],
     );
     assert_eq!(config.store.max_pending, Some(5000));
     assert_eq!(config.store.max_pending_per_client, Some(7));
+    assert_eq!(config.store.max_pending_bytes, Some(1 << 20));
     one_problem(
         &dir.config("[store]\nmax_pending_per_client = 0"),
         &[],
