@@ -40,8 +40,10 @@
 //!
 //! `/readyz` answers are reused for [`READINESS_CACHE`]. A connection that
 //! has not started a request within [`DEFAULT_FIRST_REQUEST_TIMEOUT`] of
-//! its accept is closed, HTTP/2 connections are kept alive by PINGs and
-//! limited in streams, and at most [`DEFAULT_MAX_CONNECTIONS`] are open.
+//! its accept is closed, and so is one with no request in progress for
+//! [`DEFAULT_IDLE_TIMEOUT`]; HTTP/2 connections are kept alive by PINGs
+//! and limited in streams, and at most [`DEFAULT_MAX_CONNECTIONS`] are
+//! open.
 //!
 //! On shutdown the listener is closed at once (new connections are
 //! refused), requests in flight finish, idle connections are closed, and
@@ -86,8 +88,12 @@ pub const READINESS_CACHE: Duration = Duration::from_secs(1);
 /// [`ServeOptions::first_request_timeout`]).
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = accept::DEFAULT_FIRST_REQUEST_TIMEOUT;
 
+/// How long a connection may stay idle after its first request before it
+/// is closed (see [`ServeOptions::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = accept::DEFAULT_IDLE_TIMEOUT;
+
 /// How many connections the public listener holds open at most (see
-/// [`ServeOptions::max_connections`]; the `max_connections` key).
+/// [`ServeOptions::max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = accept::DEFAULT_MAX_CONNECTIONS;
 
 /// What [`serve_with`] needs besides the listener and the inner service.
@@ -127,6 +133,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("first_request_timeout", &self.limits.first_request)
             .field("max_connections", &self.limits.max_connections)
+            .field("idle_timeout", &self.limits.idle)
             .finish()
     }
 }
@@ -175,7 +182,10 @@ impl ServeOptions {
         self.readiness = Some(Arc::new(move || {
             let check = check.clone();
             let last = last.clone();
-            Box::pin(async move {
+            // The check runs on its own task holding the lock, so a caller
+            // that goes away (a client hanging up) neither cancels it nor
+            // leaves the answer uncached for the next one.
+            let task = tokio::spawn(async move {
                 let mut last = last.lock().await;
                 if let Some((at, result)) = last.as_ref() {
                     if at.elapsed() < READINESS_CACHE {
@@ -187,6 +197,10 @@ impl ServeOptions {
                     .unwrap_or_else(|_| Err("timeout".to_owned()));
                 *last = Some((tokio::time::Instant::now(), result.clone()));
                 result
+            });
+            Box::pin(async move {
+                task.await
+                    .unwrap_or_else(|_| Err("readiness check failed".to_owned()))
             })
         }));
         self
@@ -202,7 +216,16 @@ impl ServeOptions {
     /// included), without starting a request before it is closed; default
     /// [`DEFAULT_FIRST_REQUEST_TIMEOUT`].
     pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.first_request = timeout;
+        // A day at most: the deadline is added to the accept instant.
+        self.limits.first_request = timeout.min(Duration::from_secs(86_400));
+        self
+    }
+
+    /// How long a connection may stay open after a request with no request
+    /// in progress (an idle HTTP/2 connection answers keep-alive PINGs for
+    /// ever); default [`DEFAULT_IDLE_TIMEOUT`], at most a day.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle = timeout.min(Duration::from_secs(86_400));
         self
     }
 
@@ -210,7 +233,7 @@ impl ServeOptions {
     /// waits until one closes. Default [`DEFAULT_MAX_CONNECTIONS`]; `0`
     /// counts as `1`.
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.limits.max_connections = max;
+        self.limits.max_connections = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self
     }
 }

@@ -1116,6 +1116,8 @@ fn escaping_paths() -> Vec<String> {
         format!("/%2E./as/authorize?{q}"),
         format!("/.%2e/as/authorize?{q}"),
         format!("/..;/as/authorize?{q}"),
+        format!("/..%2fas/authorize?{q}"),
+        format!("/%2e%2e%2Fas/authorize?{q}"),
         "/../admin".into(),
         "/./admin".into(),
         "/a/%2e/b".into(),
@@ -1210,7 +1212,7 @@ async fn require_par_cannot_be_bypassed_through_the_upstream_prefix() {
 /// the other forwarding fields.
 #[tokio::test]
 async fn underscored_fields_and_an_untrusted_peers_other_forwarding_fields_are_dropped() {
-    const OTHER_FORWARDING: [&str; 11] = [
+    const OTHER_FORWARDING: [&str; 19] = [
         "x-forwarded-port",
         "x-forwarded-prefix",
         "x-forwarded-ssl",
@@ -1222,6 +1224,14 @@ async fn underscored_fields_and_an_untrusted_peers_other_forwarding_fields_are_d
         "x-original-host",
         "x-forwarded-uri",
         "front-end-https",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "x-forwarded-protocol",
+        "x-url-scheme",
+        "x-host",
     ];
     let request = || {
         let mut req = Request::get("/userinfo")

@@ -918,3 +918,67 @@ async fn run_refuses_what_it_cannot_serve_naming_the_key() {
     let err = server::run(missing_tls, async {}).await.unwrap_err();
     assert!(err.starts_with("tls.cert: "), "{err}");
 }
+
+/// After its first request, a connection with nothing in progress is
+/// closed after the idle timeout, HTTP/2 included (its keep-alive PINGs
+/// would otherwise keep it, and its connection slot, for ever); a request
+/// that takes longer than the idle timeout is not cut off.
+#[tokio::test]
+async fn idle_connections_are_closed_but_slow_requests_finish() {
+    let inner = tower::service_fn(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+    });
+    let options = ServeOptions::new()
+        .first_request_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_millis(300));
+    let server = start(options, inner).await;
+
+    // HTTP/2 with prior knowledge: one request, then idle.
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            Request::get(server.url("/slow"))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // 1.2 s in progress, four idle timeouts long, and answered.
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"done");
+    // Then nothing in progress: the server closes the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+
+    // An HTTP/1.1 keep-alive connection likewise.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut h1 = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    h1.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), h1.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut h1, Duration::from_secs(10)).await,
+        "an idle HTTP/1.1 connection stayed open"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -32,7 +32,7 @@ pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// host, path prefix or even another request target (`X-Original-URL`,
 /// `X-Rewrite-URL`, which IIS and some frameworks route by). The
 /// `X-Forwarded-For/Proto/Host` and `Forwarded` this hop adds come after.
-const FORWARDING: [HeaderName; 15] = [
+const FORWARDING: [HeaderName; 23] = [
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
@@ -48,6 +48,17 @@ const FORWARDING: [HeaderName; 15] = [
     HeaderName::from_static("x-rewrite-url"),
     HeaderName::from_static("x-original-host"),
     HeaderName::from_static("front-end-https"),
+    // Client-address fields that frameworks (Rails' `remote_ip`, PHP
+    // helpers) and CDNs read: an upstream's per-IP limits must not be
+    // steered by the client.
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-forwarded-protocol"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("x-host"),
 ];
 
 /// RFC 9440 client certificate fields: believed only from trusted peers.

@@ -485,6 +485,18 @@ fn unsafe_path(path: &str) -> Option<&'static str> {
     {
         return Some("the request path must not contain a backslash");
     }
+    // An encoded slash separates segments too for upstreams that decode
+    // before resolving dot segments (`/..%2fadmin`).
+    let decoded_slashes;
+    let path = if bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+    {
+        decoded_slashes = path.replace("%2f", "/").replace("%2F", "/");
+        decoded_slashes.as_str()
+    } else {
+        path
+    };
     for segment in path.split('/') {
         let segment = segment.split(';').next().unwrap_or(segment);
         if is_dot_segment(segment.as_bytes()) {
@@ -617,6 +629,9 @@ mod tests {
             "/%2e/x",
             "/..;x/as/authorize",
             "/.;/x",
+            "/..%2fas/authorize",
+            "/%2e%2e%2Fadmin",
+            "/a%2F..%2fb",
             "/a\\b",
             "/a%5cb",
             "/a%5Cb",

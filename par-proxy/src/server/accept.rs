@@ -4,7 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -36,6 +38,12 @@ pub(crate) const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(1
 /// How many connections one listener holds open at most; beyond that,
 /// accepting waits until one closes.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// How long a connection may stay open with no request in progress (no
+/// response head pending, no response body being sent) after its first
+/// request: HTTP/2 connections answer keep-alive PINGs for ever, and an
+/// idle one would otherwise hold a connection slot for good.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// HTTP/2 PING interval, and how long a PING may go unanswered before the
 /// connection is closed.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -50,6 +58,8 @@ pub(crate) struct Limits {
     pub(crate) first_request: Duration,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub(crate) max_connections: usize,
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub(crate) idle: Duration,
 }
 
 impl Default for Limits {
@@ -57,32 +67,143 @@ impl Default for Limits {
         Self {
             first_request: DEFAULT_FIRST_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
 
-/// The service of one connection, noting that a request has started.
+/// What a connection's requests are doing: whether one has started, how
+/// many are in progress (from `call` until the response body is dropped),
+/// and when the last one ended.
+struct Activity {
+    started: AtomicBool,
+    busy: AtomicUsize,
+    /// Milliseconds after `since` at which the connection last became idle.
+    idle_at: AtomicU64,
+    since: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            idle_at: AtomicU64::new(0),
+            since: tokio::time::Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.started.store(true, Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(self))
+    }
+
+    /// When the connection may be closed for idleness, if it is idle now.
+    fn idle_until(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let at = Duration::from_millis(self.idle_at.load(Ordering::Acquire));
+        Some(self.since + at.saturating_add(idle))
+    }
+}
+
+/// One request in progress; its end (drop) makes the connection idle when
+/// it was the last.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_at.store(now, Ordering::Release);
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The service of one connection, recording its requests' [`Activity`].
 #[derive(Clone)]
 struct Started<S> {
     inner: S,
-    started: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
-impl<S, R> tower::Service<R> for Started<S>
+impl<S, R, B> tower::Service<R> for Started<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<R, Response = Response<B>>,
 {
-    type Response = S::Response;
+    type Response = Response<Tracked<B>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = TrackedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: R) -> Self::Future {
-        self.started.store(true, Ordering::Relaxed);
-        self.inner.call(req)
+        let busy = self.activity.begin();
+        TrackedFuture {
+            inner: self.inner.call(req),
+            busy: Some(busy),
+        }
+    }
+}
+
+pin_project! {
+    /// A response future whose request stays in progress until its body
+    /// is dropped.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        busy: Option<Busy>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let busy = this.busy.take();
+        Poll::Ready(result.map(|res| {
+            res.map(|body| Tracked {
+                inner: body,
+                _busy: busy,
+            })
+        }))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request in progress while it lives.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _busy: Option<Busy>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -198,7 +319,7 @@ where
         let first_request = tokio::time::Instant::now() + limits.first_request;
         connections.spawn(async move {
             let _permit = permit;
-            let started = Arc::new(AtomicBool::new(false));
+            let activity = Arc::new(Activity::new());
             let result = match tls {
                 None => {
                     let service = Started {
@@ -208,10 +329,10 @@ where
                             tls: false,
                             chain: None,
                         }),
-                        started: started.clone(),
+                        activity: activity.clone(),
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    until_first_request(watcher.watch(conn.into_owned()), &started, first_request, peer).await
+                    drive(watcher.watch(conn.into_owned()), &activity, first_request, limits.idle, peer).await
                 }
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -245,10 +366,10 @@ where
                             tls: true,
                             chain,
                         }),
-                        started: started.clone(),
+                        activity: activity.clone(),
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    until_first_request(watcher.watch(conn.into_owned()), &started, first_request, peer).await
+                    drive(watcher.watch(conn.into_owned()), &activity, first_request, limits.idle, peer).await
                 }
             };
             if let Some(Err(e)) = result {
@@ -273,25 +394,47 @@ where
     Ok(())
 }
 
-/// Drives `conn`; when `deadline` passes before a request has started on
-/// it, drops it (closing the connection) and returns `None`.
-async fn until_first_request<F, E>(
+/// Drives `conn`; drops it (closing the connection) and returns `None`
+/// when `deadline` passes before a request has started on it, or when it
+/// has had no request in progress for `idle` since.
+async fn drive<F, E>(
     conn: F,
-    started: &AtomicBool,
+    activity: &Activity,
     deadline: tokio::time::Instant,
+    idle: Duration,
     peer: SocketAddr,
 ) -> Option<Result<(), E>>
 where
     F: Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
-    tokio::select! {
-        result = &mut conn => return Some(result),
-        () = tokio::time::sleep_until(deadline) => {}
+    loop {
+        // Idle: at the end of the idle time. Busy, or before the first
+        // request: look again after `idle` (but not past the first-request
+        // deadline).
+        let now = tokio::time::Instant::now();
+        let wake = match activity.idle_until(idle) {
+            Some(until) if activity.started.load(Ordering::Relaxed) => until,
+            _ if activity.started.load(Ordering::Relaxed) => now + idle,
+            _ => deadline.min(now + idle),
+        };
+        tokio::select! {
+            result = &mut conn => return Some(result),
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        if !activity.started.load(Ordering::Relaxed) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(target: "par_proxy::server", peer = %peer, "no request before the first-request deadline");
+                return None;
+            }
+            continue;
+        }
+        if activity
+            .idle_until(idle)
+            .is_some_and(|until| until <= tokio::time::Instant::now())
+        {
+            tracing::debug!(target: "par_proxy::server", peer = %peer, "idle connection closed");
+            return None;
+        }
     }
-    if !started.load(Ordering::Relaxed) {
-        tracing::debug!(target: "par_proxy::server", peer = %peer, "no request before the first-request deadline");
-        return None;
-    }
-    Some(conn.await)
 }
