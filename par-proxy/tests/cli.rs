@@ -445,3 +445,234 @@ fn sigterm_lets_the_request_in_flight_finish() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until `port` answers `/healthz`.
+fn wait_healthy(child: &mut Running, port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get(port, "/healthz").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline && child.0.try_wait().unwrap().is_none(),
+            "par-proxy did not come up on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// `par-proxy --demo --listen ADDR` as the README starts it: the demo
+/// server behind the proxy, with its clients, `PAR_TTL_SECS` and
+/// `PAR_REQUIRED`: discovery names the PAR endpoint, a push, the
+/// authorization request reaching the demo server as a plain request (303
+/// to the redirect URI with a code), the token exchange, and a classic
+/// request refused because PAR is required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_a_par_flow_through_the_proxy() {
+    let port = free_port();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_par-proxy"))
+            .args(["--demo", "--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .envs([("PAR_TTL_SECS", "42"), ("PAR_REQUIRED", "1")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::task::block_in_place(|| wait_healthy(&mut child, port));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let meta: serde_json::Value = http
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(meta["issuer"], base);
+    assert_eq!(
+        meta["pushed_authorization_request_endpoint"],
+        format!("{base}/par")
+    );
+    assert_eq!(meta["require_pushed_authorization_requests"], true);
+
+    let push = http
+        .post(format!("{base}/par"))
+        .basic_auth("demo-client", Some("demo-secret"))
+        .form(&[
+            ("response_type", "code"),
+            ("redirect_uri", "http://127.0.0.1:8080/cb"),
+            ("state", "st-1"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 201);
+    let pushed: serde_json::Value = serde_json::from_str(&push.text().await.unwrap()).unwrap();
+    assert_eq!(pushed["expires_in"], 42);
+    let request_uri = pushed["request_uri"].as_str().unwrap().to_owned();
+
+    let auth = http
+        .get(format!("{base}/authorize"))
+        .query(&[("client_id", "demo-client"), ("request_uri", &request_uri)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(auth.status(), 303);
+    let location = auth.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("http://127.0.0.1:8080/cb?"),
+        "{location}"
+    );
+    let url = reqwest::Url::parse(&location).unwrap();
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("state").as_deref(), Some("st-1"));
+    assert_eq!(param("iss").as_deref(), Some(base.as_str()));
+    let code = param("code").expect("a code");
+
+    let token = http
+        .post(format!("{base}/token"))
+        .basic_auth("demo-client", Some("demo-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:8080/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let token: serde_json::Value = serde_json::from_str(&token.text().await.unwrap()).unwrap();
+    assert!(token["access_token"].is_string(), "{token}");
+
+    // PAR_REQUIRED=1: a classic request is refused at the proxy.
+    let classic = http
+        .get(format!("{base}/authorize"))
+        .query(&[
+            ("client_id", "demo-client"),
+            ("response_type", "code"),
+            ("redirect_uri", "http://127.0.0.1:8080/cb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(classic.status(), 400);
+}
+
+/// `[metrics] listen`: the layer's counters (`tower_par_*`), the
+/// forwarder's and the server's appear in Prometheus text on their own
+/// listener, and the public port does not serve them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listener_serves_the_layers_and_the_proxys_metrics() {
+    let dir = Dir::new();
+    let (port, metrics_port) = (free_port(), free_port());
+    // An upstream that answers 404 to everything.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..16 {
+            let Ok((mut stream, _)) = upstream.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let path = dir.config(&format!(
+        "listen = \"127.0.0.1:{port}\"\nupstream = \"http://{upstream_addr}\"\n[clients]\nfile = \"clients.json\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    ));
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_par-proxy"))
+            .args(["--config", path.to_str().unwrap()])
+            .env_clear()
+            .envs([SECRET])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::task::block_in_place(|| wait_healthy(&mut child, port));
+    let http = reqwest::Client::new();
+    let push = http
+        .post(format!("http://127.0.0.1:{port}/par"))
+        .basic_auth("app", Some(SECRET.1))
+        .form(&[
+            ("response_type", "code"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 201);
+    let forwarded = http
+        .get(format!("http://127.0.0.1:{port}/somewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 404);
+
+    let text = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tower_par_pushed_total",
+        "par_proxy_upstream_responses_total",
+        "par_proxy_requests_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    // Never on the public port: there /metrics is the upstream's (404).
+    let public = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+}
