@@ -302,32 +302,12 @@ fn get(port: u16, path: &str) -> Option<String> {
 fn config_runs_the_proxy_until_sigterm() {
     use std::time::{Duration, Instant};
     let dir = Dir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let path = dir.config(&format!("listen = \"127.0.0.1:{port}\"\n{GOOD}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_par-proxy"))
-        .args(["--config", path.to_str().unwrap()])
-        .env_clear()
-        .envs([SECRET])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(line) = get(port, "/healthz") {
-            break line;
-        }
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("the proxy did not answer /healthz");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut running = spawn_config(&path);
+    wait_healthy(&mut running, port);
+    assert_eq!(get(port, "/healthz").as_deref(), Some("HTTP/1.1 200 OK"));
+    let child = &mut running.0;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -377,30 +357,13 @@ fn sigterm_lets_the_request_in_flight_finish() {
         }
     });
     let dir = Dir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let path = dir.config(&format!(
         "listen = \"127.0.0.1:{port}\"\nupstream = \"http://127.0.0.1:{upstream_port}\"\n[clients]\nfile = \"clients.json\"\n"
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_par-proxy"))
-        .args(["--config", path.to_str().unwrap()])
-        .env_clear()
-        .envs([SECRET])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(port, "/healthz").is_none() {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!("the proxy did not answer /healthz");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut running = spawn_config(&path);
+    wait_healthy(&mut running, port);
+    let child = &mut running.0;
     // The request in flight, on its own thread.
     let in_flight = std::thread::spawn(move || {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -462,6 +425,21 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `par-proxy --config path` with only the clients' secret in its
+/// environment, its output discarded.
+fn spawn_config(path: &std::path::Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_par-proxy"))
+            .args(["--config", path.to_str().unwrap()])
+            .env_clear()
+            .envs([SECRET])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits (bounded) until `port` answers `/healthz`.
@@ -621,16 +599,7 @@ async fn metrics_listener_serves_the_layers_and_the_proxys_metrics() {
     let path = dir.config(&format!(
         "listen = \"127.0.0.1:{port}\"\nupstream = \"http://{upstream_addr}\"\n[clients]\nfile = \"clients.json\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
     ));
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_par-proxy"))
-            .args(["--config", path.to_str().unwrap()])
-            .env_clear()
-            .envs([SECRET])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_config(&path);
     tokio::task::block_in_place(|| wait_healthy(&mut child, port));
     let http = reqwest::Client::new();
     let push = http

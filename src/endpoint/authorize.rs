@@ -257,13 +257,7 @@ where
                 .await?;
             Ok(complete_later(&cfg, &presented, res, accept.as_ref()).await)
         }
-        Err(e) if e.status() != StatusCode::BAD_REQUEST => {
-            crate::trace::rejected("authorize", &e);
-            Ok(own(e.browser_response(
-                cfg.error_page.as_ref(),
-                accept.as_ref(),
-            )))
-        }
+        Err(e) if e.status() != StatusCode::BAD_REQUEST => Ok(refuse(&cfg, e, accept.as_ref())),
         Err(_) => {
             // The same answer as a classic request without request_uri
             // (PAR-31), naming the one way in.
@@ -271,11 +265,7 @@ where
                 "pushed authorization request required: use GET or POST {} with client_id and request_uri",
                 cfg.authorize_path
             ));
-            crate::trace::rejected("authorize", &e);
-            Ok(own(e.browser_response(
-                cfg.error_page.as_ref(),
-                accept.as_ref(),
-            )))
+            Ok(refuse(&cfg, e, accept.as_ref()))
         }
     }
 }
@@ -386,11 +376,7 @@ where
                 completes = is_response;
                 body = own_body;
             }
-            Err(why) => {
-                let e = OAuthError::server_error(why);
-                crate::trace::rejected("authorize", &e);
-                return own(e.browser_response(cfg.error_page.as_ref(), accept));
-            }
+            Err(why) => return refuse(cfg, OAuthError::server_error(why), accept),
         }
     }
     if completes {
@@ -418,8 +404,7 @@ where
             let e = OAuthError::server_error(
                 "the authorization server's response would send the pushed request back through the browser",
             );
-            crate::trace::rejected("authorize", &e);
-            return own(e.browser_response(cfg.error_page.as_ref(), accept));
+            return refuse(cfg, e, accept);
         }
     }
     if let Some(cookie) = flow.set_cookie {
@@ -749,11 +734,7 @@ where
                     ends = is_response;
                     body = own_body;
                 }
-                Err(why) => {
-                    let e = OAuthError::server_error(why);
-                    crate::trace::rejected("authorize", &e);
-                    return own(e.browser_response(cfg.error_page.as_ref(), accept));
-                }
+                Err(why) => return refuse(cfg, OAuthError::server_error(why), accept),
             }
         }
         if !ends {
@@ -782,15 +763,27 @@ where
     Response::from_parts(parts, body)
 }
 
+/// A refusal at the authorization endpoint, answered to the browser (never
+/// redirected, OA-5) and recorded.
+fn refuse<C, St, B>(
+    cfg: &Config<C, St>,
+    e: OAuthError,
+    accept: Option<&HeaderValue>,
+) -> Response<ParResponseBody<B>> {
+    crate::trace::rejected("authorize", &e);
+    own(e.browser_response(cfg.error_page.as_ref(), accept))
+}
+
 /// The answer when a flow's completion is lost to another response.
 fn already_completed<C, St, B>(
     cfg: &Config<C, St>,
     accept: Option<&HeaderValue>,
 ) -> Response<ParResponseBody<B>> {
-    let e =
-        OAuthError::invalid_request_uri("this authorization request has already been completed");
-    crate::trace::rejected("authorize", &e);
-    own(e.browser_response(cfg.error_page.as_ref(), accept))
+    refuse(
+        cfg,
+        OAuthError::invalid_request_uri("this authorization request has already been completed"),
+        accept,
+    )
 }
 
 /// Fail closed: an authorization response whose request cannot be looked

@@ -64,7 +64,7 @@ pub(crate) fn access(
     peer: std::net::SocketAddr,
 ) {
     let path = truncate(path);
-    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let duration_ms = millis(elapsed);
     tracing::info!(
         target: ACCESS_TARGET,
         method = %method,
@@ -85,7 +85,7 @@ pub(crate) fn access_failed(
     peer: std::net::SocketAddr,
 ) {
     let path = truncate(path);
-    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let duration_ms = millis(elapsed);
     tracing::warn!(
         target: ACCESS_TARGET,
         method = %method,
@@ -105,7 +105,7 @@ pub(crate) fn access_cancelled(
     peer: std::net::SocketAddr,
 ) {
     let path = truncate(path);
-    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let duration_ms = millis(elapsed);
     tracing::info!(
         target: ACCESS_TARGET,
         method = %method,
@@ -114,6 +114,11 @@ pub(crate) fn access_cancelled(
         peer = %peer,
         "request cancelled before the response"
     );
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
 fn truncate(path: &str) -> &str {
